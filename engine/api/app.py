@@ -1,0 +1,365 @@
+"""The Lambda control plane for event source mappings, over HTTP (rest-json, as boto3 and the CLI speak it).
+
+Errors are translated here, at the boundary: every LambdaError becomes AWS's error JSON with its type
+header and status; anything unexpected becomes a ServiceException (and is logged with its traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid as uuidlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from engine.errors import (
+    InvalidParameterValueException,
+    LambdaError,
+    ResourceConflictException,
+    ResourceInUseException,
+    ResourceNotFoundException,
+    SerializationException,
+    ServiceException,
+    UnknownOperationException,
+    ValidationException,
+)
+from engine.events import parse_arn
+from engine.filtering import FilterPatternError, compile_filters
+from engine.model import EventSourceMapping, SourceKind, State, function_name_part
+from engine.ports import FunctionNotFound, FunctionResolver, SourceDescription, SourceError, SourceNotFound
+from engine.store.sqlite import SqliteStore
+from engine.supervisor import Supervisor
+from engine.validate import validate_create, validate_update
+
+log = structlog.get_logger("engine.api")
+
+BASE = "/2015-03-31/event-source-mappings"
+NOT_FOUND = "The resource you requested does not exist."
+LIST_PAGE_MAX = 100
+
+Describe = Callable[[EventSourceMapping], Awaitable[SourceDescription]]
+
+
+@dataclass
+class ControlPlane:
+    store: SqliteStore
+    supervisor: Supervisor
+    functions: FunctionResolver
+    #: source existence and properties, by kind (kinds without one are not checked at create)
+    describe_source: Mapping[SourceKind, Describe]
+    function_arn: Callable[[str], str]
+    supported_kinds: frozenset[SourceKind] = frozenset(SourceKind)
+    max_filters: int = 5
+
+    # --- rendering ----------------------------------------------------------------------------------
+
+    def render(self, m: EventSourceMapping) -> dict[str, Any]:
+        arn = parse_arn(m.function_arn)
+        out: dict[str, Any] = {"UUID": m.uuid, **m.params}
+        out["FunctionArn"] = m.function_arn
+        out["LastModified"] = m.last_modified
+        if m.kind is not SourceKind.SQS:
+            out["LastProcessingResult"] = m.last_processing_result or "No records processed"
+        out["State"] = m.state.value
+        out["StateTransitionReason"] = m.state_transition_reason
+        out["EventSourceMappingArn"] = f"arn:{arn.partition}:lambda:{arn.region}:{arn.account}:event-source-mapping:{m.uuid}"
+        return dict(sorted(out.items()))
+
+    # --- checks shared by create and update -----------------------------------------------------------
+
+    def _check_filters(self, kind: SourceKind, params: Mapping[str, Any]) -> None:
+        patterns = [f.get("Pattern", "") for f in (params.get("FilterCriteria") or {}).get("Filters") or []]
+        try:
+            compile_filters(patterns, kind, max_filters=self.max_filters)
+        except FilterPatternError as e:
+            raise InvalidParameterValueException(str(e)) from None
+
+    async def _function_timeout(self, function_name: str) -> float:
+        try:
+            invoker = await self.functions.resolve(function_name)
+        except FunctionNotFound:
+            raise InvalidParameterValueException("Function does not exist") from None
+        return invoker.info.timeout_s
+
+    async def _check_source(self, m: EventSourceMapping, function_timeout_s: float) -> None:
+        describe = self.describe_source.get(m.kind)
+        if describe is None:
+            return
+        try:
+            desc = await describe(m)
+        except SourceNotFound as e:
+            raise InvalidParameterValueException(str(e)) from None
+        except SourceError as e:
+            raise ServiceException(f"Could not reach the event source: {e}") from None
+        vt = desc.visibility_timeout_s
+        if m.kind is SourceKind.SQS and vt is not None and vt < function_timeout_s:
+            raise InvalidParameterValueException(
+                f"Queue visibility timeout: {vt} seconds is less than Function timeout: "
+                f"{_seconds(function_timeout_s)} seconds"
+            )
+
+    def _check_duplicate(self, m: EventSourceMapping) -> None:
+        for other in self.store.list_mappings():
+            if other.uuid == m.uuid or other.function_arn != m.function_arn:
+                continue
+            if m.kind.is_kafka and other.kind is m.kind:
+                if _kafka_overlap(m, other):
+                    raise ResourceConflictException(_duplicate_text(m, other))
+            elif other.event_source_arn is not None and other.event_source_arn == m.event_source_arn:
+                raise ResourceConflictException(_duplicate_text(m, other))
+
+    # --- operations ---------------------------------------------------------------------------------
+
+    async def create(self, body: Mapping[str, Any]) -> EventSourceMapping:
+        new_uuid = str(uuidlib.uuid4())
+        req = validate_create(body, new_uuid=new_uuid)
+        if req.kind not in self.supported_kinds:
+            raise InvalidParameterValueException(
+                f"Unsupported event source type: this engine does not poll {req.kind.value} sources yet."
+            )
+        self._check_filters(req.kind, req.params)
+        timeout_s = await self._function_timeout(req.function_name)
+        streamish = req.kind.is_stream
+        m = EventSourceMapping(
+            uuid=new_uuid,
+            kind=req.kind,
+            function_arn=self.function_arn(req.function_name),
+            params=req.params,
+            enabled=req.enabled,
+            state=State.CREATING if req.enabled else State.DISABLED,
+            state_transition_reason="User action" if streamish else "USER_INITIATED",
+            last_modified=time.time(),
+        )
+        await self._check_source(m, timeout_s)
+        self._check_duplicate(m)
+        m = self.store.insert_mapping(m)
+        log.info("mapping_created", mapping=m.uuid, kind=m.kind.value, function=m.function_arn,
+                 source=m.event_source_arn, enabled=m.enabled)
+        self.supervisor.notify(m.uuid)
+        return m
+
+    def get(self, uuid: str) -> EventSourceMapping:
+        m = self.store.get_mapping(uuid)
+        if m is None:
+            raise ResourceNotFoundException(NOT_FOUND)
+        return m
+
+    async def update(self, uuid: str, body: Mapping[str, Any]) -> EventSourceMapping:
+        current = self.get(uuid)
+        if current.state is State.CREATING:
+            raise ResourceInUseException(
+                f"Cannot update the event source mapping {uuid} because it is in the Creating state."
+            )
+        if current.state.is_transitional:
+            raise ResourceConflictException(
+                f"The operation cannot be performed at this time. The event source mapping is currently in "
+                f"the {current.state.value} state."
+            )
+        req = validate_update(current, body)
+        self._check_filters(current.kind, req.params)
+        function_ref = req.function_name or current.function_arn
+        timeout_s = await self._function_timeout(function_ref)
+        enabled = current.enabled if req.enabled is None else req.enabled
+        if enabled != current.enabled:
+            state = State.ENABLING if enabled else State.DISABLING
+        else:
+            state = State.UPDATING
+        m = EventSourceMapping(
+            uuid=uuid,
+            kind=current.kind,
+            function_arn=self.function_arn(req.function_name) if req.function_name else current.function_arn,
+            params=req.params,
+            enabled=enabled,
+            state=state,
+            state_transition_reason=current.state_transition_reason,
+            last_modified=time.time(),
+            last_processing_result=current.last_processing_result,
+            seq=current.seq,
+            extra=current.extra,
+        )
+        await self._check_source(m, timeout_s)
+        self._check_duplicate(m)
+        self.store.save_mapping(m)
+        log.info("mapping_updated", mapping=uuid, state=state.value)
+        self.supervisor.notify(uuid)
+        return m
+
+    def delete(self, uuid: str) -> EventSourceMapping:
+        current = self.get(uuid)
+        if current.state in (State.UPDATING, State.CREATING):
+            raise ResourceInUseException(
+                f"Cannot delete the event source mapping {uuid} because it is in the {current.state.value} state."
+            )
+        if current.state is State.DELETING:
+            raise ResourceConflictException(
+                f"The event source mapping {uuid} is already being deleted."
+            )
+        m = current.with_state(State.DELETING, last_modified=time.time())
+        self.store.save_mapping(m)
+        log.info("mapping_delete_requested", mapping=uuid)
+        self.supervisor.notify(uuid)
+        return m
+
+    def list(
+        self, event_source_arn: str | None, function_name: str | None, marker: str | None, max_items: int | None
+    ) -> tuple[list[EventSourceMapping], str | None]:
+        items = self.store.list_mappings()
+        if event_source_arn:
+            items = [m for m in items if m.event_source_arn == event_source_arn]
+        if function_name:
+            items = [m for m in items if _function_matches(m.function_arn, function_name)]
+        if marker:
+            try:
+                after = int(marker)
+            except ValueError:
+                raise InvalidParameterValueException(f"Invalid marker: {marker}") from None
+            items = [m for m in items if m.seq > after]
+        page = min(max_items or LIST_PAGE_MAX, LIST_PAGE_MAX)
+        next_marker = str(items[page - 1].seq) if len(items) > page else None
+        return items[:page], next_marker
+
+
+def _seconds(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+def _function_matches(function_arn: str, ref: str) -> bool:
+    """An unqualified name matches every qualifier of the function; a qualified one only itself."""
+    if function_name_part(function_arn) != function_name_part(ref):
+        return False
+    stored_qualifier = _qualifier(function_arn)
+    wanted = _qualifier(ref)
+    return wanted is None or wanted == stored_qualifier
+
+
+def _qualifier(ref: str) -> str | None:
+    parts = ref.split(":")
+    if ref.startswith("arn:"):
+        return parts[7] if len(parts) > 7 else None
+    if len(parts) >= 3:
+        return parts[3] if len(parts) > 3 else None
+    return parts[1] if len(parts) > 1 else None
+
+
+def _bootstrap(m: EventSourceMapping) -> list[str]:
+    sme = m.params.get("SelfManagedEventSource") or {}
+    return list((sme.get("Endpoints") or {}).get("KAFKA_BOOTSTRAP_SERVERS") or [])
+
+
+def _kafka_overlap(a: EventSourceMapping, b: EventSourceMapping) -> bool:
+    same_topic = set(a.params.get("Topics") or []) & set(b.params.get("Topics") or [])
+    if a.kind is SourceKind.MSK:
+        return bool(same_topic) and a.event_source_arn == b.event_source_arn
+    return bool(same_topic) and bool(set(_bootstrap(a)) & set(_bootstrap(b)))
+
+
+def _duplicate_text(m: EventSourceMapping, existing: EventSourceMapping) -> str:
+    tail = f"Please update or delete the existing mapping with UUID {existing.uuid}"
+    name = m.function_name
+    if m.kind is SourceKind.SQS:
+        return (f'An event source mapping with SQS arn (" {m.event_source_arn} ") and function (" {name} ") '
+                f"already exists. {tail}")
+    if m.kind is SourceKind.SELF_MANAGED_KAFKA:
+        return (f'An event source mapping with event source ("{",".join(_bootstrap(m))}"), function '
+                f'("{m.function_arn}"), topics ("{",".join(m.params.get("Topics") or [])}") already exists. {tail}')
+    return (f'The event source arn (" {m.event_source_arn} ") and function (" {name} ") provided mapping '
+            f"already exists. {tail}")
+
+
+# --- HTTP -------------------------------------------------------------------------------------------
+
+def _error_response(e: LambdaError) -> web.Response:
+    return web.json_response(e.body(), status=e.status, headers=e.headers())
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except LambdaError as e:
+        log.info("api_error", method=request.method, path=request.path, error=e.code, message=e.message)
+        return _error_response(e)
+    except web.HTTPException as e:
+        if e.status == 404:
+            return _error_response(UnknownOperationException(f"Unknown operation {request.method} {request.path}"))
+        if e.status == 405:
+            return _error_response(UnknownOperationException(f"Unsupported method {request.method} {request.path}"))
+        raise
+    except Exception as e:
+        log.exception("api_internal_error", method=request.method, path=request.path)
+        return _error_response(ServiceException(f"Internal error: {type(e).__name__}"))
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as e:
+        raise SerializationException(f"Could not parse the request body as JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise SerializationException("The request body must be a JSON object.")
+    return body
+
+
+def _reply(m: EventSourceMapping, plane: ControlPlane, status: int) -> web.Response:
+    return web.json_response(plane.render(m), status=status)
+
+
+def _max_items(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SerializationException(f"MaxItems must be an integer, got {raw!r}") from None
+    if not 1 <= value <= 10000:
+        bound = "greater than or equal to 1" if value < 1 else "less than or equal to 10000"
+        raise ValidationException(
+            f"1 validation error detected: Value '{value}' at 'maxItems' failed to satisfy constraint: "
+            f"Member must have value {bound}"
+        )
+    return value
+
+
+def build_app(plane: ControlPlane) -> web.Application:
+    app = web.Application(middlewares=[_errors], client_max_size=8 * 1024 * 1024)
+
+    async def create(request: web.Request) -> web.Response:
+        return _reply(await plane.create(await _json_body(request)), plane, 202)
+
+    async def list_(request: web.Request) -> web.Response:
+        q = request.query
+        items, next_marker = plane.list(
+            q.get("EventSourceArn"), q.get("FunctionName"), q.get("Marker"), _max_items(q.get("MaxItems"))
+        )
+        body: dict[str, Any] = {"EventSourceMappings": [plane.render(m) for m in items]}
+        if next_marker:
+            body["NextMarker"] = next_marker
+        return web.json_response(body)
+
+    async def get(request: web.Request) -> web.Response:
+        return _reply(plane.get(request.match_info["uuid"]), plane, 200)
+
+    async def update(request: web.Request) -> web.Response:
+        return _reply(await plane.update(request.match_info["uuid"], await _json_body(request)), plane, 202)
+
+    async def delete(request: web.Request) -> web.Response:
+        return _reply(plane.delete(request.match_info["uuid"]), plane, 202)
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "running": sorted(plane.supervisor.running())})
+
+    for base in (BASE, BASE + "/"):
+        app.router.add_post(base, create)
+        app.router.add_get(base, list_)
+    app.router.add_get(BASE + "/{uuid}", get)
+    app.router.add_put(BASE + "/{uuid}", update)
+    app.router.add_delete(BASE + "/{uuid}", delete)
+    app.router.add_get("/health", health)
+    return app

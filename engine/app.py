@@ -1,0 +1,116 @@
+"""The composition root: wires store, function registry, pollers (by source kind), supervisor and API.
+
+The only module of engine/ that imports pollers/.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import anyio.abc
+import structlog
+from aiohttp import web
+
+from engine.api.app import ControlPlane, build_app
+from engine.config import EngineConfig
+from engine.filtering import compile_filters
+from engine.invoke.registry import FunctionRegistry
+from engine.model import EventSourceMapping, SourceKind
+from engine.ports import SourceError
+from engine.runner.queue import QueueRunner, QueueRunnerSettings
+from engine.store.sqlite import SqliteStore
+from engine.supervisor import Runner, Supervisor
+from pollers.sqs import SqsClients, SqsSourceFactory
+
+log = structlog.get_logger("engine.app")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    host: str = "127.0.0.1"
+    port: int = 9001
+    data_dir: Path = Path(".data")
+    aws_endpoint_url: str | None = None
+    region: str = "us-east-1"
+    account_id: str = "123456789012"
+    queue: QueueRunnerSettings = field(default_factory=QueueRunnerSettings)
+    drain_timeout_s: float = 10.0
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / "esm.sqlite3"
+
+
+class Engine:
+    def __init__(self, settings: EngineSettings, config: EngineConfig) -> None:
+        self.settings = settings
+        self.config = config
+        self.store = SqliteStore(settings.store_path)
+        self.functions = FunctionRegistry(
+            config,
+            lambda_endpoint_url=settings.aws_endpoint_url,
+            region=settings.region,
+            account_id=settings.account_id,
+        )
+        self.sqs = SqsSourceFactory(SqsClients(settings.aws_endpoint_url))
+        self.supervisor = Supervisor(self.store, self.build_runner, drain_timeout_s=settings.drain_timeout_s)
+        self.plane = ControlPlane(
+            store=self.store,
+            supervisor=self.supervisor,
+            functions=self.functions,
+            describe_source={SourceKind.SQS: self.sqs.describe},
+            function_arn=self.functions.function_arn,
+            supported_kinds=frozenset({SourceKind.SQS}),
+        )
+        self.port = settings.port
+
+    async def build_runner(self, m: EventSourceMapping) -> Runner:
+        invoker = await self.functions.resolve(m.function_arn)
+        record_filter = compile_filters(m.filter_patterns, m.kind)
+        if m.kind is SourceKind.SQS:
+            desc = await self.sqs.describe(m)
+            queue_settings = self.settings.queue
+            if desc.visibility_timeout_s:
+                # AWS keeps retrying a throttled batch while its messages stay invisible
+                queue_settings = QueueRunnerSettings(
+                    **{**queue_settings.__dict__, "invoke_retry_budget_s": float(desc.visibility_timeout_s)}
+                )
+            return QueueRunner(
+                m, self.sqs.open_queue(m), self.sqs.envelope(m), invoker, record_filter, self.store, queue_settings
+            )
+        raise SourceError(f"no poller for source kind {m.kind.value}")
+
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled: the supervisor, then the HTTP API. Reports the bound port when started."""
+        runner = web.AppRunner(build_app(self.plane), access_log=None)
+        await runner.setup()
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(self.supervisor.run, name="esm-supervisor")
+                site = web.TCPSite(runner, self.settings.host, self.settings.port)
+                await site.start()
+                sockets = site._server.sockets if site._server else []  # noqa: SLF001 (aiohttp has no public getter)
+                self.port = int(sockets[0].getsockname()[1]) if sockets else self.settings.port
+                log.info("engine_started", host=self.settings.host, port=self.port,
+                         store=str(self.settings.store_path), mappings=len(self.store.list_mappings()))
+                task_status.started(self.port)
+                await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.settings.drain_timeout_s + 5):
+                await runner.cleanup()
+                await self.functions.aclose()
+                await self.sqs.clients.aclose()
+            self.store.close()
+            log.info("engine_stopped")
+
+    async def serve_until_signal(self) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.serve, name="esm-engine")
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    log.info("shutdown_requested", signal=signal.Signals(signum).name)
+                    tg.cancel_scope.cancel()
+                    break

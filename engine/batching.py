@@ -1,0 +1,106 @@
+"""Batching policy: when a batch is flushed (BatchSize, batching window, 6 MB payload cap).
+
+Pure policy: no I/O, the clock is passed in. Records are JSON-encoded once, when they join a batch;
+the invocation payload is assembled from those bytes, so the size the batcher counts is the size sent.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from engine.model import BatchingPolicy
+
+T = TypeVar("T")
+
+
+def encode_record(record: Mapping[str, Any]) -> bytes:
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def encode_envelope(prefix: bytes, encoded_records: Sequence[bytes], suffix: bytes) -> bytes:
+    """``prefix`` + records joined by commas + ``suffix``; e.g. b'{"Records":[' ... b']}'."""
+    return prefix + b",".join(encoded_records) + suffix
+
+
+class Admission(enum.Enum):
+    ADDED = "added"
+    #: the record would push the payload past the cap: flush first, the record opens the next batch
+    WOULD_EXCEED = "would_exceed"
+    #: the record alone exceeds the cap: it can never be delivered (Kafka: MaximumPayloadSizeExceeded)
+    TOO_LARGE = "too_large"
+
+
+@dataclass
+class Batch(Generic[T]):
+    """Items with their encoded records, in arrival order."""
+
+    items: list[T] = field(default_factory=list)
+    encoded: list[bytes] = field(default_factory=list)
+    payload_bytes: int = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class Batcher(Generic[T]):
+    """Collects one batch. ``envelope_bytes`` is the size of the event around the records.
+
+    The window opens at ``opened_at`` (queues and streams: when collection starts, i.e. after the previous
+    invocation completed; Kafka/MQ: when the first record arrives, see ``open_on_first_record``).
+    """
+
+    def __init__(
+        self,
+        policy: BatchingPolicy,
+        *,
+        envelope_bytes: int,
+        now: float,
+        open_on_first_record: bool = False,
+    ) -> None:
+        self.policy = policy
+        self.batch: Batch[T] = Batch(payload_bytes=envelope_bytes)
+        self._open_on_first = open_on_first_record
+        self.opened_at: float | None = None if open_on_first_record else now
+
+    def offer(self, item: T, encoded: bytes, now: float) -> Admission:
+        b = self.batch
+        added = len(encoded) + (1 if b.items else 0)  # the comma between records
+        if b.payload_bytes + added > self.policy.max_payload_bytes:
+            if not b.items:
+                return Admission.TOO_LARGE
+            return Admission.WOULD_EXCEED
+        if self.opened_at is None:
+            self.opened_at = now
+        b.items.append(item)
+        b.encoded.append(encoded)
+        b.payload_bytes += added
+        return Admission.ADDED
+
+    @property
+    def full(self) -> bool:
+        return len(self.batch) >= self.policy.batch_size
+
+    @property
+    def room(self) -> int:
+        return max(0, self.policy.batch_size - len(self.batch))
+
+    def deadline(self) -> float | None:
+        """When the window closes (None: not opened yet)."""
+        if self.opened_at is None:
+            return None
+        return self.opened_at + self.policy.window_s
+
+    def remaining(self, now: float) -> float:
+        d = self.deadline()
+        return self.policy.window_s if d is None else max(0.0, d - now)
+
+    def should_flush(self, now: float) -> bool:
+        if self.full:
+            return True
+        if not self.batch.items:
+            return False
+        return self.remaining(now) <= 0

@@ -1,0 +1,174 @@
+"""The `esm` command: serve the engine, list mappings, functions and the invocation journal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+
+from engine.config import ConfigError, EngineConfig, load_config
+
+DESCRIPTION = """\
+A local AWS Lambda event-source-mapping engine. `esm serve` runs the Lambda event-source-mapping API
+(CreateEventSourceMapping and its siblings) on HOST:PORT, keeps mappings and checkpoints in a SQLite
+store under --data-dir, and polls every enabled mapping's source, invoking the functions your config
+file declares. Drive it with boto3 or `aws lambda ... --endpoint-url http://HOST:PORT`.
+"""
+
+EPILOG = """\
+examples:
+  esm serve --config esm.yaml --aws-endpoint-url http://127.0.0.1:4566   # beside LocalStack
+  esm serve --embedded-aws --config examples/demo/esm.yaml               # moto in-process
+  esm mappings --data-dir .data
+  esm journal --mapping 6f1c... --limit 20
+every option of `serve` can also be set by an environment variable (shown in its help).
+"""
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="esm", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("serve", help="serve the Lambda ESM API and run every enabled mapping")
+    s.add_argument("--host", default=_env("ESM_HOST", "127.0.0.1"), help="bind address [ESM_HOST] (127.0.0.1)")
+    s.add_argument("--port", type=int, default=int(_env("ESM_PORT", "9001") or 9001),
+                   help="API port [ESM_PORT] (9001; 0 picks a free port)")
+    s.add_argument("--data-dir", type=Path, default=Path(_env("ESM_DATA_DIR", ".data") or ".data"),
+                   help="where the SQLite store lives [ESM_DATA_DIR] (.data)")
+    s.add_argument("--config", type=Path, default=_env("ESM_CONFIG"),
+                   help="engine config file, YAML or JSON: functions, brokers, secrets [ESM_CONFIG]")
+    s.add_argument("--aws-endpoint-url", default=_env("ESM_AWS_ENDPOINT_URL"),
+                   help="endpoint of every AWS API the engine calls: SQS, Lambda Invoke, ... "
+                        "(LocalStack, moto, ElasticMQ; default: AWS itself) [ESM_AWS_ENDPOINT_URL]")
+    s.add_argument("--region", default=_env("ESM_REGION", _env("AWS_DEFAULT_REGION", "us-east-1")),
+                   help="region of the function ARNs the API returns [ESM_REGION] (us-east-1)")
+    s.add_argument("--account-id", default=_env("ESM_ACCOUNT_ID", "123456789012"),
+                   help="account of the function ARNs the API returns [ESM_ACCOUNT_ID] (123456789012)")
+    s.add_argument("--embedded-aws", action="store_true", default=_env("ESM_EMBEDDED_AWS") == "1",
+                   help="start moto's server in-process and use it as the AWS endpoint [ESM_EMBEDDED_AWS=1]")
+    s.add_argument("--embedded-aws-port", type=int, default=int(_env("ESM_EMBEDDED_AWS_PORT", "5000") or 5000),
+                   help="port of the embedded AWS emulator [ESM_EMBEDDED_AWS_PORT] (5000)")
+    s.add_argument("--log-level", default=_env("ESM_LOG_LEVEL", "info"), help="[ESM_LOG_LEVEL] (info)")
+    s.add_argument("--log-format", choices=("json", "console"), default=_env("ESM_LOG_FORMAT", "json"),
+                   help="[ESM_LOG_FORMAT] (json)")
+
+    m = sub.add_parser("mappings", help="list the mappings in the store")
+    m.add_argument("--data-dir", type=Path, default=Path(_env("ESM_DATA_DIR", ".data") or ".data"))
+    m.add_argument("--json", action="store_true", help="print the stored mappings as JSON")
+
+    f = sub.add_parser("functions", help="list the functions the config file declares")
+    f.add_argument("--config", type=Path, default=_env("ESM_CONFIG"))
+
+    j = sub.add_parser("journal", help="list invocation attempts (outcome, attempt, size, duration)")
+    j.add_argument("--data-dir", type=Path, default=Path(_env("ESM_DATA_DIR", ".data") or ".data"))
+    j.add_argument("--mapping", help="only this mapping's UUID")
+    j.add_argument("--limit", type=int, default=50)
+    j.add_argument("--json", action="store_true")
+    return p
+
+
+def _load(path: Path | None) -> EngineConfig:
+    if path is None:
+        return EngineConfig.empty()
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        raise SystemExit(f"esm: {e}") from None
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from engine.app import Engine, EngineSettings
+    from engine.embedded import EmbeddedAws
+    from engine.logging import configure
+
+    configure(args.log_level, json_lines=args.log_format == "json")
+    config = _load(args.config)
+    endpoint = args.aws_endpoint_url or config.aws.endpoint_url
+    embedded = None
+    if args.embedded_aws:
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+        embedded = EmbeddedAws(port=args.embedded_aws_port)
+        embedded.start()
+        endpoint = embedded.endpoint_url
+    settings = EngineSettings(
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        aws_endpoint_url=endpoint,
+        region=config.aws.region or args.region,
+        account_id=config.aws.account_id or args.account_id,
+    )
+    try:
+        anyio.run(Engine(settings, config).serve_until_signal)
+    finally:
+        if embedded:
+            embedded.stop()
+
+
+def _store(data_dir: Path):  # type: ignore[no-untyped-def]
+    from engine.store.sqlite import SqliteStore
+
+    path = data_dir / "esm.sqlite3"
+    if not path.exists():
+        raise SystemExit(f"esm: no store at {path} (run `esm serve --data-dir {data_dir}` first)")
+    return SqliteStore(path)
+
+
+def _ts(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+
+
+def _mappings(args: argparse.Namespace) -> None:
+    items = _store(args.data_dir).list_mappings()
+    if args.json:
+        print(json.dumps([{"UUID": m.uuid, "State": m.state.value, "FunctionArn": m.function_arn, **m.params}
+                          for m in items], indent=2))
+        return
+    print(f"{'UUID':36}  {'STATE':9}  {'SOURCE':60}  FUNCTION")
+    for m in items:
+        source = m.event_source_arn or ",".join(
+            (m.params.get("SelfManagedEventSource") or {}).get("Endpoints", {}).get("KAFKA_BOOTSTRAP_SERVERS", [])
+        )
+        print(f"{m.uuid:36}  {m.state.value:9}  {source:60}  {m.function_arn}")
+
+
+def _functions(args: argparse.Namespace) -> None:
+    config = _load(args.config)
+    print(f"{'NAME':30}  {'KIND':8}  TARGET")
+    for name, fn in sorted(config.functions.items()):
+        kind, target = fn.describe()
+        print(f"{name:30}  {kind:8}  {target}")
+
+
+def _journal(args: argparse.Namespace) -> None:
+    entries = list(_store(args.data_dir).journal(args.mapping, args.limit))
+    if args.json:
+        print(json.dumps([e.__dict__ for e in entries], indent=2, default=str))
+        return
+    print(f"{'AT':24}  {'MAPPING':8}  {'SCOPE':24}  {'ATTEMPT':>7}  {'DEPTH':>5}  {'SIZE':>5}  "
+          f"{'OUTCOME':18}  {'MS':>8}  ITEMS")
+    for e in entries:
+        print(f"{_ts(e.at):24}  {e.mapping_uuid[:8]:8}  {e.scope[:24]:24}  {e.attempt:>7}  {e.bisect_depth:>5}  "
+              f"{e.batch_size:>5}  {e.outcome:18}  {e.duration_ms:>8.1f}  {e.first_item}..{e.last_item}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    {"serve": _serve, "mappings": _mappings, "functions": _functions, "journal": _journal}[args.command](args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,25 @@
+"""Retry policy pieces shared by every source. Pure policy."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Backoff:
+    """Exponential back-off with full jitter and a cap (AWS documents no exact timings)."""
+
+    base_s: float = 0.1
+    cap_s: float = 10.0
+    factor: float = 2.0
+    attempts: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap_s, self.base_s * self.factor**self.attempts)
+        self.attempts += 1
+        return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
+
+    def reset(self) -> None:
+        self.attempts = 0

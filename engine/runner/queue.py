@@ -1,0 +1,229 @@
+"""The queue runner (SQS, RabbitMQ, ActiveMQ): concurrent pollers, per-message acknowledgement.
+
+Each poller collects one batch (BatchSize / window / 6 MB), drops what the filter refuses (acknowledged at
+once, as AWS deletes or acks filtered-out messages), invokes the function and settles every message:
+acknowledged after success, handed back to the broker after a failure (SQS: left for the visibility
+timeout to return them). The runner scales its pollers between a floor and MaximumConcurrency by backlog.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import anyio
+import structlog
+
+from engine.batching import Admission, Batch, Batcher, encode_envelope, encode_record
+from engine.events import Envelope
+from engine.filtering import RecordFilter, filter_view
+from engine.model import EventSourceMapping
+from engine.ports import InvokeError, Invoker, QueueMessage, QueueSource
+from engine.responses import ResponseKind, parse_batch_item_failures
+from engine.retry import Backoff
+from engine.store.sqlite import JournalEntry, SqliteStore
+
+log = structlog.get_logger("engine.runner.queue")
+
+#: the largest ReceiveMessage an SQS call returns; brokers use it as a prefetch step
+RECEIVE_MAX = 10
+LONG_POLL_S = 20.0
+
+
+@dataclass(frozen=True)
+class QueueRunnerSettings:
+    #: pollers started at once (AWS starts 5 concurrent batches for SQS)
+    initial_pollers: int = 5
+    #: ceiling when the mapping has no ScalingConfig.MaximumConcurrency (AWS: 1,250; locally less)
+    default_max_pollers: int = 50
+    #: how long a throttled or unreachable function is retried before the batch goes back (SQS: the
+    #: visibility timeout, set per source)
+    invoke_retry_budget_s: float = 30.0
+    receive_max: int = RECEIVE_MAX
+    long_poll_s: float = LONG_POLL_S
+
+
+class QueueRunner:
+    def __init__(
+        self,
+        mapping: EventSourceMapping,
+        source: QueueSource,
+        envelope: Envelope,
+        invoker: Invoker,
+        record_filter: RecordFilter,
+        store: SqliteStore,
+        settings: QueueRunnerSettings,
+        clock: Callable[[], float] = anyio.current_time,
+    ) -> None:
+        self.mapping = mapping
+        self.source = source
+        self.envelope = envelope
+        self.invoker = invoker
+        self.filter = record_filter
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.policy = mapping.batching
+        self.report_failures = mapping.retry.report_batch_item_failures
+        cap = mapping.maximum_concurrency or settings.default_max_pollers
+        self.max_pollers = cap
+        self.min_pollers = min(settings.initial_pollers, cap)
+        self._active = 0
+        self._draining = anyio.Event()
+        self._tg: anyio.abc.TaskGroup | None = None
+        self.log = log.bind(mapping=mapping.uuid, source=mapping.event_source_arn, function=mapping.function_arn)
+
+    def drain(self) -> None:
+        """Stop receiving; batches in flight finish."""
+        self._draining.set()
+
+    async def run(self) -> None:
+        self.log.info("queue_runner_started", pollers=self.min_pollers, max_pollers=self.max_pollers)
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                for _ in range(self.min_pollers):
+                    self._spawn()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await self.source.aclose()
+            self.log.info("queue_runner_stopped")
+
+    def _spawn(self) -> None:
+        assert self._tg is not None
+        self._active += 1
+        self._tg.start_soon(self._poller, name=f"esm-poller-{self.mapping.uuid}-{self._active}")
+
+    async def _poller(self) -> None:
+        carry: list[tuple[QueueMessage, bytes]] = []
+        try:
+            while not self._draining.is_set():
+                batch, carry, backlog = await self._collect(carry)
+                if backlog and self._active < self.max_pollers:
+                    self._spawn()
+                if batch.items:
+                    await self._process(batch)
+                elif not carry and self._active > self.min_pollers:
+                    return  # idle: scale down
+        finally:
+            self._active -= 1
+
+    async def _receive(self, room: int, wait_s: float) -> Sequence[QueueMessage]:
+        return await self.source.receive(min(self.settings.receive_max, room), wait_s)
+
+    async def _collect(
+        self, carry: list[tuple[QueueMessage, bytes]]
+    ) -> tuple[Batch[QueueMessage], list[tuple[QueueMessage, bytes]], bool]:
+        """One batch; returns it, what did not fit, and whether the queue showed a backlog."""
+        batcher: Batcher[QueueMessage] = Batcher(
+            self.policy, envelope_bytes=self.envelope.overhead, now=self.clock()
+        )
+        pending = list(carry)
+        backlog = False
+        while True:
+            for i, (msg, encoded) in enumerate(pending):
+                verdict = batcher.offer(msg, encoded, self.clock())
+                if verdict is Admission.WOULD_EXCEED:
+                    return batcher.batch, pending[i:], True
+                if verdict is Admission.TOO_LARGE:
+                    self.log.warning("record_too_large", item=msg.item_id, bytes=len(encoded))
+                    await self.source.ack([msg])
+            pending = []
+            now = self.clock()
+            if batcher.should_flush(now) or self._draining.is_set():
+                return batcher.batch, [], backlog
+            if self.policy.window_s == 0 and batcher.batch.items:
+                return batcher.batch, [], backlog
+            if batcher.batch.items:
+                wait = min(self.settings.long_poll_s, math.ceil(batcher.remaining(now)))
+            else:
+                wait = self.settings.long_poll_s
+            want = min(self.settings.receive_max, batcher.room)
+            received = await self._receive(want, wait)
+            if not received:
+                if not batcher.batch.items:
+                    return batcher.batch, [], False
+                continue
+            backlog = backlog or len(received) >= want
+            if not batcher.batch.items and batcher.remaining(self.clock()) <= 0:
+                # an idle window that closed empty reopens with the first message, so a burst batches
+                batcher.opened_at = self.clock()
+            pending = await self._admit(received)
+
+    async def _admit(self, received: Sequence[QueueMessage]) -> list[tuple[QueueMessage, bytes]]:
+        """Encode what the filter lets through; acknowledge what it refuses."""
+        kept: list[tuple[QueueMessage, bytes]] = []
+        dropped: list[QueueMessage] = []
+        for msg in received:
+            if self.filter.is_empty or self._matches(msg):
+                kept.append((msg, encode_record(msg.record)))
+            else:
+                dropped.append(msg)
+        if dropped:
+            self.log.debug("records_filtered_out", count=len(dropped))
+            await self.source.ack(dropped)
+        return kept
+
+    def _matches(self, msg: QueueMessage) -> bool:
+        view = filter_view(self.mapping.kind, msg.record)
+        return view is not None and self.filter.matches(view)
+
+    async def _process(self, batch: Batch[QueueMessage]) -> None:
+        payload = encode_envelope(self.envelope.prefix, batch.encoded, self.envelope.suffix)
+        items = batch.items
+        attempt = max(int(m.extra.get("attempt", 1)) for m in items)
+        backoff = Backoff()
+        budget_ends = self.clock() + self.settings.invoke_retry_budget_s
+        while True:
+            try:
+                result = await self.invoker.invoke(payload)
+                break
+            except InvokeError as e:
+                delay = backoff.next_delay()
+                self.log.warning("invoke_failed", error=str(e), throttled=e.throttled, retry_in_s=delay)
+                if self.clock() + delay >= budget_ends:
+                    self._journal(items, attempt, "invoke_error", 0.0, {"error": str(e)})
+                    await self.source.release(items)
+                    return
+                await anyio.sleep(delay)
+        failed: Sequence[QueueMessage]
+        if result.function_error:
+            outcome, failed = "function_error", items
+        elif self.report_failures:
+            parsed = parse_batch_item_failures(result.payload, {m.item_id for m in items})
+            if parsed.kind is ResponseKind.SUCCESS:
+                outcome, failed = "success", ()
+            elif parsed.kind is ResponseKind.PARTIAL:
+                failed_ids = set(parsed.failed)
+                outcome, failed = "partial_failure", [m for m in items if m.item_id in failed_ids]
+            else:
+                self.log.warning("invalid_batch_response", reason=parsed.reason)
+                outcome, failed = "invalid_response", items
+        else:
+            outcome, failed = "success", ()
+        failed_ids = {m.item_id for m in failed}
+        done = [m for m in items if m.item_id not in failed_ids]
+        if done:
+            await self.source.ack(done)
+        if failed:
+            await self.source.release(failed)
+        self._journal(
+            items, attempt, outcome, result.duration_ms,
+            {"failed": sorted(failed_ids)} if 0 < len(failed_ids) < len(items) else {},
+        )
+        self.log.info(
+            "batch_processed", outcome=outcome, size=len(items), failed=len(failed_ids),
+            bytes=len(payload), duration_ms=round(result.duration_ms, 2),
+        )
+
+    def _journal(
+        self, items: Sequence[QueueMessage], attempt: int, outcome: str, duration_ms: float, detail: dict[str, object]
+    ) -> None:
+        self.store.append_journal(
+            JournalEntry(
+                mapping_uuid=self.mapping.uuid, scope="queue", first_item=items[0].item_id,
+                last_item=items[-1].item_id, batch_size=len(items), attempt=attempt, bisect_depth=0,
+                outcome=outcome, duration_ms=duration_ms, detail=detail,
+            )
+        )

@@ -1,0 +1,201 @@
+"""The embedded default store: SQLite in WAL mode holding mappings, checkpoints and the invocation journal.
+
+Writes are small and sub-millisecond in WAL mode with synchronous=NORMAL, so they run on the event loop
+thread; a restart reads everything back.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from engine.model import EventSourceMapping, SourceKind, State
+
+# Each entry migrates the schema from version i to i+1; never edit a released entry, append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE mappings (
+        uuid TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        function_arn TEXT NOT NULL,
+        params TEXT NOT NULL,
+        enabled INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        state_transition_reason TEXT NOT NULL,
+        last_modified REAL NOT NULL,
+        last_processing_result TEXT,
+        extra TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE checkpoints (
+        mapping_uuid TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        position TEXT NOT NULL,
+        updated REAL NOT NULL,
+        PRIMARY KEY (mapping_uuid, scope)
+    );
+    CREATE TABLE journal (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        mapping_uuid TEXT NOT NULL,
+        at REAL NOT NULL,
+        scope TEXT NOT NULL,
+        first_item TEXT,
+        last_item TEXT,
+        batch_size INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        bisect_depth INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        duration_ms REAL NOT NULL,
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX journal_by_mapping ON journal (mapping_uuid, id);
+    """,
+)
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    mapping_uuid: str
+    scope: str
+    first_item: str | None
+    last_item: str | None
+    batch_size: int
+    attempt: int
+    bisect_depth: int
+    outcome: str
+    duration_ms: float
+    detail: Mapping[str, Any]
+    at: float = 0.0
+    id: int = 0
+
+
+class SqliteStore:
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        for target, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            self._db.execute("BEGIN")
+            try:
+                for statement in filter(str.strip, script.split(";")):
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={target}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- mappings ---------------------------------------------------------------------------------
+
+    def insert_mapping(self, m: EventSourceMapping) -> EventSourceMapping:
+        row = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM mappings").fetchone()
+        seq = int(row[0])
+        self._db.execute(
+            "INSERT INTO mappings VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                m.uuid, seq, m.kind.value, m.function_arn, json.dumps(m.params), int(m.enabled),
+                m.state.value, m.state_transition_reason, m.last_modified, m.last_processing_result,
+                json.dumps(m.extra),
+            ),
+        )
+        return replace(m, seq=seq)
+
+    def save_mapping(self, m: EventSourceMapping) -> None:
+        self._db.execute(
+            "UPDATE mappings SET function_arn=?, params=?, enabled=?, state=?, state_transition_reason=?,"
+            " last_modified=?, last_processing_result=?, extra=? WHERE uuid=?",
+            (
+                m.function_arn, json.dumps(m.params), int(m.enabled), m.state.value,
+                m.state_transition_reason, m.last_modified, m.last_processing_result, json.dumps(m.extra),
+                m.uuid,
+            ),
+        )
+
+    def set_last_processing_result(self, uuid: str, result: str) -> None:
+        self._db.execute("UPDATE mappings SET last_processing_result=? WHERE uuid=?", (result, uuid))
+
+    def get_mapping(self, uuid: str) -> EventSourceMapping | None:
+        row = self._db.execute("SELECT * FROM mappings WHERE uuid=?", (uuid,)).fetchone()
+        return _mapping(row) if row else None
+
+    def list_mappings(self) -> list[EventSourceMapping]:
+        return [_mapping(r) for r in self._db.execute("SELECT * FROM mappings ORDER BY seq")]
+
+    def delete_mapping(self, uuid: str) -> None:
+        self._db.execute("BEGIN")
+        self._db.execute("DELETE FROM mappings WHERE uuid=?", (uuid,))
+        self._db.execute("DELETE FROM checkpoints WHERE mapping_uuid=?", (uuid,))
+        self._db.execute("COMMIT")
+
+    # --- checkpoints ------------------------------------------------------------------------------
+
+    def put_checkpoint(self, mapping_uuid: str, scope: str, position: str) -> None:
+        self._db.execute(
+            "INSERT INTO checkpoints VALUES (?,?,?,?) ON CONFLICT (mapping_uuid, scope)"
+            " DO UPDATE SET position=excluded.position, updated=excluded.updated",
+            (mapping_uuid, scope, position, time.time()),
+        )
+
+    def checkpoints(self, mapping_uuid: str) -> dict[str, str]:
+        rows = self._db.execute("SELECT scope, position FROM checkpoints WHERE mapping_uuid=?", (mapping_uuid,))
+        return {r["scope"]: r["position"] for r in rows}
+
+    # --- invocation journal -----------------------------------------------------------------------
+
+    def append_journal(self, e: JournalEntry) -> None:
+        self._db.execute(
+            "INSERT INTO journal (mapping_uuid, at, scope, first_item, last_item, batch_size, attempt,"
+            " bisect_depth, outcome, duration_ms, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                e.mapping_uuid, e.at or time.time(), e.scope, e.first_item, e.last_item, e.batch_size,
+                e.attempt, e.bisect_depth, e.outcome, e.duration_ms, json.dumps(e.detail),
+            ),
+        )
+
+    def journal(self, mapping_uuid: str | None = None, limit: int = 100) -> Iterator[JournalEntry]:
+        sql = "SELECT * FROM journal"
+        args: tuple[Any, ...] = ()
+        if mapping_uuid:
+            sql += " WHERE mapping_uuid=?"
+            args = (mapping_uuid,)
+        sql += " ORDER BY id DESC LIMIT ?"
+        for r in reversed(self._db.execute(sql, (*args, limit)).fetchall()):
+            yield JournalEntry(
+                mapping_uuid=r["mapping_uuid"], scope=r["scope"], first_item=r["first_item"],
+                last_item=r["last_item"], batch_size=r["batch_size"], attempt=r["attempt"],
+                bisect_depth=r["bisect_depth"], outcome=r["outcome"], duration_ms=r["duration_ms"],
+                detail=json.loads(r["detail"]), at=r["at"], id=r["id"],
+            )
+
+
+def _mapping(r: sqlite3.Row) -> EventSourceMapping:
+    return EventSourceMapping(
+        uuid=r["uuid"],
+        kind=SourceKind(r["kind"]),
+        function_arn=r["function_arn"],
+        params=json.loads(r["params"]),
+        enabled=bool(r["enabled"]),
+        state=State(r["state"]),
+        state_transition_reason=r["state_transition_reason"],
+        last_modified=r["last_modified"],
+        last_processing_result=r["last_processing_result"],
+        seq=r["seq"],
+        extra=json.loads(r["extra"]),
+    )

@@ -1,0 +1,159 @@
+"""The supervisor: reconciles the store's mappings with running runners, one runner per enabled mapping.
+
+The control plane writes a mapping (in a transitional state) and notifies; the supervisor starts, stops or
+restarts that mapping's runner and settles the state (Creating -> Enabled, Disabling -> Disabled, ...).
+A temporary source failure (SourceError) stays inside its mapping: its runner restarts with back-off.
+Any other exception is a bug and crashes the engine loudly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import anyio
+import anyio.abc
+import structlog
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from engine.errors import TooManyRequestsException
+from engine.model import EventSourceMapping, State
+from engine.ports import FunctionNotFound, InvokeError, SourceError, SourceNotFound
+from engine.retry import Backoff
+from engine.store.sqlite import SqliteStore
+
+log = structlog.get_logger("engine.supervisor")
+
+#: errors that keep a mapping from running for now; the runner is restarted with back-off
+TEMPORARY_ERRORS = (SourceError, SourceNotFound, FunctionNotFound, InvokeError)
+
+
+class Runner(Protocol):
+    async def run(self) -> None: ...
+
+    def drain(self) -> None: ...
+
+
+RunnerFactory = Callable[[EventSourceMapping], Awaitable[Runner]]
+
+
+@dataclass
+class _Handle:
+    mapping: EventSourceMapping
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    runner: Runner | None = None
+
+
+class Supervisor:
+    def __init__(
+        self,
+        store: SqliteStore,
+        runner_factory: RunnerFactory,
+        *,
+        drain_timeout_s: float = 10.0,
+        max_pending_changes: int = 1000,
+        restart_backoff: Callable[[], Backoff] = lambda: Backoff(base_s=0.5, cap_s=60.0),
+    ) -> None:
+        self.store = store
+        self.runner_factory = runner_factory
+        self.drain_timeout_s = drain_timeout_s
+        self.restart_backoff = restart_backoff
+        self._send: MemoryObjectSendStream[str]
+        self._recv: MemoryObjectReceiveStream[str]
+        self._send, self._recv = anyio.create_memory_object_stream[str](max_pending_changes)
+        self._handles: dict[str, _Handle] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    def notify(self, uuid: str) -> None:
+        """A mapping changed in the store; raises TooManyRequestsException when changes pile up."""
+        try:
+            self._send.send_nowait(uuid)
+        except anyio.WouldBlock:
+            raise TooManyRequestsException("Rate exceeded") from None
+
+    def running(self) -> set[str]:
+        return set(self._handles)
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            try:
+                for m in self.store.list_mappings():
+                    await self._reconcile(m.uuid)
+                task_status.started()
+                async with self._recv:
+                    async for uuid in self._recv:
+                        await self._reconcile(uuid)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self.stop_all()
+
+    async def stop_all(self) -> None:
+        async with anyio.create_task_group() as tg:
+            for uuid in list(self._handles):
+                tg.start_soon(self._stop, uuid)
+
+    async def _reconcile(self, uuid: str) -> None:
+        m = self.store.get_mapping(uuid)
+        if m is None:
+            await self._stop(uuid)
+            return
+        if m.state is State.DELETING:
+            await self._stop(uuid)
+            self.store.delete_mapping(uuid)
+            log.info("mapping_deleted", mapping=uuid)
+            return
+        if m.state in (State.UPDATING, State.ENABLING, State.CREATING):
+            await self._stop(uuid)  # Update restarts with the new configuration
+        if m.enabled:
+            self._start(m)
+        else:
+            await self._stop(uuid)
+        settled = State.ENABLED if m.enabled else State.DISABLED
+        if m.state is not settled:
+            self.store.save_mapping(m.with_state(settled))
+            log.info("mapping_state_changed", mapping=uuid, state=settled.value, previous=m.state.value)
+
+    def _start(self, m: EventSourceMapping) -> None:
+        if m.uuid in self._handles:
+            return
+        assert self._tg is not None
+        handle = _Handle(m)
+        self._handles[m.uuid] = handle
+        self._tg.start_soon(self._run_mapping, handle, name=f"esm-mapping-{m.uuid}")
+
+    async def _stop(self, uuid: str) -> None:
+        handle = self._handles.get(uuid)
+        if handle is None:
+            return
+        if handle.runner is not None:
+            handle.runner.drain()
+            with anyio.move_on_after(self.drain_timeout_s):
+                await handle.done.wait()
+        handle.scope.cancel()
+        await handle.done.wait()
+
+    async def _run_mapping(self, handle: _Handle) -> None:
+        m = handle.mapping
+        backoff = self.restart_backoff()
+        bound = log.bind(mapping=m.uuid, source=m.event_source_arn, function=m.function_arn)
+        try:
+            with handle.scope:
+                while True:
+                    try:
+                        handle.runner = await self.runner_factory(m)
+                        bound.info("mapping_started", kind=m.kind.value)
+                        await handle.runner.run()
+                        return
+                    except TEMPORARY_ERRORS as e:
+                        delay = backoff.next_delay()
+                        bound.warning("mapping_interrupted", error=str(e), error_type=type(e).__name__,
+                                      restart_in_s=round(delay, 2))
+                        handle.runner = None
+                        await anyio.sleep(delay)
+        finally:
+            self._handles.pop(m.uuid, None)
+            handle.done.set()
+            bound.info("mapping_stopped")

@@ -1,0 +1,172 @@
+"""SQS transport through aiobotocore: receive (long polling), delete, and nothing on failure.
+
+AWS leaves a failed message invisible until its visibility timeout ends, so ``release`` does nothing.
+Any endpoint works (ElasticMQ, moto, LocalStack, AWS); the queue URL comes from GetQueueUrl.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import structlog
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession, get_session
+from botocore.exceptions import BotoCoreError, ClientError
+
+from engine.events import RECORDS_ENVELOPE, Envelope, parse_arn, sqs_record
+from engine.model import EventSourceMapping
+from engine.ports import QueueMessage, SourceDescription, SourceError, SourceNotFound
+
+log = structlog.get_logger("pollers.sqs")
+
+NON_EXISTENT_QUEUE = (
+    "Error occurred while ReceiveMessage. SQS Error Code: AWS.SimpleQueueService.NonExistentQueue. "
+    "SQS Error Message: The specified queue does not exist."
+)
+_MISSING_QUEUE_CODES = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"}
+
+
+def _is_missing_queue(e: ClientError) -> bool:
+    return e.response.get("Error", {}).get("Code", "") in _MISSING_QUEUE_CODES
+
+
+class SqsClients:
+    """aiobotocore SQS clients, one per (region, endpoint), owned by the engine."""
+
+    def __init__(self, endpoint_url: str | None, session: AioSession | None = None, pool_size: int = 64) -> None:
+        self.endpoint_url = endpoint_url
+        self.session = session or get_session()
+        self.pool_size = pool_size
+        self._stack = contextlib.AsyncExitStack()
+        self._clients: dict[str, Any] = {}
+        self._lock = anyio.Lock()
+
+    async def client(self, region: str) -> Any:
+        async with self._lock:
+            if region not in self._clients:
+                config = AioConfig(max_pool_connections=self.pool_size, retries={"max_attempts": 2})
+                ctx = self.session.create_client(
+                    "sqs", region_name=region, endpoint_url=self.endpoint_url, config=config
+                )
+                self._clients[region] = await self._stack.enter_async_context(ctx)
+            return self._clients[region]
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+
+
+async def queue_url(client: Any, queue_arn: str) -> str:
+    arn = parse_arn(queue_arn)
+    try:
+        resp = await client.get_queue_url(QueueName=arn.resource, QueueOwnerAWSAccountId=arn.account)
+    except ClientError as e:
+        if _is_missing_queue(e):
+            raise SourceNotFound(NON_EXISTENT_QUEUE) from e
+        raise SourceError(f"GetQueueUrl failed: {e}") from e
+    except BotoCoreError as e:
+        raise SourceError(f"GetQueueUrl failed: {e}") from e
+    return str(resp["QueueUrl"])
+
+
+class SqsSourceFactory:
+    def __init__(self, clients: SqsClients) -> None:
+        self.clients = clients
+
+    async def describe(self, mapping: EventSourceMapping) -> SourceDescription:
+        arn = mapping.event_source_arn
+        assert arn is not None
+        client = await self.clients.client(parse_arn(arn).region)
+        url = await queue_url(client, arn)
+        try:
+            attrs = (await client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"]))["Attributes"]
+        except (ClientError, BotoCoreError) as e:
+            raise SourceError(f"GetQueueAttributes failed: {e}") from e
+        return SourceDescription(
+            visibility_timeout_s=int(attrs.get("VisibilityTimeout", 30)),
+            fifo=attrs.get("FifoQueue", "false") == "true" or arn.endswith(".fifo"),
+        )
+
+    def envelope(self, mapping: EventSourceMapping) -> Envelope:
+        return RECORDS_ENVELOPE
+
+    def open_queue(self, mapping: EventSourceMapping) -> SqsQueue:
+        return SqsQueue(self.clients, mapping)
+
+
+class SqsQueue:
+    def __init__(self, clients: SqsClients, mapping: EventSourceMapping) -> None:
+        arn = mapping.event_source_arn
+        assert arn is not None
+        self.arn = arn
+        self.region = parse_arn(arn).region
+        self.clients = clients
+        self._url: str | None = None
+
+    async def _client_and_url(self) -> tuple[Any, str]:
+        client = await self.clients.client(self.region)
+        if self._url is None:
+            self._url = await queue_url(client, self.arn)
+        return client, self._url
+
+    async def receive(self, max_messages: int, wait_s: float) -> Sequence[QueueMessage]:
+        client, url = await self._client_and_url()
+        try:
+            resp = await client.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=max(1, min(10, max_messages)),
+                WaitTimeSeconds=int(max(0, min(20, wait_s))),
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+        except ClientError as e:
+            if _is_missing_queue(e):
+                self._url = None
+                raise SourceError(NON_EXISTENT_QUEUE) from e
+            raise SourceError(f"ReceiveMessage failed: {e}") from e
+        except BotoCoreError as e:
+            raise SourceError(f"ReceiveMessage failed: {e}") from e
+        out = []
+        for m in resp.get("Messages") or []:
+            record = sqs_record(m, self.arn)
+            attrs = record["attributes"]
+            out.append(
+                QueueMessage(
+                    record=record,
+                    item_id=record["messageId"],
+                    handle=m["ReceiptHandle"],
+                    group=attrs.get("MessageGroupId"),
+                    extra={"attempt": int(attrs.get("ApproximateReceiveCount", "1"))},
+                )
+            )
+        return out
+
+    async def ack(self, messages: Sequence[QueueMessage]) -> None:
+        client, url = await self._client_and_url()
+        chunks = [messages[i : i + 10] for i in range(0, len(messages), 10)]
+
+        async def delete(chunk: Sequence[QueueMessage]) -> None:
+            entries = [{"Id": str(i), "ReceiptHandle": m.handle} for i, m in enumerate(chunk)]
+            try:
+                resp = await client.delete_message_batch(QueueUrl=url, Entries=entries)
+            except (ClientError, BotoCoreError) as e:
+                raise SourceError(f"DeleteMessageBatch failed: {e}") from e
+            for failure in resp.get("Failed") or []:
+                # an expired receipt handle: the message is visible again and will be delivered again
+                log.warning("delete_failed", queue=self.arn, code=failure.get("Code"),
+                            message_id=chunk[int(failure["Id"])].item_id)
+
+        if len(chunks) == 1:
+            await delete(chunks[0])
+            return
+        async with anyio.create_task_group() as tg:
+            for chunk in chunks:
+                tg.start_soon(delete, chunk)
+
+    async def release(self, messages: Sequence[QueueMessage]) -> None:
+        """Nothing: the messages come back when their visibility timeout ends, as on AWS."""
+
+    async def aclose(self) -> None:
+        """The clients belong to the engine."""
