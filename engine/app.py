@@ -83,13 +83,19 @@ class Engine:
             )
         raise SourceError(f"no poller for source kind {m.kind.value}")
 
-    async def serve(self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Run until cancelled: the supervisor, then the HTTP API. Reports the bound port when started."""
+    async def serve(
+        self, run_supervisor: bool = True, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run until cancelled: the supervisor, then the HTTP API. Reports the bound port when started.
+
+        Without the supervisor, mappings stay in the state the API gave them (tests of the transitions).
+        """
         runner = web.AppRunner(build_app(self.plane), access_log=None)
         await runner.setup()
         try:
             async with anyio.create_task_group() as tg:
-                await tg.start(self.supervisor.run, name="esm-supervisor")
+                if run_supervisor:
+                    await tg.start(self.supervisor.run, name="esm-supervisor")
                 site = web.TCPSite(runner, self.settings.host, self.settings.port)
                 await site.start()
                 sockets = site._server.sockets if site._server else []  # noqa: SLF001 (aiohttp has no public getter)

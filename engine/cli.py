@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load(path: Path | None) -> EngineConfig:
     if path is None:
-        return EngineConfig.empty()
+        return EngineConfig()
     try:
         return load_config(path)
     except ConfigError as e:

@@ -1,0 +1,313 @@
+"""The engine config file (`esm serve --config FILE`): functions, AWS defaults and raw later sections.
+
+YAML for .yaml/.yml, JSON for .json. Every user mistake is a ConfigError naming the file, the key path
+and what is wrong; the loader never lets a traceback through for one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: Lambda's defaults and limits for a function's configuration.
+DEFAULT_TIMEOUT_S = 3.0
+MAX_TIMEOUT_S = 900.0
+DEFAULT_MEMORY_MB = 128
+MIN_MEMORY_MB, MAX_MEMORY_MB = 128, 10_240
+
+_FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_HANDLER = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+_ROLE = re.compile(r"^arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
+_ENV_NAME = re.compile(r"^[a-zA-Z]\w*$")
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
+
+_EXTENSIONS = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
+
+
+class ConfigError(Exception):
+    """A mistake in the config file: ``file``, the dotted ``key`` path ("" for the file), ``problem``."""
+
+    def __init__(self, file: Path, key: str, problem: str) -> None:
+        super().__init__(f"{file}: {key}: {problem}" if key else f"{file}: {problem}")
+        self.file = file
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class InvokeTarget:
+    """A function reached through the Lambda Invoke API (LocalStack, moto, a container's RIE, AWS)."""
+
+    function_name: str
+    endpoint_url: str | None = None  # None: the engine's Lambda endpoint, else AWS
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    """One entry of ``functions``: exactly one of ``handler`` (in-process Python) or ``invoke``.
+
+    ``timeout`` and ``role`` are None when the file leaves them out: an in-process function then gets
+    Lambda's defaults, an invoke target the values GetFunction reports.
+    """
+
+    name: str
+    handler: str | None = None
+    invoke: InvokeTarget | None = None
+    timeout: float | None = None
+    memory_size: int = DEFAULT_MEMORY_MB
+    environment: Mapping[str, str] = field(default_factory=dict)
+    role: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.handler is None) == (self.invoke is None):
+            raise ValueError(f"function {self.name!r} needs exactly one of handler or invoke")
+
+    @property
+    def timeout_s(self) -> float:
+        return DEFAULT_TIMEOUT_S if self.timeout is None else self.timeout
+
+
+@dataclass(frozen=True)
+class AwsConfig:
+    """Defaults for AWS clients; None leaves the value to the engine's settings and the AWS chain."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    account_id: str | None = None
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """The whole file. ``base_dir`` (the file's folder) goes on sys.path for in-process handlers;
+    ``sections`` keeps the other top-level sections (brokers, secrets, mappings, ...) as parsed."""
+
+    base_dir: Path = field(default_factory=Path.cwd)
+    functions: Mapping[str, FunctionConfig] = field(default_factory=dict)
+    aws: AwsConfig = field(default_factory=AwsConfig)
+    sections: Mapping[str, Any] = field(default_factory=dict)
+
+
+def load_config(path: str | os.PathLike[str]) -> EngineConfig:
+    file = Path(path)
+    raw = _parse(file, _read(file))
+    return _Validator(file).engine(raw, base_dir=file.resolve().parent)
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+def _read(file: Path) -> str:
+    if file.suffix.lower() not in _EXTENSIONS:
+        raise ConfigError(file, "", "unsupported file extension (use .yaml, .yml or .json)")
+    try:
+        return file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(file, "", "file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(file, "", f"cannot read the file: {e}") from None
+
+
+def _parse(file: Path, text: str) -> Any:
+    if _EXTENSIONS[file.suffix.lower()] == "json":
+        try:
+            return json.loads(text, object_pairs_hook=_unique_pairs)
+        except json.JSONDecodeError as e:
+            where = f"line {e.lineno}, column {e.colno}"
+            raise ConfigError(file, "", f"invalid JSON at {where}: {e.msg}") from None
+        except _DuplicateKey as e:
+            raise ConfigError(file, "", f"invalid JSON: duplicate key {e.key!r}") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(file, "", f"invalid YAML{where}: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(file, "", f"invalid YAML: {e}") from None
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML silently keeps the last of two equal keys: a second function of the same name would
+    replace the first unnoticed."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[Hashable] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, Hashable):
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}", key_node.start_mark
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+# --- validation -----------------------------------------------------------------------------------
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+class _Validator:
+    def __init__(self, file: Path) -> None:
+        self.file = file
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(self.file, key, problem)
+
+    def engine(self, raw: Any, *, base_dir: Path) -> EngineConfig:
+        if raw is None:  # an empty file: no functions, no defaults
+            return EngineConfig(base_dir=base_dir)
+        top = self.mapping(raw, "")
+        functions = self.mapping(top.get("functions"), "functions", optional=True)
+        return EngineConfig(
+            base_dir=base_dir,
+            functions={name: self.function(name, spec) for name, spec in functions.items()},
+            aws=self.aws(top.get("aws")),
+            sections={k: v for k, v in top.items() if k not in ("functions", "aws")},
+        )
+
+    def mapping(self, value: Any, key: str, *, optional: bool = False) -> dict[str, Any]:
+        if value is None and optional:
+            return {}
+        if not isinstance(value, dict):
+            raise self.error(key, f"must be a mapping, got {_type_name(value)}")
+        for k in value:
+            if not isinstance(k, str):
+                raise self.error(key, f"keys must be strings, got {_type_name(k)} {k!r}")
+        return value
+
+    def keys(self, value: dict[str, Any], key: str, allowed: tuple[str, ...]) -> None:
+        for k in value:
+            if k not in allowed:
+                raise self.error(key, f"unknown key {k!r} (allowed: {', '.join(allowed)})")
+
+    def string(self, value: Any, key: str, pattern: re.Pattern[str] | None = None, what: str = "") -> str:
+        if not isinstance(value, str) or not value:
+            raise self.error(key, f"must be a non-empty string, got {_type_name(value)} {value!r}")
+        if pattern is not None and not pattern.match(value):
+            raise self.error(key, f"{value!r} is not {what}")
+        return value
+
+    def optional(
+        self,
+        spec: dict[str, Any],
+        name: str,
+        key: str,
+        pattern: re.Pattern[str] | None = None,
+        what: str = "",
+    ) -> str | None:
+        value = spec.get(name)
+        return None if value is None else self.string(value, f"{key}.{name}", pattern, what)
+
+    def endpoint(self, value: Any, key: str) -> str | None:
+        if value is None:
+            return None
+        url = self.string(value, key)
+        if not url.startswith(("http://", "https://")):
+            raise self.error(key, f"{url!r} is not an http:// or https:// URL")
+        return url
+
+    def function(self, name: str, raw: Any) -> FunctionConfig:
+        key = f"functions.{name}"
+        if not _FUNCTION_NAME.match(name):
+            raise self.error(key, "a function name is 1 to 64 letters, digits, hyphens or underscores")
+        spec = self.mapping(raw, key)
+        if "handler" in spec and "invoke" in spec:
+            raise self.error(key, "has both 'handler' and 'invoke': a function is one or the other")
+        if "invoke" in spec:
+            # memory and environment belong to the remote function's own configuration
+            self.keys(spec, key, ("invoke", "timeout", "role"))
+        else:
+            self.keys(spec, key, ("handler", "timeout", "memory_size", "environment", "role"))
+        if "handler" not in spec and "invoke" not in spec:
+            raise self.error(key, "needs 'handler' (in-process Python) or 'invoke' (Lambda Invoke API)")
+        return FunctionConfig(
+            name=name,
+            handler=(
+                self.string(spec["handler"], f"{key}.handler", _HANDLER, "a handler path like module.func")
+                if "handler" in spec else None
+            ),
+            invoke=self.invoke_target(spec["invoke"], f"{key}.invoke") if "invoke" in spec else None,
+            timeout=self.timeout(spec.get("timeout"), f"{key}.timeout"),
+            memory_size=self.memory_size(spec.get("memory_size", DEFAULT_MEMORY_MB), f"{key}.memory_size"),
+            environment=self.environment(spec.get("environment"), f"{key}.environment"),
+            role=self.optional(spec, "role", key, _ROLE, "an IAM role ARN"),
+        )
+
+    def invoke_target(self, raw: Any, key: str) -> InvokeTarget:
+        spec = self.mapping(raw, key)
+        self.keys(spec, key, ("function_name", "endpoint_url", "region"))
+        if "function_name" not in spec:
+            raise self.error(key, "missing 'function_name'")
+        return InvokeTarget(
+            function_name=self.string(spec["function_name"], f"{key}.function_name"),
+            endpoint_url=self.endpoint(spec.get("endpoint_url"), f"{key}.endpoint_url"),
+            region=self.optional(spec, "region", key),
+        )
+
+    def timeout(self, value: Any, key: str) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(key, f"must be a number of seconds, got {_type_name(value)} {value!r}")
+        # fractions are allowed: sub-second timeouts make local timeout tests fast
+        if not 0 < value <= MAX_TIMEOUT_S:
+            raise self.error(key, f"must be more than 0 and at most {MAX_TIMEOUT_S:g} seconds, got {value!r}")
+        return float(value)
+
+    def memory_size(self, value: Any, key: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(key, f"must be an integer number of MB, got {_type_name(value)} {value!r}")
+        if not MIN_MEMORY_MB <= value <= MAX_MEMORY_MB:
+            raise self.error(key, f"must be from {MIN_MEMORY_MB} to {MAX_MEMORY_MB} MB, got {value}")
+        return value
+
+    def environment(self, raw: Any, key: str) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for name, value in self.mapping(raw, key, optional=True).items():
+            if not _ENV_NAME.match(name):
+                raise self.error(f"{key}.{name}", "not a valid variable name (letters, digits, underscores)")
+            # numbers read as YAML numbers are meant as their text; booleans are ambiguous (True/true/yes)
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                got = f"{_type_name(value)} {value!r}"
+                raise self.error(f"{key}.{name}", f"must be a string (quote it), got {got}")
+            env[name] = str(value)
+        return env
+
+    def aws(self, raw: Any) -> AwsConfig:
+        spec = self.mapping(raw, "aws", optional=True)
+        self.keys(spec, "aws", ("endpoint_url", "region", "account_id"))
+        account = spec.get("account_id")
+        if account is not None and not (isinstance(account, str) and _ACCOUNT_ID.match(account)):
+            raise self.error("aws.account_id", f"must be a quoted string of 12 digits, got {account!r}")
+        return AwsConfig(
+            endpoint_url=self.endpoint(spec.get("endpoint_url"), "aws.endpoint_url"),
+            region=self.optional(spec, "region", "aws"),
+            account_id=account,
+        )

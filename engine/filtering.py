@@ -1,0 +1,970 @@
+"""Event filtering (FilterCriteria): the EventBridge / event-ruler pattern language as Lambda applies it.
+
+Spec section 2. Pure policy: stdlib only, no I/O. Patterns are compiled once (``compile_filters``); each
+record is turned once into a ``FilterView`` (``filter_view``: payload decoded and parsed, dotted keys
+expanded) that every filter of the mapping then reads without re-parsing.
+
+Matching walks the compiled pattern tree against the event tree. Walking an event array element by element
+gives event-ruler's array-consistent matching (spec 2.5 rule 4) for free: the fields of one pattern object
+must all match inside the same array element.
+"""
+
+from __future__ import annotations
+
+import binascii
+import enum
+import ipaddress
+import json
+import operator
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import lru_cache
+from typing import Any, Final
+
+from engine.model import SourceKind
+
+__all__ = [
+    "LITERAL_NUMBERS_BY_VALUE",
+    "CompiledPattern",
+    "DataFormat",
+    "FilterPatternError",
+    "FilterView",
+    "RecordFilter",
+    "compile_filters",
+    "compile_pattern",
+    "filter_view",
+]
+
+#: The only message AWS returns for any pattern problem (spec 2.6).
+MESSAGE: Final = "Invalid filter pattern definition."
+#: API model: ``Pattern`` max length.
+MAX_PATTERN_LENGTH: Final = 4096
+#: Nesting limit for pattern objects ($or branches count as a level). AWS publishes none; 32 is far beyond
+#: any real pattern and keeps recursion bounded.
+MAX_NESTING: Final = 32
+#: Most wildcard NFA states that may be active at once on one field (our stand-in for event-ruler's
+#: MachineComplexityEvaluator). Calibrated on AWS answers: "/Users/*/dir/dir/dir/dir/dir/doc.txt" (8) is
+#: accepted, "*:*:*:*:*:event-bus/*" (13) and "*.bif", "*.tiff", "*.tif", "*.svs" on one field (12) are
+#: refused "Rule is too complex". The exact AWS limit is unpublished [UNVERIFIED].
+MAX_WILDCARD_COMPLEXITY: Final = 10
+
+#: Rule 6 switch. False (default, Lambda docs): literal numbers are equal only as canonical JSON text, so
+#: ``300`` != ``300.0``. True (EventBridge as observed): compare them as numbers.
+LITERAL_NUMBERS_BY_VALUE = False
+
+_DATA_KEY: Final[Mapping[SourceKind, str]] = {
+    SourceKind.SQS: "body",
+    SourceKind.KINESIS: "data",
+    SourceKind.DYNAMODB: "dynamodb",
+    SourceKind.MSK: "value",
+    SourceKind.SELF_MANAGED_KAFKA: "value",
+    SourceKind.MQ: "data",
+}
+
+# event-ruler reserves these names inside "$or" objects; a "$or" containing one is an ordinary field name.
+_RESERVED_IN_OR: Final = frozenset({
+    "exactly", "equals-ignore-case", "prefix", "suffix", "anything-but", "exists", "wildcard", "numeric",
+    "cidr", "=", "<", "<=", ">", ">=", "regex", "not-wildcard", "not-equals-ignore-case", "date-after",
+    "date-on-or-after", "date-before", "date-on-or-before", "in-date-range", "ip-address-in-range",
+    "ip-address-not-in-range",
+})
+_ANYTHING_BUT_SUBFORMS: Final = frozenset({"prefix", "suffix", "equals-ignore-case", "wildcard"})
+_LOWER: Final[Mapping[str, Callable[[Any, Any], bool]]] = {">": operator.gt, ">=": operator.ge}
+_UPPER: Final[Mapping[str, Callable[[Any, Any], bool]]] = {"<": operator.lt, "<=": operator.le}
+
+
+class FilterPatternError(ValueError):
+    """A pattern AWS would refuse. ``str()`` is always AWS's text; ``reason`` says why, for logs."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(MESSAGE)
+        self.reason = reason
+
+
+class DataFormat(enum.IntEnum):
+    """What the data key of a record turned out to be (spec 2.3)."""
+
+    JSON = 0  # parsed JSON value
+    TEXT = 1  # UTF-8 text that is not JSON (SQS, Kafka, MQ)
+    INVALID = 2  # Kinesis data that is not JSON
+    BINARY = 3  # Kafka / MQ bytes that are not UTF-8
+    ABSENT = 4  # no data in the record (e.g. a Kafka tombstone)
+
+
+class FilterView(dict[str, Any]):
+    """The JSON object a record is matched against, plus the format of its data key."""
+
+    __slots__ = ("data_format",)
+
+    def __init__(self, fields: Mapping[str, Any], data_format: DataFormat) -> None:
+        super().__init__(fields)
+        self.data_format = data_format
+
+
+class _Missing:
+    __slots__ = ()
+
+
+_MISSING: Final = _Missing()
+
+# --- compiled pattern tree --------------------------------------------------------------------------
+
+
+class _Leaf:
+    """One leaf array: its elements are OR-ed (rule 1, 15)."""
+
+    __slots__ = ("exists_false", "exists_true", "test")
+
+    def __init__(self, test: Callable[[Any], bool], exists_true: bool, exists_false: bool) -> None:
+        self.test = test
+        self.exists_true = exists_true
+        self.exists_false = exists_false
+
+    def match(self, v: Any) -> bool:
+        t = type(v)
+        if t is list:
+            return self._match_list(v)
+        if v is _MISSING or t is dict:  # an intermediate object is not a leaf value (rule 9)
+            return self.exists_false
+        return self.exists_true or self.test(v)
+
+    def _match_list(self, values: list[Any]) -> bool:
+        # Any element may match; exists:false only when no element is a leaf value ([] is absent).
+        found = False
+        exists_true, test = self.exists_true, self.test
+        for e in values:
+            t = type(e)
+            if t is dict:
+                continue
+            if t is list:
+                for s in _scalars(e):
+                    if exists_true or test(s):
+                        return True
+                    found = True
+                continue
+            if exists_true or test(e):
+                return True
+            found = True
+        return self.exists_false and not found
+
+
+def _scalars(values: list[Any]) -> Iterator[Any]:
+    """The leaf values of a (nested) event array; objects in it are not leaf values."""
+    for e in values:
+        t = type(e)
+        if t is list:
+            yield from _scalars(e)
+        elif t is not dict:
+            yield e
+
+
+class _Child:
+    """A field of a pattern object: a leaf array, a nested object, or both (``"a": [..]`` and ``"a.b"``)."""
+
+    __slots__ = ("absent", "key", "leaf", "node")
+
+    def __init__(self, key: str, leaf: _Leaf | None, node: _Node | None) -> None:
+        self.key = key
+        self.leaf = leaf
+        self.node = node
+        self.absent: bool = (leaf is None or leaf.exists_false) and (node is None or node.absent)
+
+    def match(self, v: Any) -> bool:
+        leaf, node = self.leaf, self.node
+        if node is None:
+            return leaf.match(v) if leaf is not None else True
+        if leaf is None:
+            return _match_value(node, v)
+        if type(v) is list and v:  # both parts must hold in the same array element (rule 4)
+            return any(self.match(e) for e in v)
+        return leaf.match(v) and _match_value(node, v)
+
+
+class _Node:
+    """A pattern object: all fields AND-ed, each ``$or`` group OR-ed (rule 14)."""
+
+    __slots__ = ("absent", "data", "fields", "ors")
+
+    def __init__(self, fields: tuple[_Child, ...], ors: tuple[tuple[_Node, ...], ...],
+                 data: _Child | None = None) -> None:
+        self.fields = fields
+        self.ors = ors
+        self.data = data  # the data-key field, split out on root-level nodes by RecordFilter
+        self.absent: bool = all(c.absent for c in fields) and all(any(b.absent for b in g) for g in ors) and (
+            data is None or data.absent)
+
+
+def _match_node(node: _Node, d: Mapping[str, Any]) -> bool:
+    for child in node.fields:
+        if not child.match(d.get(child.key, _MISSING)):
+            return False
+    for group in node.ors:
+        for branch in group:
+            if _match_node(branch, d):
+                break
+        else:
+            return False
+    return True
+
+
+def _match_value(node: _Node, v: Any) -> bool:
+    t = type(v)
+    if t is dict:
+        return _match_node(node, v)
+    if t is list:
+        containers = False
+        for e in v:
+            te = type(e)
+            if te is dict or te is list:
+                containers = True
+                if _match_value(node, e):
+                    return True
+        if containers:
+            return False
+    # a scalar, [] or nothing: every field below is absent
+    return node.absent
+
+
+# --- data-key policy (spec 2.3) ---------------------------------------------------------------------
+
+_EVAL, _PASS, _DROP = 0, 1, 2
+#: (object-clause action, leaf-clause action) per DataFormat, per source family.
+_Policy = tuple[tuple[int, ...], tuple[int, ...]]
+# SQS drops on a body-format mismatch.
+_SQS_POLICY: Final[_Policy] = ((_EVAL, _DROP, _DROP, _DROP, _EVAL), (_DROP, _EVAL, _DROP, _DROP, _EVAL))
+# Kinesis / DynamoDB: a non-JSON record with an object clause is dropped (leaf clauses never compile).
+_STREAM_POLICY: Final[_Policy] = ((_EVAL, _DROP, _DROP, _DROP, _EVAL), (_DROP, _DROP, _DROP, _DROP, _EVAL))
+# Kafka / MQ ignore the data clause on a mismatch and on non-UTF-8 data.
+_BROKER_POLICY: Final[_Policy] = ((_EVAL, _PASS, _PASS, _PASS, _EVAL), (_PASS, _EVAL, _PASS, _PASS, _EVAL))
+
+
+def _policy(kind: SourceKind) -> _Policy:
+    if kind is SourceKind.SQS:
+        return _SQS_POLICY
+    if kind.is_stream:
+        return _STREAM_POLICY
+    return _BROKER_POLICY
+
+
+def _match_root(node: _Node, view: Mapping[str, Any], key: str, fmt: int, policy: _Policy) -> bool:
+    data = node.data
+    if data is not None:
+        v = view.get(key, _MISSING)
+        if data.node is not None:
+            action = policy[0][fmt]
+            if action == _DROP or (action == _EVAL and not _match_value(data.node, v)):
+                return False
+        if data.leaf is not None:
+            action = policy[1][fmt]
+            if action == _DROP or (action == _EVAL and not data.leaf.match(v)):
+                return False
+    for child in node.fields:
+        if not child.match(view.get(child.key, _MISSING)):
+            return False
+    for group in node.ors:
+        for branch in group:
+            if _match_root(branch, view, key, fmt, policy):
+                break
+        else:
+            return False
+    return True
+
+
+def _bind(node: _Node, key: str) -> _Node:
+    """A root-level node with its data-key field split out (it obeys the per-source policy)."""
+    data = next((c for c in node.fields if c.key == key), None)
+    fields = tuple(c for c in node.fields if c.key != key)
+    ors = tuple(tuple(_bind(b, key) for b in g) for g in node.ors)
+    return _Node(fields, ors, data)
+
+
+def _root_data_leaf(node: _Node, key: str) -> bool:
+    """Whether a root-level object gives the data key plain (non-object) rules."""
+    return any(c.key == key and c.leaf is not None for c in node.fields) or any(
+        _root_data_leaf(b, key) for g in node.ors for b in g)
+
+
+# --- public objects ---------------------------------------------------------------------------------
+
+
+class CompiledPattern:
+    """One validated pattern; ``matches`` applies it to any JSON object with plain event-ruler semantics."""
+
+    __slots__ = ("_root", "source")
+
+    def __init__(self, source: str, root: _Node) -> None:
+        self.source = source
+        self._root = root
+
+    def matches(self, event: Mapping[str, Any]) -> bool:
+        return _match_value(self._root, _undot(dict(event)))
+
+    def __repr__(self) -> str:
+        return f"CompiledPattern({self.source!r})"
+
+
+class RecordFilter:
+    """A mapping's FilterCriteria for one source kind: a record passes when any filter matches."""
+
+    __slots__ = ("_key", "_policy", "_roots", "kind", "patterns")
+
+    def __init__(self, kind: SourceKind, patterns: Sequence[CompiledPattern]) -> None:
+        self.kind = kind
+        self.patterns = tuple(patterns)
+        self._key = _DATA_KEY[kind]
+        self._policy = _policy(kind)
+        self._roots = tuple(_bind(p._root, self._key) for p in self.patterns)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self._roots
+
+    def matches(self, view: Mapping[str, Any]) -> bool:
+        """OR across filters (spec 2.1); no filters match everything. Pass a ``filter_view`` result."""
+        if not self._roots:
+            return True
+        if isinstance(view, FilterView):
+            fmt: int = view.data_format
+        else:  # a hand-made mapping: infer the data format and expand dotted keys here
+            fmt = _infer_format(view, self._key)
+            view = _undot(dict(view))
+        key, policy = self._key, self._policy
+        return any(_match_root(root, view, key, fmt, policy) for root in self._roots)
+
+    def __repr__(self) -> str:
+        return f"RecordFilter({self.kind.value}, {[p.source for p in self.patterns]!r})"
+
+
+def _infer_format(view: Mapping[str, Any], key: str) -> DataFormat:
+    v = view.get(key, _MISSING)
+    if v is _MISSING or v is None:
+        return DataFormat.ABSENT
+    if isinstance(v, str):
+        return DataFormat.TEXT
+    if isinstance(v, bytes | bytearray):
+        return DataFormat.BINARY
+    return DataFormat.JSON
+
+
+# --- compilation ------------------------------------------------------------------------------------
+
+
+def compile_pattern(pattern: str, *, strict_pipes: bool = False,
+                    literal_numbers_by_value: bool | None = None) -> CompiledPattern:
+    """Validate and compile one ``Pattern`` string; raises FilterPatternError.
+
+    ``strict_pipes`` refuses the four anything-but sub-forms EventBridge Pipes does not support (spec 2.5).
+    ``literal_numbers_by_value`` overrides the module switch LITERAL_NUMBERS_BY_VALUE (rule 6).
+    """
+    if not isinstance(pattern, str):
+        raise FilterPatternError("pattern is not a string")
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise FilterPatternError(f"pattern longer than {MAX_PATTERN_LENGTH} characters")
+    try:
+        doc = json.loads(pattern, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as e:
+        raise FilterPatternError(f"not JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise FilterPatternError("Filter is not an object")
+    by_value = LITERAL_NUMBERS_BY_VALUE if literal_numbers_by_value is None else literal_numbers_by_value
+    return CompiledPattern(pattern, _Compiler(strict_pipes, by_value).node(doc, 1))
+
+
+def compile_filters(patterns: Sequence[str], kind: SourceKind, *, max_filters: int = 5,
+                    strict_pipes: bool = False, literal_numbers_by_value: bool | None = None) -> RecordFilter:
+    """Validate a mapping's filter patterns for one source kind (spec 2.1, 2.3, 2.6)."""
+    if isinstance(patterns, str):
+        raise FilterPatternError("patterns must be a sequence of strings")
+    if len(patterns) > max_filters:
+        raise FilterPatternError(f"more than {max_filters} filters")
+    by_value = literal_numbers_by_value
+    compiled = [compile_pattern(p, strict_pipes=strict_pipes, literal_numbers_by_value=by_value)
+                for p in patterns]
+    if kind.is_stream:
+        key = _DATA_KEY[kind]
+        for c in compiled:
+            if _root_data_leaf(c._root, key):
+                raise FilterPatternError(f"{key!r} of a {kind.value} record needs an object pattern")
+    return RecordFilter(kind, compiled)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+class _Draft:
+    """A pattern object while dotted keys are merged: ``{"a.b": ..}`` and ``{"a": {"b": ..}}`` coincide."""
+
+    __slots__ = ("children", "leaf", "ors")
+
+    def __init__(self) -> None:
+        self.leaf: list[Any] | None = None
+        self.children: dict[str, _Draft] = {}
+        self.ors: list[list[dict[str, Any]]] = []
+
+
+def _is_or_group(value: Any) -> bool:
+    """event-ruler reads "$or" as OR only for an array of >= 2 objects without reserved names (rule 14)."""
+    return (isinstance(value, list) and len(value) >= 2 and all(isinstance(b, dict) for b in value)
+            and not any(_has_reserved(b) for b in value))
+
+
+def _has_reserved(obj: dict[str, Any]) -> bool:
+    for k, v in obj.items():
+        if k == "$or" and isinstance(v, list):
+            if any(isinstance(b, dict) and _has_reserved(b) for b in v):
+                return True
+        elif k in _RESERVED_IN_OR or (isinstance(v, dict) and _has_reserved(v)):
+            return True
+    return False
+
+
+class _Compiler:
+    __slots__ = ("by_value", "strict_pipes")
+
+    def __init__(self, strict_pipes: bool, by_value: bool) -> None:
+        self.strict_pipes = strict_pipes
+        self.by_value = by_value
+
+    def node(self, obj: dict[str, Any], depth: int) -> _Node:
+        draft = _Draft()
+        self._merge(draft, obj, depth)
+        return self._build(draft, depth)
+
+    def _merge(self, draft: _Draft, obj: dict[str, Any], depth: int) -> None:
+        if not obj:
+            raise FilterPatternError("Empty objects are not allowed")
+        if depth > MAX_NESTING:
+            raise FilterPatternError(f"pattern nested deeper than {MAX_NESTING} levels")
+        for key, value in obj.items():
+            if key == "$or" and _is_or_group(value):
+                draft.ors.append(value)
+                continue
+            target = draft
+            for segment in key.split("."):  # event-ruler joins path names with "." (rule 3)
+                target = target.children.setdefault(segment, _Draft())
+            if isinstance(value, dict):
+                self._merge(target, value, depth + 1)
+            elif isinstance(value, list):
+                if not value:
+                    raise FilterPatternError("Empty arrays are not allowed")
+                target.leaf = value  # a repeated path: the last one wins, as for duplicate keys
+            else:
+                raise FilterPatternError(f"{key!r} must be an object or an array")
+
+    def _build(self, draft: _Draft, depth: int) -> _Node:
+        fields = []
+        for key, sub in draft.children.items():
+            leaf = self._leaf(sub.leaf) if sub.leaf is not None else None
+            node = self._build(sub, depth) if (sub.children or sub.ors) else None
+            fields.append(_Child(key, leaf, node))
+        ors = tuple(tuple(self.node(branch, depth + 1) for branch in group) for group in draft.ors)
+        return _Node(tuple(fields), ors)
+
+    def _leaf(self, values: list[Any]) -> _Leaf:
+        b = _LeafBuilder(self.by_value)
+        for v in values:
+            if isinstance(v, dict):
+                self._operator(b, v)
+            elif isinstance(v, list):
+                raise FilterPatternError("Match value must be String, number, true, false, or null")
+            else:
+                b.exact(v)
+        _check_complexity(b.wildcards)
+        return b.build()
+
+    def _operator(self, b: _LeafBuilder, op: dict[str, Any]) -> None:
+        if len(op) != 1:
+            raise FilterPatternError("an operator object needs exactly one key")
+        ((name, arg),) = op.items()
+        if name == "prefix":
+            b.prefix(_string_or_ignore_case(arg, "prefix"))
+        elif name == "suffix":
+            b.suffix(_string_or_ignore_case(arg, "suffix"))
+        elif name == "equals-ignore-case":
+            b.ignore_case.add(_string(arg, name).lower())
+        elif name == "wildcard":
+            b.wildcard(_string(arg, name))
+        elif name == "anything-but":
+            self._anything_but(b, arg)
+        elif name == "numeric":
+            b.num_preds.append(_numeric(arg))
+        elif name == "exists":
+            if not isinstance(arg, bool):
+                raise FilterPatternError("exists match pattern must be either true or false.")
+            if arg:
+                b.exists_true = True
+            else:
+                b.exists_false = True
+        elif name == "cidr":
+            b.cidr(_string(arg, name))
+        else:
+            raise FilterPatternError(f"Unrecognized match type {name}")
+
+    def _anything_but(self, b: _LeafBuilder, arg: Any) -> None:
+        if isinstance(arg, dict):
+            if len(arg) != 1:
+                raise FilterPatternError("anything-but object needs exactly one key")
+            ((form, value),) = arg.items()
+            if form not in _ANYTHING_BUT_SUBFORMS:
+                raise FilterPatternError(f"Unsupported anything-but pattern: {form}")
+            if self.strict_pipes:
+                raise FilterPatternError(f"anything-but {form}: not supported by Pipes (strict mode)")
+            values = value if isinstance(value, list) else [value]
+            if not values or not all(isinstance(s, str) for s in values):
+                raise FilterPatternError(f"anything-but {form} needs a string or a list of strings")
+            b.anything_but_form(form, values)
+            return
+        values = arg if isinstance(arg, list) else [arg]
+        if values and all(isinstance(s, str) for s in values):
+            b.anything_but_strings(values)
+        elif values and all(_is_number(n) for n in values):
+            b.anything_but_numbers(values)
+        else:
+            raise FilterPatternError("Value of anything-but must be an array or single string/number value.")
+
+
+def _is_number(v: Any) -> bool:
+    return type(v) is int or (type(v) is float and v - v == 0)  # finite; bool is not a number here
+
+
+def _string(arg: Any, name: str) -> str:
+    if not isinstance(arg, str):
+        raise FilterPatternError(f"{name} match pattern must be a string")
+    return arg
+
+
+def _string_or_ignore_case(arg: Any, name: str) -> tuple[str, bool]:
+    if isinstance(arg, dict):
+        if len(arg) != 1 or "equals-ignore-case" not in arg:
+            raise FilterPatternError(f"Unsupported {name} pattern")
+        return _string(arg["equals-ignore-case"], "equals-ignore-case"), True
+    return _string(arg, name), False
+
+
+def _numeric(arg: Any) -> Callable[[Any], bool]:
+    """``[op, n]`` or ``[">"|">=", low, "<"|"<=", high]`` with low < high (rule 7)."""
+    if not isinstance(arg, list) or not arg or not isinstance(arg[0], str):
+        raise FilterPatternError("Value of numeric must be an array starting with an operator")
+    op = arg[0]
+    if len(arg) < 2 or not _is_number(arg[1]):
+        raise FilterPatternError(f"Value of {op} must be numeric")
+    n = arg[1]
+    if op == "=" and len(arg) == 2:
+        return lambda v: v == n
+    if op in _UPPER and len(arg) == 2:
+        upper = _UPPER[op]
+        return lambda v: upper(v, n)
+    if op in _LOWER:
+        lower = _LOWER[op]
+        if len(arg) == 2:
+            return lambda v: lower(v, n)
+        if len(arg) == 4 and arg[2] in _UPPER and _is_number(arg[3]):
+            upper, top = _UPPER[arg[2]], arg[3]
+            if not n < top:
+                raise FilterPatternError("Bottom must be less than top")
+            return lambda v: lower(v, n) and upper(v, top)
+        raise FilterPatternError(f"Bad numeric range: {arg!r}")
+    raise FilterPatternError(f"Unrecognized numeric operator or extra terms: {arg!r}")
+
+
+class _LeafBuilder:
+    """Collects a leaf's elements by kind so that matching does set look-ups and few calls."""
+
+    def __init__(self, by_value: bool) -> None:
+        self.by_value = by_value
+        self.exists_true = False
+        self.exists_false = False
+        self.strings: set[str] = set()
+        self.ignore_case: set[str] = set()  # lower-cased equals-ignore-case values
+        self.prefixes: list[str] = []
+        self.suffixes: list[str] = []
+        self.prefixes_ic: list[str] = []
+        self.suffixes_ic: list[str] = []
+        self.str_preds: list[Callable[[str], bool]] = []
+        self.ints: set[int] = set()
+        self.floats: set[float] = set()
+        self.num_preds: list[Callable[[Any], bool]] = []
+        self.others: set[Any] = set()  # true, false, null
+        self.any_preds: list[Callable[[Any], bool]] = []
+        self.wildcards: list[list[str]] = []
+
+    def exact(self, v: Any) -> None:
+        if isinstance(v, str):
+            self.strings.add(v)
+        elif type(v) is int:
+            self.ints.add(v)
+        elif type(v) is float:
+            if v - v != 0:
+                raise FilterPatternError("numbers must be finite")
+            self.floats.add(v)
+        else:  # True, False, None
+            self.others.add(v)
+
+    def prefix(self, arg: tuple[str, bool]) -> None:
+        (self.prefixes_ic if arg[1] else self.prefixes).append(arg[0].lower() if arg[1] else arg[0])
+
+    def suffix(self, arg: tuple[str, bool]) -> None:
+        (self.suffixes_ic if arg[1] else self.suffixes).append(arg[0].lower() if arg[1] else arg[0])
+
+    def wildcard(self, text: str) -> None:
+        pieces = _wildcard_pieces(text)
+        self.wildcards.append(pieces)
+        self.str_preds.append(_wildcard_matcher(pieces))
+
+    def cidr(self, text: str) -> None:
+        ip, sep, bits = text.partition("/")
+        if not sep or "/" in bits:
+            raise FilterPatternError("Malformed CIDR, one '/' required")
+        if not bits.isdigit():
+            raise FilterPatternError("Malformed CIDR, mask bits must be an integer")
+        try:
+            net = ipaddress.ip_network(f"{ip}/{int(bits)}", strict=False)
+        except ValueError:
+            raise FilterPatternError(f"Nonstandard IP address: {ip}") from None
+        version, low, high = net.version, int(net.network_address), int(net.broadcast_address)
+
+        def in_block(v: str) -> bool:
+            addr = _ip(v)
+            return addr is not None and addr[0] == version and low <= addr[1] <= high
+
+        self.str_preds.append(in_block)
+
+    def anything_but_strings(self, values: list[str]) -> None:
+        excluded = frozenset(values)
+        self.any_preds.append(lambda v: not (type(v) is str and v in excluded))
+
+    def anything_but_numbers(self, values: list[Any]) -> None:
+        is_excluded = _number_set(values, self.by_value)
+        self.any_preds.append(lambda v: not is_excluded(v))
+
+    def anything_but_form(self, form: str, values: list[str]) -> None:
+        # Present values that are not strings satisfy every string form (rule 10).
+        hit: Callable[[str], bool]
+        if form == "prefix" or form == "suffix":
+            if "" in values:
+                raise FilterPatternError("Null prefix/suffix not allowed")
+            affixes = tuple(values)
+            hit = ((lambda v: v.startswith(affixes)) if form == "prefix" else (lambda v: v.endswith(affixes)))
+        elif form == "equals-ignore-case":
+            lowered = frozenset(s.lower() for s in values)
+            hit = lambda v: v.lower() in lowered  # noqa: E731
+        else:
+            pieces = [_wildcard_pieces(s) for s in values]
+            self.wildcards.extend(pieces)
+            matchers = tuple(_wildcard_matcher(p) for p in pieces)
+            hit = lambda v: any(m(v) for m in matchers)  # noqa: E731
+        self.any_preds.append(lambda v: not (type(v) is str and hit(v)))
+
+    def build(self) -> _Leaf:
+        strs = frozenset(self.strings)
+        str_preds = list(self.str_preds)
+        if self.prefixes:
+            prefixes = tuple(self.prefixes)
+            str_preds.append(lambda v: v.startswith(prefixes))
+        if self.suffixes:
+            suffixes = tuple(self.suffixes)
+            str_preds.append(lambda v: v.endswith(suffixes))
+        lowered = self.ignore_case
+        if lowered or self.prefixes_ic or self.suffixes_ic:
+            eic, pic, sic = frozenset(lowered), tuple(self.prefixes_ic), tuple(self.suffixes_ic)
+            str_preds.append(lambda v: (low := v.lower()) in eic or low.startswith(pic) or low.endswith(sic))
+        numbers = list(self.ints) + list(self.floats)
+        num_exact = _number_set(numbers, self.by_value) if numbers else None
+        num_preds = tuple(self.num_preds)
+        others = frozenset(self.others)
+        any_preds = tuple(self.any_preds)
+        sp = tuple(str_preds)
+        if not (sp or num_exact or num_preds or others or any_preds):
+            test: Callable[[Any], bool] = lambda v: type(v) is str and v in strs  # noqa: E731
+        elif not (num_exact or num_preds or others or any_preds) and not sp[1:]:
+            only = sp[0]
+            test = (lambda v: type(v) is str and (v in strs or only(v))) if strs else (
+                lambda v: type(v) is str and only(v))
+        else:
+            test = _general_test(strs, sp, num_exact, num_preds, others, any_preds)
+        return _Leaf(test, self.exists_true, self.exists_false)
+
+
+_Pred = Callable[[Any], bool]
+
+
+def _general_test(strs: frozenset[str], str_preds: tuple[_Pred, ...], num_exact: _Pred | None,
+                  num_preds: tuple[_Pred, ...], others: frozenset[Any],
+                  any_preds: tuple[_Pred, ...]) -> _Pred:
+    def test(v: Any) -> bool:
+        t = type(v)
+        if t is str:
+            if v in strs:
+                return True
+            for p in str_preds:
+                if p(v):
+                    return True
+        elif t is int or t is float:  # JSON numbers only: bool is its own type (rule 7)
+            if num_exact is not None and num_exact(v):
+                return True
+            for p in num_preds:
+                if p(v):
+                    return True
+        elif v in others:  # true / false / null: True == 1 never reaches here
+            return True
+        return any(p(v) for p in any_preds)
+
+    return test
+
+
+def _number_set(values: list[Any], by_value: bool) -> Callable[[Any], bool]:
+    """Membership of an event number in pattern numbers: by value, or as canonical JSON text (rule 6)."""
+    if by_value:
+        nums = frozenset(values)
+        return lambda v: (type(v) is int or type(v) is float) and v in nums
+    ints = frozenset(v for v in values if type(v) is int)
+    floats = frozenset(v for v in values if type(v) is float)
+    return lambda v: (type(v) is int and v in ints) or (type(v) is float and v in floats)
+
+
+@lru_cache(maxsize=4096)
+def _ip(text: str) -> tuple[int, int] | None:
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return addr.version, int(addr)
+
+
+# --- wildcard (rule 12) -----------------------------------------------------------------------------
+
+
+def _wildcard_pieces(text: str) -> list[str]:
+    """The literal pieces between stars; ``\\*`` is a star, ``\\\\`` a backslash, nothing else escapes."""
+    pieces: list[str] = []
+    buf: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "*":
+            if i + 1 < n and text[i + 1] == "*":
+                raise FilterPatternError(f"Consecutive wildcard characters at pos {i}")
+            pieces.append("".join(buf))
+            buf = []
+        elif c == "\\":
+            if i + 1 < n and text[i + 1] in "*\\":
+                buf.append(text[i + 1])
+                i += 1
+            else:
+                raise FilterPatternError(f"Invalid escape character at pos {i}")
+        else:
+            buf.append(c)
+        i += 1
+    pieces.append("".join(buf))
+    return pieces
+
+
+def _wildcard_matcher(pieces: list[str]) -> Callable[[str], bool]:
+    if len(pieces) == 1:
+        whole = pieces[0]
+        return lambda v: v == whole
+    head, tail = pieces[0], pieces[-1]
+    if len(pieces) == 2:
+        size = len(head) + len(tail)
+        return lambda v: len(v) >= size and v.startswith(head) and v.endswith(tail)
+    if len(pieces) == 3 and not head and not tail:
+        middle = pieces[1]
+        return lambda v: middle in v
+    regex = re.compile(".*".join(re.escape(p) for p in pieces), re.DOTALL)
+    return lambda v: regex.fullmatch(v) is not None
+
+
+def _check_complexity(patterns: list[list[str]]) -> None:
+    """Refuse a field whose wildcards could keep more than MAX_WILDCARD_COMPLEXITY NFA states alive."""
+    starred = [p for p in patterns if len(p) > 1]
+    if starred and _wildcard_complexity(starred) > MAX_WILDCARD_COMPLEXITY:
+        raise FilterPatternError("Rule is too complex - try using fewer wildcard characters or fewer "
+                                 "repeating character sequences after a wildcard character")
+
+
+def _wildcard_complexity(patterns: list[list[str]]) -> int:
+    # Each pattern becomes a token list, quotes included as in event-ruler; None is a star. Explore the
+    # subset construction over the characters that occur (plus one stand-in for all others) and return the
+    # largest number of simultaneously active states, stopping early once past the limit.
+    nfas: list[list[str | None]] = []
+    for pieces in patterns:
+        tokens: list[str | None] = ['"']
+        for i, piece in enumerate(pieces):
+            if i:
+                tokens.append(None)
+            tokens.extend(piece)
+        tokens.append('"')
+        nfas.append(tokens)
+    alphabet = {c for t in nfas for c in t if c is not None} | {"\x00"}
+
+    def close(tokens: list[str | None], states: set[int]) -> frozenset[int]:
+        out, todo = set(states), list(states)
+        while todo:
+            s = todo.pop()
+            if s < len(tokens) and tokens[s] is None and s + 1 not in out:
+                out.add(s + 1)
+                todo.append(s + 1)
+        return frozenset(out)
+
+    start = tuple(close(t, {0}) for t in nfas)
+    seen, todo, worst = {start}, [start], 0
+    while todo:
+        current = todo.pop()
+        for ch in alphabet:
+            nxt = tuple(close(t, {s if t[s] is None else s + 1 for s in states
+                                  if s < len(t) and (t[s] is None or t[s] == ch)})
+                        for t, states in zip(nfas, current, strict=True))
+            worst = max(worst, sum(len(s) for s in nxt))
+            if worst > MAX_WILDCARD_COMPLEXITY:
+                return worst
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return worst
+
+
+# --- per-source views (spec 2.2, 2.3) ---------------------------------------------------------------
+
+# A "." (or its \u escape) inside a JSON string that is an object key: only then does a parsed payload
+# need its dotted keys expanded. A false positive only costs the expansion pass.
+_DOTTED_KEY = re.compile(r'(?:\.|\\u002[eE])(?:[^"\\]|\\.)*"\s*:')
+
+
+def filter_view(kind: SourceKind, record: Mapping[str, Any]) -> FilterView | None:
+    """The object a record is matched against (spec 2.2), built once and shared by all filters.
+
+    ``record`` is the record exactly as the function receives it (spec section 1). Returns None when the
+    record does not have that source's shape (no ``body`` string, no ``kinesis`` / ``dynamodb`` object).
+    """
+    if not isinstance(record, Mapping):
+        return None
+    if kind is SourceKind.SQS:
+        body = record.get("body")
+        if not isinstance(body, str):
+            return None
+        value = _parse_json(body)
+        if value is _MISSING:
+            return _view(record, "body", body, DataFormat.TEXT)
+        return _view(record, "body", value, DataFormat.JSON)
+    if kind is SourceKind.KINESIS:
+        kinesis = record.get("kinesis")
+        if not isinstance(kinesis, Mapping):
+            return None
+        invalid = DataFormat.INVALID  # Kinesis: not JSON is not JSON, text or not
+        return _decoded_view(kinesis, "data", text_format=invalid, binary_format=invalid)
+    if kind is SourceKind.DYNAMODB:
+        if not isinstance(record.get("dynamodb"), Mapping):
+            return None
+        # eventSourceARN is added by the poller; everything else comes from the Streams API (spec 2.2).
+        fields = {k: v for k, v in record.items() if k != "eventSourceARN"}
+        return FilterView(_undot(fields), DataFormat.JSON)
+    key = _DATA_KEY[kind]  # Kafka "value", MQ "data"
+    return _decoded_view(record, key, text_format=DataFormat.TEXT, binary_format=DataFormat.BINARY)
+
+
+def _view(fields: Mapping[str, Any], key: str, value: Any, fmt: DataFormat) -> FilterView:
+    """``fields`` with the data key replaced by its decoded ``value`` (left out when _MISSING)."""
+    meta = {k: v for k, v in fields.items() if k != key}
+    view = FilterView(_undot(meta), fmt)
+    if value is not _MISSING:
+        view[key] = value
+    return view
+
+
+def _decoded_view(fields: Mapping[str, Any], key: str, *, text_format: DataFormat,
+                  binary_format: DataFormat) -> FilterView:
+    encoded = fields.get(key)
+    if not isinstance(encoded, str):
+        return _view(fields, key, _MISSING, DataFormat.ABSENT)
+    try:
+        text = binascii.a2b_base64(encoded).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return _view(fields, key, _MISSING, binary_format)
+    value = _parse_json(text)
+    if value is _MISSING:
+        return _view(fields, key, text, text_format)
+    return _view(fields, key, value, DataFormat.JSON)
+
+
+def _parse_json(text: str) -> Any:
+    """The JSON value of ``text`` with dotted keys expanded, or _MISSING when it is not JSON."""
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return _MISSING
+    if _DOTTED_KEY.search(text) is not None:
+        value = _undot(value)
+    return value
+
+
+def _undot(value: Any) -> Any:
+    """``value`` with every key ``"a.b"`` expanded to ``{"a": {"b": ..}}`` (rule 3); unchanged if none."""
+    t = type(value)
+    if t is dict:
+        if "." in "".join(value):
+            return _expand(value)
+        copy: dict[str, Any] | None = None
+        for k, v in value.items():
+            tv = type(v)
+            if tv is dict or tv is list:
+                nv = _undot(v)
+                if nv is not v:
+                    if copy is None:
+                        copy = dict(value)
+                    copy[k] = nv
+        return value if copy is None else copy
+    if t is list:
+        out: list[Any] | None = None
+        for i, v in enumerate(value):
+            tv = type(v)
+            if tv is dict or tv is list:
+                nv = _undot(v)
+                if nv is not v:
+                    if out is None:
+                        out = list(value)
+                    out[i] = nv
+        return value if out is None else out
+    return value
+
+
+def _expand(obj: dict[str, Any]) -> dict[str, Any]:
+    # Where a path is both a value and an object ({"a": 1, "a.b": 2}) event-ruler sees two fields; here the
+    # value becomes a list of alternatives [1, {"b": 2}], keeping one object member for later merges.
+    out: dict[str, Any] = {}
+    alternatives: set[int] = set()
+
+    def merge(a: Any, b: Any) -> Any:
+        if type(a) is dict and type(b) is dict:
+            merged = dict(a)
+            for k, v in b.items():
+                merged[k] = merge(merged[k], v) if k in merged else v
+            return merged
+        alts = list(a) if id(a) in alternatives else [a]
+        alts.append(b)
+        alternatives.add(id(alts))
+        return alts
+
+    for key, v in obj.items():
+        *parents, last = key.split(".")
+        target = out
+        for seg in parents:
+            nxt = target.get(seg, _MISSING)
+            if type(nxt) is dict:
+                target = nxt
+                continue
+            holder: dict[str, Any] = {}
+            if nxt is _MISSING:
+                target[seg] = holder
+            elif id(nxt) in alternatives:
+                found = next((x for x in nxt if type(x) is dict), None)
+                if found is None:
+                    nxt.append(holder)
+                else:
+                    holder = found
+            else:
+                target[seg] = merge(nxt, holder)
+            target = holder
+        v = _undot(v)
+        target[last] = merge(target[last], v) if last in target else v
+    return out

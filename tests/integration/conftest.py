@@ -1,0 +1,112 @@
+"""An engine running in a thread of the test process (its own event loop, a real HTTP port, a real SQLite
+file), driven with boto3 exactly as a user drives it."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio.from_thread
+import boto3
+import pytest
+from botocore.config import Config
+
+from engine.app import Engine, EngineSettings
+from engine.config import EngineConfig, FunctionConfig
+from engine.runner.queue import QueueRunnerSettings
+
+FUNCTIONS_DIR = Path(__file__).parent / "functions"
+sys.path.insert(0, str(FUNCTIONS_DIR))
+import esm_test_fns  # noqa: E402
+
+
+def functions_config(timeout_s: float = 1.0) -> EngineConfig:
+    names = ("ok", "partial", "boom", "bad_response", "slow")
+    return EngineConfig(
+        base_dir=FUNCTIONS_DIR,
+        functions={
+            f"fn-{n}": FunctionConfig(name=f"fn-{n}", handler=f"esm_test_fns.{n}", timeout=timeout_s) for n in names
+        },
+    )
+
+
+@dataclass
+class RunningEngine:
+    engine: Engine
+    port: int
+    _portal_cm: Any
+    _future: Future[Any]
+    lambda_client: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lambda_client = boto3.client(
+            "lambda", endpoint_url=self.url, region_name="us-east-1",
+            config=Config(retries={"max_attempts": 1}),
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if not self._future.done():
+            self._future.cancel()
+        self._portal_cm.__exit__(None, None, None)
+
+    def wait_state(self, uuid: str, state: str, timeout: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            m = self.lambda_client.get_event_source_mapping(UUID=uuid)
+            if m["State"] == state:
+                return dict(m)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"mapping {uuid} is {m['State']}, not {state}")
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def start_engine(tmp_path: Path) -> Iterator[Callable[..., RunningEngine]]:
+    running: list[RunningEngine] = []
+
+    def start(
+        endpoint_url: str | None,
+        *,
+        config: EngineConfig | None = None,
+        data_dir: Path | None = None,
+        account_id: str = "123456789012",
+        run_supervisor: bool = True,
+    ) -> RunningEngine:
+        settings = EngineSettings(
+            port=0, data_dir=data_dir or tmp_path / "data", aws_endpoint_url=endpoint_url,
+            account_id=account_id, queue=QueueRunnerSettings(long_poll_s=1.0), drain_timeout_s=2.0,
+        )
+        engine = Engine(settings, config or functions_config())
+        cm = anyio.from_thread.start_blocking_portal()
+        portal = cm.__enter__()
+        future, port = portal.start_task(engine.serve, run_supervisor)
+        r = RunningEngine(engine, port, cm, future)
+        running.append(r)
+        return r
+
+    yield start
+    for r in running:
+        r.stop()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+__all__ = ["RunningEngine", "esm_test_fns", "functions_config", "wait_for"]

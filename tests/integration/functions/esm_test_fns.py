@@ -1,0 +1,69 @@
+"""In-process functions the integration tests map queues to. Every call is recorded in CALLS."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+CALLS: list[dict[str, Any]] = []
+_lock = threading.Lock()
+_in_flight: dict[str, int] = {}
+MAX_IN_FLIGHT: dict[str, int] = {}
+
+
+def _record(event: dict[str, Any], context: Any) -> None:
+    with _lock:
+        CALLS.append({"function": context.function_name, "event": event, "at": time.time()})
+
+
+def calls_for(source_arn: str) -> list[dict[str, Any]]:
+    """Invocations whose records came from this source, in invocation order."""
+    with _lock:
+        return [c for c in CALLS if c["event"].get("Records") and
+                c["event"]["Records"][0].get("eventSourceARN") == source_arn]
+
+
+def records_for(source_arn: str) -> list[dict[str, Any]]:
+    return [r for c in calls_for(source_arn) for r in c["event"]["Records"]]
+
+
+def ok(event: dict[str, Any], context: Any) -> None:
+    _record(event, context)
+
+
+def partial(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Reports the records whose body contains FAIL as failed items."""
+    _record(event, context)
+    return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"] if "FAIL" in r["body"]]}
+
+
+def boom(event: dict[str, Any], context: Any) -> None:
+    """Fails the first delivery of every message; later deliveries succeed."""
+    _record(event, context)
+    if any(r["attributes"]["ApproximateReceiveCount"] == "1" for r in event["Records"]):
+        raise RuntimeError("first delivery fails")
+
+
+def bad_response(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """An itemIdentifier that names no message on the first delivery: the whole batch fails."""
+    _record(event, context)
+    if any(r["attributes"]["ApproximateReceiveCount"] == "1" for r in event["Records"]):
+        return {"batchItemFailures": [{"itemIdentifier": "not-a-message-id"}]}
+    return {"batchItemFailures": []}
+
+
+async def slow(event: dict[str, Any], context: Any) -> None:
+    """Takes 0.3 s per batch and tracks how many batches of one queue run at once."""
+    import anyio
+
+    arn = event["Records"][0]["eventSourceARN"]
+    with _lock:
+        _in_flight[arn] = _in_flight.get(arn, 0) + 1
+        MAX_IN_FLIGHT[arn] = max(MAX_IN_FLIGHT.get(arn, 0), _in_flight[arn])
+    try:
+        await anyio.sleep(0.3)
+        _record(event, context)
+    finally:
+        with _lock:
+            _in_flight[arn] -= 1
