@@ -6,6 +6,7 @@ The only module of engine/ that imports pollers/.
 from __future__ import annotations
 
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,11 +34,17 @@ class EngineSettings:
     host: str = "127.0.0.1"
     port: int = 9001
     data_dir: Path = Path(".data")
+    #: endpoint of every AWS API the engine calls (None: AWS itself)...
     aws_endpoint_url: str | None = None
+    #: ...unless a service has its own here, keyed by botocore service name ("sqs", "lambda", ...)
+    endpoints: Mapping[str, str] = field(default_factory=dict)
     region: str = "us-east-1"
     account_id: str = "123456789012"
     queue: QueueRunnerSettings = field(default_factory=QueueRunnerSettings)
     drain_timeout_s: float = 10.0
+
+    def endpoint_for(self, service: str) -> str | None:
+        return self.endpoints.get(service, self.aws_endpoint_url)
 
     @property
     def store_path(self) -> Path:
@@ -51,11 +58,11 @@ class Engine:
         self.store = SqliteStore(settings.store_path)
         self.functions = FunctionRegistry(
             config,
-            lambda_endpoint_url=settings.aws_endpoint_url,
+            lambda_endpoint_url=settings.endpoint_for("lambda"),
             region=settings.region,
             account_id=settings.account_id,
         )
-        self.sqs = SqsSourceFactory(SqsClients(settings.aws_endpoint_url))
+        self.sqs = SqsSourceFactory(SqsClients(settings.endpoint_for("sqs")))
         self.supervisor = Supervisor(self.store, self.build_runner, drain_timeout_s=settings.drain_timeout_s)
         self.plane = ControlPlane(
             store=self.store,
@@ -79,12 +86,21 @@ class Engine:
                     **{**queue_settings.__dict__, "invoke_retry_budget_s": float(desc.visibility_timeout_s)}
                 )
             return QueueRunner(
-                m, self.sqs.open_queue(m), self.sqs.envelope(m), invoker, record_filter, self.store, queue_settings
+                m,
+                self.sqs.open_queue(m),
+                self.sqs.envelope(m),
+                invoker,
+                record_filter,
+                self.store,
+                queue_settings,
             )
         raise SourceError(f"no poller for source kind {m.kind.value}")
 
     async def serve(
-        self, run_supervisor: bool = True, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED
+        self,
+        run_supervisor: bool = True,
+        *,
+        task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Run until cancelled: the supervisor, then the HTTP API. Reports the bound port when started.
 
@@ -98,10 +114,14 @@ class Engine:
                     await tg.start(self.supervisor.run, name="esm-supervisor")
                 site = web.TCPSite(runner, self.settings.host, self.settings.port)
                 await site.start()
-                sockets = site._server.sockets if site._server else []  # noqa: SLF001 (aiohttp has no public getter)
-                self.port = int(sockets[0].getsockname()[1]) if sockets else self.settings.port
-                log.info("engine_started", host=self.settings.host, port=self.port,
-                         store=str(self.settings.store_path), mappings=len(self.store.list_mappings()))
+                self.port = int(runner.addresses[0][1]) if runner.addresses else self.settings.port
+                log.info(
+                    "engine_started",
+                    host=self.settings.host,
+                    port=self.port,
+                    store=str(self.settings.store_path),
+                    mappings=len(self.store.list_mappings()),
+                )
                 task_status.started(self.port)
                 await anyio.sleep_forever()
         finally:

@@ -35,34 +35,95 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
 
 
+def _endpoint_env() -> list[str]:
+    return [e for e in (_env("ESM_ENDPOINTS") or "").split(",") if e]
+
+
+def _endpoints(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        service, sep, url = pair.partition("=")
+        if not sep or not service or not url:
+            raise SystemExit(f"esm: --endpoint takes SERVICE=URL, got {pair!r}")
+        out[service.strip().lower()] = url.strip()
+    return out
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="esm", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="esm",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("serve", help="serve the Lambda ESM API and run every enabled mapping")
-    s.add_argument("--host", default=_env("ESM_HOST", "127.0.0.1"), help="bind address [ESM_HOST] (127.0.0.1)")
-    s.add_argument("--port", type=int, default=int(_env("ESM_PORT", "9001") or 9001),
-                   help="API port [ESM_PORT] (9001; 0 picks a free port)")
-    s.add_argument("--data-dir", type=Path, default=Path(_env("ESM_DATA_DIR", ".data") or ".data"),
-                   help="where the SQLite store lives [ESM_DATA_DIR] (.data)")
-    s.add_argument("--config", type=Path, default=_env("ESM_CONFIG"),
-                   help="engine config file, YAML or JSON: functions, brokers, secrets [ESM_CONFIG]")
-    s.add_argument("--aws-endpoint-url", default=_env("ESM_AWS_ENDPOINT_URL"),
-                   help="endpoint of every AWS API the engine calls: SQS, Lambda Invoke, ... "
-                        "(LocalStack, moto, ElasticMQ; default: AWS itself) [ESM_AWS_ENDPOINT_URL]")
-    s.add_argument("--region", default=_env("ESM_REGION", _env("AWS_DEFAULT_REGION", "us-east-1")),
-                   help="region of the function ARNs the API returns [ESM_REGION] (us-east-1)")
-    s.add_argument("--account-id", default=_env("ESM_ACCOUNT_ID", "123456789012"),
-                   help="account of the function ARNs the API returns [ESM_ACCOUNT_ID] (123456789012)")
-    s.add_argument("--embedded-aws", action="store_true", default=_env("ESM_EMBEDDED_AWS") == "1",
-                   help="start moto's server in-process and use it as the AWS endpoint [ESM_EMBEDDED_AWS=1]")
-    s.add_argument("--embedded-aws-port", type=int, default=int(_env("ESM_EMBEDDED_AWS_PORT", "5000") or 5000),
-                   help="port of the embedded AWS emulator [ESM_EMBEDDED_AWS_PORT] (5000)")
+    s.add_argument(
+        "--host", default=_env("ESM_HOST", "127.0.0.1"), help="bind address [ESM_HOST] (127.0.0.1)"
+    )
+    s.add_argument(
+        "--port",
+        type=int,
+        default=int(_env("ESM_PORT", "9001") or 9001),
+        help="API port [ESM_PORT] (9001; 0 picks a free port)",
+    )
+    s.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(_env("ESM_DATA_DIR", ".data") or ".data"),
+        help="where the SQLite store lives [ESM_DATA_DIR] (.data)",
+    )
+    s.add_argument(
+        "--config",
+        type=Path,
+        default=_env("ESM_CONFIG"),
+        help="engine config file, YAML or JSON: functions, brokers, secrets [ESM_CONFIG]",
+    )
+    s.add_argument(
+        "--aws-endpoint-url",
+        default=_env("ESM_AWS_ENDPOINT_URL"),
+        help="endpoint of every AWS API the engine calls: SQS, Lambda Invoke, ... "
+        "(LocalStack, moto, ElasticMQ; default: AWS itself) [ESM_AWS_ENDPOINT_URL]",
+    )
+    s.add_argument(
+        "--endpoint",
+        action="append",
+        default=_endpoint_env(),
+        metavar="SERVICE=URL",
+        help="endpoint of one AWS service, over --aws-endpoint-url; repeatable, e.g. "
+        "--endpoint sqs=http://127.0.0.1:9324 --endpoint lambda=http://127.0.0.1:4566 "
+        "[ESM_ENDPOINTS=sqs=URL,lambda=URL]",
+    )
+    s.add_argument(
+        "--region",
+        default=_env("ESM_REGION", _env("AWS_DEFAULT_REGION", "us-east-1")),
+        help="region of the function ARNs the API returns [ESM_REGION] (us-east-1)",
+    )
+    s.add_argument(
+        "--account-id",
+        default=_env("ESM_ACCOUNT_ID", "123456789012"),
+        help="account of the function ARNs the API returns [ESM_ACCOUNT_ID] (123456789012)",
+    )
+    s.add_argument(
+        "--embedded-aws",
+        action="store_true",
+        default=_env("ESM_EMBEDDED_AWS") == "1",
+        help="start moto's server in-process and use it as the AWS endpoint [ESM_EMBEDDED_AWS=1]",
+    )
+    s.add_argument(
+        "--embedded-aws-port",
+        type=int,
+        default=int(_env("ESM_EMBEDDED_AWS_PORT", "5000") or 5000),
+        help="port of the embedded AWS emulator [ESM_EMBEDDED_AWS_PORT] (5000)",
+    )
     s.add_argument("--log-level", default=_env("ESM_LOG_LEVEL", "info"), help="[ESM_LOG_LEVEL] (info)")
-    s.add_argument("--log-format", choices=("json", "console"), default=_env("ESM_LOG_FORMAT", "json"),
-                   help="[ESM_LOG_FORMAT] (json)")
+    s.add_argument(
+        "--log-format",
+        choices=("json", "console"),
+        default=_env("ESM_LOG_FORMAT", "json"),
+        help="[ESM_LOG_FORMAT] (json)",
+    )
 
     m = sub.add_parser("mappings", help="list the mappings in the store")
     m.add_argument("--data-dir", type=Path, default=Path(_env("ESM_DATA_DIR", ".data") or ".data"))
@@ -108,6 +169,7 @@ def _serve(args: argparse.Namespace) -> None:
         port=args.port,
         data_dir=args.data_dir,
         aws_endpoint_url=endpoint,
+        endpoints=_endpoints(args.endpoint),
         region=config.aws.region or args.region,
         account_id=config.aws.account_id or args.account_id,
     )
@@ -134,13 +196,22 @@ def _ts(epoch: float) -> str:
 def _mappings(args: argparse.Namespace) -> None:
     items = _store(args.data_dir).list_mappings()
     if args.json:
-        print(json.dumps([{"UUID": m.uuid, "State": m.state.value, "FunctionArn": m.function_arn, **m.params}
-                          for m in items], indent=2))
+        print(
+            json.dumps(
+                [
+                    {"UUID": m.uuid, "State": m.state.value, "FunctionArn": m.function_arn, **m.params}
+                    for m in items
+                ],
+                indent=2,
+            )
+        )
         return
     print(f"{'UUID':36}  {'STATE':9}  {'SOURCE':60}  FUNCTION")
     for m in items:
         source = m.event_source_arn or ",".join(
-            (m.params.get("SelfManagedEventSource") or {}).get("Endpoints", {}).get("KAFKA_BOOTSTRAP_SERVERS", [])
+            (m.params.get("SelfManagedEventSource") or {})
+            .get("Endpoints", {})
+            .get("KAFKA_BOOTSTRAP_SERVERS", [])
         )
         print(f"{m.uuid:36}  {m.state.value:9}  {source:60}  {m.function_arn}")
 
@@ -158,11 +229,16 @@ def _journal(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps([e.__dict__ for e in entries], indent=2, default=str))
         return
-    print(f"{'AT':24}  {'MAPPING':8}  {'SCOPE':24}  {'ATTEMPT':>7}  {'DEPTH':>5}  {'SIZE':>5}  "
-          f"{'OUTCOME':18}  {'MS':>8}  ITEMS")
+    print(
+        f"{'AT':24}  {'MAPPING':8}  {'SCOPE':24}  {'ATTEMPT':>7}  {'DEPTH':>5}  {'SIZE':>5}  "
+        f"{'OUTCOME':18}  {'MS':>8}  ITEMS"
+    )
     for e in entries:
-        print(f"{_ts(e.at):24}  {e.mapping_uuid[:8]:8}  {e.scope[:24]:24}  {e.attempt:>7}  {e.bisect_depth:>5}  "
-              f"{e.batch_size:>5}  {e.outcome:18}  {e.duration_ms:>8.1f}  {e.first_item}..{e.last_item}")
+        print(
+            f"{_ts(e.at):24}  {e.mapping_uuid[:8]:8}  {e.scope[:24]:24}  {e.attempt:>7}  "
+            f"{e.bisect_depth:>5}  "
+            f"{e.batch_size:>5}  {e.outcome:18}  {e.duration_ms:>8.1f}  {e.first_item}..{e.last_item}"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

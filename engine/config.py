@@ -74,6 +74,17 @@ class FunctionConfig:
     def timeout_s(self) -> float:
         return DEFAULT_TIMEOUT_S if self.timeout is None else self.timeout
 
+    def describe(self) -> tuple[str, str]:
+        """(kind, target) for listings: ("python", handler) or ("invoke", "name [at URL] [in REGION]")."""
+        if self.invoke is None:
+            return "python", str(self.handler)
+        target = self.invoke.function_name
+        if self.invoke.endpoint_url:
+            target += f" at {self.invoke.endpoint_url}"
+        if self.invoke.region:
+            target += f" in {self.invoke.region}"
+        return "invoke", target
+
 
 @dataclass(frozen=True)
 class AwsConfig:
@@ -102,6 +113,7 @@ def load_config(path: str | os.PathLike[str]) -> EngineConfig:
 
 
 # --- reading --------------------------------------------------------------------------------------
+
 
 def _read(file: Path) -> str:
     if file.suffix.lower() not in _EXTENSIONS:
@@ -168,6 +180,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 # --- validation -----------------------------------------------------------------------------------
+
 
 def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
@@ -251,7 +264,8 @@ class _Validator:
             name=name,
             handler=(
                 self.string(spec["handler"], f"{key}.handler", _HANDLER, "a handler path like module.func")
-                if "handler" in spec else None
+                if "handler" in spec
+                else None
             ),
             invoke=self.invoke_target(spec["invoke"], f"{key}.invoke") if "invoke" in spec else None,
             timeout=self.timeout(spec.get("timeout"), f"{key}.timeout"),

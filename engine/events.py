@@ -42,6 +42,7 @@ def parse_arn(arn: str) -> ArnParts:
 
 # --- SQS (spec 1.3) -------------------------------------------------------------------------------
 
+
 def _sqs_message_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "StringValue" in value:
@@ -51,7 +52,8 @@ def _sqs_message_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
         out["binaryValue"] = base64.b64encode(raw).decode() if isinstance(raw, bytes) else raw
     out["stringListValues"] = list(value.get("StringListValues") or [])
     out["binaryListValues"] = [
-        base64.b64encode(v).decode() if isinstance(v, bytes) else v for v in value.get("BinaryListValues") or []
+        base64.b64encode(v).decode() if isinstance(v, bytes) else v
+        for v in value.get("BinaryListValues") or []
     ]
     out["dataType"] = value.get("DataType", "String")
     return out

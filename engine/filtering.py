@@ -62,12 +62,34 @@ _DATA_KEY: Final[Mapping[SourceKind, str]] = {
 }
 
 # event-ruler reserves these names inside "$or" objects; a "$or" containing one is an ordinary field name.
-_RESERVED_IN_OR: Final = frozenset({
-    "exactly", "equals-ignore-case", "prefix", "suffix", "anything-but", "exists", "wildcard", "numeric",
-    "cidr", "=", "<", "<=", ">", ">=", "regex", "not-wildcard", "not-equals-ignore-case", "date-after",
-    "date-on-or-after", "date-before", "date-on-or-before", "in-date-range", "ip-address-in-range",
-    "ip-address-not-in-range",
-})
+_RESERVED_IN_OR: Final = frozenset(
+    {
+        "exactly",
+        "equals-ignore-case",
+        "prefix",
+        "suffix",
+        "anything-but",
+        "exists",
+        "wildcard",
+        "numeric",
+        "cidr",
+        "=",
+        "<",
+        "<=",
+        ">",
+        ">=",
+        "regex",
+        "not-wildcard",
+        "not-equals-ignore-case",
+        "date-after",
+        "date-on-or-after",
+        "date-before",
+        "date-on-or-before",
+        "in-date-range",
+        "ip-address-in-range",
+        "ip-address-not-in-range",
+    }
+)
 _ANYTHING_BUT_SUBFORMS: Final = frozenset({"prefix", "suffix", "equals-ignore-case", "wildcard"})
 _LOWER: Final[Mapping[str, Callable[[Any, Any], bool]]] = {">": operator.gt, ">=": operator.ge}
 _UPPER: Final[Mapping[str, Callable[[Any, Any], bool]]] = {"<": operator.lt, "<=": operator.le}
@@ -108,127 +130,162 @@ class _Missing:
 _MISSING: Final = _Missing()
 
 # --- compiled pattern tree --------------------------------------------------------------------------
+# Every pattern part compiles to a closure over an event value; the tree classes keep what compilation and
+# validation still need (absence results, the data-key field). A missing field is passed as _MISSING.
+
+_Pred = Callable[[Any], bool]
 
 
 class _Leaf:
-    """One leaf array: its elements are OR-ed (rule 1, 15)."""
+    """One leaf array: its elements are OR-ed (rules 1, 15)."""
 
-    __slots__ = ("exists_false", "exists_true", "test")
+    __slots__ = ("exists_false", "match")
 
-    def __init__(self, test: Callable[[Any], bool], exists_true: bool, exists_false: bool) -> None:
-        self.test = test
-        self.exists_true = exists_true
+    def __init__(self, str_test: _Pred, other_test: _Pred, exists_false: bool) -> None:
         self.exists_false = exists_false
 
-    def match(self, v: Any) -> bool:
-        t = type(v)
-        if t is list:
-            return self._match_list(v)
-        if v is _MISSING or t is dict:  # an intermediate object is not a leaf value (rule 9)
-            return self.exists_false
-        return self.exists_true or self.test(v)
+        def match_list(values: list[Any]) -> bool:
+            # Any element may match; exists:false only when no element is a leaf value ([] is absent).
+            found = False
+            for e in values:
+                t = type(e)
+                if t is dict:
+                    continue
+                if t is list or t is _Alternatives:
+                    for s in _scalars(e):
+                        if str_test(s) if type(s) is str else other_test(s):
+                            return True
+                        found = True
+                    continue
+                if str_test(e) if t is str else other_test(e):
+                    return True
+                found = True
+            return exists_false and not found
 
-    def _match_list(self, values: list[Any]) -> bool:
-        # Any element may match; exists:false only when no element is a leaf value ([] is absent).
-        found = False
-        exists_true, test = self.exists_true, self.test
-        for e in values:
-            t = type(e)
-            if t is dict:
-                continue
-            if t is list:
-                for s in _scalars(e):
-                    if exists_true or test(s):
-                        return True
-                    found = True
-                continue
-            if exists_true or test(e):
-                return True
-            found = True
-        return self.exists_false and not found
+        def match(v: Any) -> bool:
+            t = type(v)
+            if t is str:
+                return str_test(v)
+            if t is list or t is _Alternatives:
+                return match_list(v)
+            if t is dict or v is _MISSING:  # an intermediate object is not a leaf value (rule 9)
+                return exists_false
+            return other_test(v)
+
+        self.match = match
 
 
 def _scalars(values: list[Any]) -> Iterator[Any]:
-    """The leaf values of a (nested) event array; objects in it are not leaf values."""
+    """The leaf values of a nested event array; objects in it are not leaf values."""
     for e in values:
         t = type(e)
-        if t is list:
+        if t is list or t is _Alternatives:
             yield from _scalars(e)
         elif t is not dict:
             yield e
 
 
+class _Node:
+    """A pattern object: all fields AND-ed, each ``$or`` group OR-ed (rule 14)."""
+
+    __slots__ = ("absent", "fields", "match", "match_value", "ors")
+    match: _Pred  # on a mapping
+    match_value: _Pred  # on any event value
+
+    def __init__(self, fields: tuple[_Child, ...], ors: tuple[tuple[_Node, ...], ...]) -> None:
+        self.fields = fields
+        self.ors = ors
+        #: the result for an event where everything below is absent
+        self.absent: bool = all(c.absent for c in fields) and all(any(b.absent for b in g) for g in ors)
+        self.match = _object_test(
+            tuple((c.key, c.match) for c in fields), tuple(tuple(b.match for b in g) for g in ors)
+        )
+        self.match_value = _value_test(self.match, self.absent)
+
+
 class _Child:
     """A field of a pattern object: a leaf array, a nested object, or both (``"a": [..]`` and ``"a.b"``)."""
 
-    __slots__ = ("absent", "key", "leaf", "node")
+    __slots__ = ("absent", "key", "leaf", "match", "node")
+    match: _Pred
 
     def __init__(self, key: str, leaf: _Leaf | None, node: _Node | None) -> None:
         self.key = key
         self.leaf = leaf
         self.node = node
         self.absent: bool = (leaf is None or leaf.exists_false) and (node is None or node.absent)
-
-    def match(self, v: Any) -> bool:
-        leaf, node = self.leaf, self.node
         if node is None:
-            return leaf.match(v) if leaf is not None else True
-        if leaf is None:
-            return _match_value(node, v)
-        if type(v) is list and v:  # both parts must hold in the same array element (rule 4)
-            return any(self.match(e) for e in v)
-        return leaf.match(v) and _match_value(node, v)
-
-
-class _Node:
-    """A pattern object: all fields AND-ed, each ``$or`` group OR-ed (rule 14)."""
-
-    __slots__ = ("absent", "data", "fields", "ors")
-
-    def __init__(self, fields: tuple[_Child, ...], ors: tuple[tuple[_Node, ...], ...],
-                 data: _Child | None = None) -> None:
-        self.fields = fields
-        self.ors = ors
-        self.data = data  # the data-key field, split out on root-level nodes by RecordFilter
-        self.absent: bool = all(c.absent for c in fields) and all(any(b.absent for b in g) for g in ors) and (
-            data is None or data.absent)
-
-
-def _match_node(node: _Node, d: Mapping[str, Any]) -> bool:
-    for child in node.fields:
-        if not child.match(d.get(child.key, _MISSING)):
-            return False
-    for group in node.ors:
-        for branch in group:
-            if _match_node(branch, d):
-                break
+            assert leaf is not None
+            self.match = leaf.match
+        elif leaf is None:
+            self.match = node.match_value
         else:
-            return False
-    return True
+            self.match = _both_test(leaf.match, node.match_value)
 
 
-def _match_value(node: _Node, v: Any) -> bool:
-    t = type(v)
-    if t is dict:
-        return _match_node(node, v)
-    if t is list:
-        containers = False
-        for e in v:
-            te = type(e)
-            if te is dict or te is list:
-                containers = True
-                if _match_value(node, e):
-                    return True
-        if containers:
-            return False
-    # a scalar, [] or nothing: every field below is absent
-    return node.absent
+def _both_test(leaf: _Pred, node: _Pred) -> _Pred:
+    def match(v: Any) -> bool:
+        if type(v) is list and v:  # both parts must hold in the same array element (rule 4)
+            return any(match(e) for e in v)
+        return leaf(v) and node(v)  # _Alternatives are not array elements: each part picks its own
+
+    return match
+
+
+def _object_test(fields: tuple[tuple[str, _Pred], ...], ors: tuple[tuple[_Pred, ...], ...]) -> _Pred:
+    """A test on a mapping (a parsed event object or the view itself)."""
+    if not ors and len(fields) == 1:
+        ((key, test),) = fields
+        return lambda d: test(d.get(key, _MISSING))
+    if not ors and len(fields) == 2:
+        (k1, t1), (k2, t2) = fields
+        return lambda d: t1(d.get(k1, _MISSING)) and t2(d.get(k2, _MISSING))
+
+    def match(d: Mapping[str, Any]) -> bool:
+        for key, test in fields:
+            if not test(d.get(key, _MISSING)):
+                return False
+        for group in ors:
+            for branch in group:
+                if branch(d):
+                    break
+            else:
+                return False
+        return True
+
+    return match
+
+
+def _value_test(match_object: _Pred, absent: bool) -> _Pred:
+    """A test on any event value for a pattern object: arrays are searched element by element (rule 4)."""
+
+    def match(v: Any) -> bool:
+        t = type(v)
+        if t is dict:
+            return match_object(v)
+        if t is list or t is _Alternatives:
+            containers = False
+            for e in v:
+                te = type(e)
+                if te is dict:
+                    containers = True
+                    if match_object(e):
+                        return True
+                elif te is list or te is _Alternatives:
+                    containers = True
+                    if match(e):
+                        return True
+            if containers:
+                return False
+        return absent  # a scalar, [] or nothing: every field below is absent
+
+    return match
 
 
 # --- data-key policy (spec 2.3) ---------------------------------------------------------------------
 
 _EVAL, _PASS, _DROP = 0, 1, 2
-#: (object-clause action, leaf-clause action) per DataFormat, per source family.
+#: (object-clause action, leaf-clause action), each indexed by DataFormat, per source family.
 _Policy = tuple[tuple[int, ...], tuple[int, ...]]
 # SQS drops on a body-format mismatch.
 _SQS_POLICY: Final[_Policy] = ((_EVAL, _DROP, _DROP, _DROP, _EVAL), (_DROP, _EVAL, _DROP, _DROP, _EVAL))
@@ -236,6 +293,8 @@ _SQS_POLICY: Final[_Policy] = ((_EVAL, _DROP, _DROP, _DROP, _EVAL), (_DROP, _EVA
 _STREAM_POLICY: Final[_Policy] = ((_EVAL, _DROP, _DROP, _DROP, _EVAL), (_DROP, _DROP, _DROP, _DROP, _EVAL))
 # Kafka / MQ ignore the data clause on a mismatch and on non-UTF-8 data.
 _BROKER_POLICY: Final[_Policy] = ((_EVAL, _PASS, _PASS, _PASS, _EVAL), (_PASS, _EVAL, _PASS, _PASS, _EVAL))
+
+_RootTest = Callable[[Mapping[str, Any], int], bool]
 
 
 def _policy(kind: SourceKind) -> _Policy:
@@ -246,42 +305,53 @@ def _policy(kind: SourceKind) -> _Policy:
     return _BROKER_POLICY
 
 
-def _match_root(node: _Node, view: Mapping[str, Any], key: str, fmt: int, policy: _Policy) -> bool:
-    data = node.data
-    if data is not None:
-        v = view.get(key, _MISSING)
-        if data.node is not None:
-            action = policy[0][fmt]
-            if action == _DROP or (action == _EVAL and not _match_value(data.node, v)):
-                return False
-        if data.leaf is not None:
-            action = policy[1][fmt]
-            if action == _DROP or (action == _EVAL and not data.leaf.match(v)):
-                return False
-    for child in node.fields:
-        if not child.match(view.get(child.key, _MISSING)):
-            return False
-    for group in node.ors:
-        for branch in group:
-            if _match_root(branch, view, key, fmt, policy):
-                break
-        else:
-            return False
-    return True
+def _clause_test(action: tuple[int, ...], test: _Pred, key: str) -> _RootTest:
+    def clause(view: Mapping[str, Any], fmt: int) -> bool:
+        a = action[fmt]
+        return test(view.get(key, _MISSING)) if a == _EVAL else a == _PASS
+
+    return clause
 
 
-def _bind(node: _Node, key: str) -> _Node:
-    """A root-level node with its data-key field split out (it obeys the per-source policy)."""
+def _root_test(node: _Node, key: str, policy: _Policy) -> _RootTest:
+    """A root-level object (the pattern, or a branch of a root-level $or) as a test on a FilterView.
+
+    Its data-key field obeys the per-source policy instead of plain matching.
+    """
     data = next((c for c in node.fields if c.key == key), None)
-    fields = tuple(c for c in node.fields if c.key != key)
-    ors = tuple(tuple(_bind(b, key) for b in g) for g in node.ors)
-    return _Node(fields, ors, data)
+    clauses: list[_RootTest] = []
+    if data is not None and data.node is not None:
+        clauses.append(_clause_test(policy[0], data.node.match_value, key))
+    if data is not None and data.leaf is not None:
+        clauses.append(_clause_test(policy[1], data.leaf.match, key))
+    rest = tuple((c.key, c.match) for c in node.fields if c.key != key)
+    groups = tuple(tuple(_root_test(b, key, policy) for b in g) for g in node.ors)
+    if len(clauses) == 1 and not rest and not groups:
+        return clauses[0]  # the usual {"body": {...}}
+    others = _object_test(rest, ()) if rest else None
+
+    def match(view: Mapping[str, Any], fmt: int) -> bool:
+        for clause in clauses:
+            if not clause(view, fmt):
+                return False
+        if others is not None and not others(view):
+            return False
+        for group in groups:
+            for branch in group:
+                if branch(view, fmt):
+                    break
+            else:
+                return False
+        return True
+
+    return match
 
 
 def _root_data_leaf(node: _Node, key: str) -> bool:
     """Whether a root-level object gives the data key plain (non-object) rules."""
     return any(c.key == key and c.leaf is not None for c in node.fields) or any(
-        _root_data_leaf(b, key) for g in node.ors for b in g)
+        _root_data_leaf(b, key) for g in node.ors for b in g
+    )
 
 
 # --- public objects ---------------------------------------------------------------------------------
@@ -297,7 +367,7 @@ class CompiledPattern:
         self._root = root
 
     def matches(self, event: Mapping[str, Any]) -> bool:
-        return _match_value(self._root, _undot(dict(event)))
+        return self._root.match_value(_undot(dict(event)))
 
     def __repr__(self) -> str:
         return f"CompiledPattern({self.source!r})"
@@ -306,14 +376,14 @@ class CompiledPattern:
 class RecordFilter:
     """A mapping's FilterCriteria for one source kind: a record passes when any filter matches."""
 
-    __slots__ = ("_key", "_policy", "_roots", "kind", "patterns")
+    __slots__ = ("_key", "_roots", "kind", "patterns")
 
     def __init__(self, kind: SourceKind, patterns: Sequence[CompiledPattern]) -> None:
         self.kind = kind
         self.patterns = tuple(patterns)
         self._key = _DATA_KEY[kind]
-        self._policy = _policy(kind)
-        self._roots = tuple(_bind(p._root, self._key) for p in self.patterns)
+        policy = _policy(kind)
+        self._roots = tuple(_root_test(p._root, self._key, policy) for p in self.patterns)
 
     @property
     def is_empty(self) -> bool:
@@ -321,15 +391,15 @@ class RecordFilter:
 
     def matches(self, view: Mapping[str, Any]) -> bool:
         """OR across filters (spec 2.1); no filters match everything. Pass a ``filter_view`` result."""
-        if not self._roots:
-            return True
         if isinstance(view, FilterView):
             fmt: int = view.data_format
         else:  # a hand-made mapping: infer the data format and expand dotted keys here
             fmt = _infer_format(view, self._key)
             view = _undot(dict(view))
-        key, policy = self._key, self._policy
-        return any(_match_root(root, view, key, fmt, policy) for root in self._roots)
+        for root in self._roots:
+            if root(view, fmt):
+                return True
+        return not self._roots
 
     def __repr__(self) -> str:
         return f"RecordFilter({self.kind.value}, {[p.source for p in self.patterns]!r})"
@@ -349,8 +419,9 @@ def _infer_format(view: Mapping[str, Any], key: str) -> DataFormat:
 # --- compilation ------------------------------------------------------------------------------------
 
 
-def compile_pattern(pattern: str, *, strict_pipes: bool = False,
-                    literal_numbers_by_value: bool | None = None) -> CompiledPattern:
+def compile_pattern(
+    pattern: str, *, strict_pipes: bool = False, literal_numbers_by_value: bool | None = None
+) -> CompiledPattern:
     """Validate and compile one ``Pattern`` string; raises FilterPatternError.
 
     ``strict_pipes`` refuses the four anything-but sub-forms EventBridge Pipes does not support (spec 2.5).
@@ -361,7 +432,7 @@ def compile_pattern(pattern: str, *, strict_pipes: bool = False,
     if len(pattern) > MAX_PATTERN_LENGTH:
         raise FilterPatternError(f"pattern longer than {MAX_PATTERN_LENGTH} characters")
     try:
-        doc = json.loads(pattern, parse_constant=_reject_constant)
+        doc = _JSON.decode(pattern)
     except (ValueError, RecursionError) as e:
         raise FilterPatternError(f"not JSON: {e}") from None
     if not isinstance(doc, dict):
@@ -370,16 +441,23 @@ def compile_pattern(pattern: str, *, strict_pipes: bool = False,
     return CompiledPattern(pattern, _Compiler(strict_pipes, by_value).node(doc, 1))
 
 
-def compile_filters(patterns: Sequence[str], kind: SourceKind, *, max_filters: int = 5,
-                    strict_pipes: bool = False, literal_numbers_by_value: bool | None = None) -> RecordFilter:
+def compile_filters(
+    patterns: Sequence[str],
+    kind: SourceKind,
+    *,
+    max_filters: int = 5,
+    strict_pipes: bool = False,
+    literal_numbers_by_value: bool | None = None,
+) -> RecordFilter:
     """Validate a mapping's filter patterns for one source kind (spec 2.1, 2.3, 2.6)."""
     if isinstance(patterns, str):
         raise FilterPatternError("patterns must be a sequence of strings")
     if len(patterns) > max_filters:
         raise FilterPatternError(f"more than {max_filters} filters")
     by_value = literal_numbers_by_value
-    compiled = [compile_pattern(p, strict_pipes=strict_pipes, literal_numbers_by_value=by_value)
-                for p in patterns]
+    compiled = [
+        compile_pattern(p, strict_pipes=strict_pipes, literal_numbers_by_value=by_value) for p in patterns
+    ]
     if kind.is_stream:
         key = _DATA_KEY[kind]
         for c in compiled:
@@ -390,6 +468,11 @@ def compile_filters(patterns: Sequence[str], kind: SourceKind, *, max_filters: i
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+# Python's json accepts NaN and Infinity; JSON (and AWS's parser) does not. One decoder: json.loads with
+# options would build a new one per call.
+_JSON: Final = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 class _Draft:
@@ -405,8 +488,12 @@ class _Draft:
 
 def _is_or_group(value: Any) -> bool:
     """event-ruler reads "$or" as OR only for an array of >= 2 objects without reserved names (rule 14)."""
-    return (isinstance(value, list) and len(value) >= 2 and all(isinstance(b, dict) for b in value)
-            and not any(_has_reserved(b) for b in value))
+    return (
+        isinstance(value, list)
+        and len(value) >= 2
+        and all(isinstance(b, dict) for b in value)
+        and not any(_has_reserved(b) for b in value)
+    )
 
 
 def _has_reserved(obj: dict[str, Any]) -> bool:
@@ -492,10 +579,7 @@ class _Compiler:
         elif name == "exists":
             if not isinstance(arg, bool):
                 raise FilterPatternError("exists match pattern must be either true or false.")
-            if arg:
-                b.exists_true = True
-            else:
-                b.exists_false = True
+            b.exists(arg)
         elif name == "cidr":
             b.cidr(_string(arg, name))
         else:
@@ -569,11 +653,10 @@ def _numeric(arg: Any) -> Callable[[Any], bool]:
 
 
 class _LeafBuilder:
-    """Collects a leaf's elements by kind so that matching does set look-ups and few calls."""
+    """Sorts a leaf's elements into one test for string values and one for the other JSON scalars."""
 
     def __init__(self, by_value: bool) -> None:
         self.by_value = by_value
-        self.exists_true = False
         self.exists_false = False
         self.strings: set[str] = set()
         self.ignore_case: set[str] = set()  # lower-cased equals-ignore-case values
@@ -582,30 +665,37 @@ class _LeafBuilder:
         self.prefixes_ic: list[str] = []
         self.suffixes_ic: list[str] = []
         self.str_preds: list[Callable[[str], bool]] = []
-        self.ints: set[int] = set()
-        self.floats: set[float] = set()
-        self.num_preds: list[Callable[[Any], bool]] = []
-        self.others: set[Any] = set()  # true, false, null
-        self.any_preds: list[Callable[[Any], bool]] = []
+        self.numbers: list[Any] = []
+        self.num_preds: list[_Pred] = []
+        self.literals: set[bool | None] = set()  # true, false, null
+        self.other_preds: list[_Pred] = []  # anything-but numbers
+        self.str_always = False  # every present string matches (exists:true, anything-but numbers)
+        self.other_always = False  # every present non-string matches (exists:true, anything-but strings)
         self.wildcards: list[list[str]] = []
 
     def exact(self, v: Any) -> None:
         if isinstance(v, str):
             self.strings.add(v)
-        elif type(v) is int:
-            self.ints.add(v)
-        elif type(v) is float:
-            if v - v != 0:
-                raise FilterPatternError("numbers must be finite")
-            self.floats.add(v)
-        else:  # True, False, None
-            self.others.add(v)
+        elif v is None or isinstance(v, bool):
+            self.literals.add(v)
+        elif _is_number(v):
+            self.numbers.append(v)
+        else:
+            raise FilterPatternError("numbers must be finite")
+
+    def exists(self, present: bool) -> None:
+        if present:
+            self.str_always = self.other_always = True
+        else:
+            self.exists_false = True
 
     def prefix(self, arg: tuple[str, bool]) -> None:
-        (self.prefixes_ic if arg[1] else self.prefixes).append(arg[0].lower() if arg[1] else arg[0])
+        text, ignore_case = arg
+        (self.prefixes_ic if ignore_case else self.prefixes).append(text.lower() if ignore_case else text)
 
     def suffix(self, arg: tuple[str, bool]) -> None:
-        (self.suffixes_ic if arg[1] else self.suffixes).append(arg[0].lower() if arg[1] else arg[0])
+        text, ignore_case = arg
+        (self.suffixes_ic if ignore_case else self.suffixes).append(text.lower() if ignore_case else text)
 
     def wildcard(self, text: str) -> None:
         pieces = _wildcard_pieces(text)
@@ -630,22 +720,25 @@ class _LeafBuilder:
 
         self.str_preds.append(in_block)
 
+    # anything-but needs the field present; a present value of the other type always satisfies it (rule 10)
+
     def anything_but_strings(self, values: list[str]) -> None:
         excluded = frozenset(values)
-        self.any_preds.append(lambda v: not (type(v) is str and v in excluded))
+        self.str_preds.append(lambda v: v not in excluded)
+        self.other_always = True
 
     def anything_but_numbers(self, values: list[Any]) -> None:
         is_excluded = _number_set(values, self.by_value)
-        self.any_preds.append(lambda v: not is_excluded(v))
+        self.other_preds.append(lambda v: not is_excluded(v))
+        self.str_always = True
 
     def anything_but_form(self, form: str, values: list[str]) -> None:
-        # Present values that are not strings satisfy every string form (rule 10).
         hit: Callable[[str], bool]
         if form == "prefix" or form == "suffix":
             if "" in values:
                 raise FilterPatternError("Null prefix/suffix not allowed")
             affixes = tuple(values)
-            hit = ((lambda v: v.startswith(affixes)) if form == "prefix" else (lambda v: v.endswith(affixes)))
+            hit = (lambda v: v.startswith(affixes)) if form == "prefix" else (lambda v: v.endswith(affixes))
         elif form == "equals-ignore-case":
             lowered = frozenset(s.lower() for s in values)
             hit = lambda v: v.lower() in lowered  # noqa: E731
@@ -654,63 +747,60 @@ class _LeafBuilder:
             self.wildcards.extend(pieces)
             matchers = tuple(_wildcard_matcher(p) for p in pieces)
             hit = lambda v: any(m(v) for m in matchers)  # noqa: E731
-        self.any_preds.append(lambda v: not (type(v) is str and hit(v)))
+        self.str_preds.append(lambda v: not hit(v))
+        self.other_always = True
 
     def build(self) -> _Leaf:
+        return _Leaf(self._str_test(), self._other_test(), self.exists_false)
+
+    def _str_test(self) -> _Pred:
+        if self.str_always:
+            return _always
         strs = frozenset(self.strings)
-        str_preds = list(self.str_preds)
+        preds = list(self.str_preds)
         if self.prefixes:
             prefixes = tuple(self.prefixes)
-            str_preds.append(lambda v: v.startswith(prefixes))
+            preds.append(lambda v: v.startswith(prefixes))
         if self.suffixes:
             suffixes = tuple(self.suffixes)
-            str_preds.append(lambda v: v.endswith(suffixes))
-        lowered = self.ignore_case
-        if lowered or self.prefixes_ic or self.suffixes_ic:
-            eic, pic, sic = frozenset(lowered), tuple(self.prefixes_ic), tuple(self.suffixes_ic)
-            str_preds.append(lambda v: (low := v.lower()) in eic or low.startswith(pic) or low.endswith(sic))
-        numbers = list(self.ints) + list(self.floats)
-        num_exact = _number_set(numbers, self.by_value) if numbers else None
-        num_preds = tuple(self.num_preds)
-        others = frozenset(self.others)
-        any_preds = tuple(self.any_preds)
-        sp = tuple(str_preds)
-        if not (sp or num_exact or num_preds or others or any_preds):
-            test: Callable[[Any], bool] = lambda v: type(v) is str and v in strs  # noqa: E731
-        elif not (num_exact or num_preds or others or any_preds) and not sp[1:]:
-            only = sp[0]
-            test = (lambda v: type(v) is str and (v in strs or only(v))) if strs else (
-                lambda v: type(v) is str and only(v))
-        else:
-            test = _general_test(strs, sp, num_exact, num_preds, others, any_preds)
-        return _Leaf(test, self.exists_true, self.exists_false)
+            preds.append(lambda v: v.endswith(suffixes))
+        if self.ignore_case or self.prefixes_ic or self.suffixes_ic:
+            eic, pic, sic = frozenset(self.ignore_case), tuple(self.prefixes_ic), tuple(self.suffixes_ic)
+            preds.append(lambda v: (low := v.lower()) in eic or low.startswith(pic) or low.endswith(sic))
+        if not preds:
+            return strs.__contains__  # the common leaf: a list of exact strings
+        if len(preds) == 1 and not strs:
+            return preds[0]
+        tests = tuple(preds)
+        return lambda v: v in strs or any(p(v) for p in tests)
+
+    def _other_test(self) -> _Pred:
+        if self.other_always:
+            return _always
+        tests: list[_Pred] = list(self.other_preds)
+        if self.numbers:
+            tests.append(_number_set(self.numbers, self.by_value))
+        if self.num_preds:
+            ranges = tuple(self.num_preds)
+            # JSON numbers only: bool is its own type here (rule 7)
+            tests.append(lambda v: (type(v) is int or type(v) is float) and any(r(v) for r in ranges))
+        if self.literals:
+            literals = frozenset(self.literals)
+            tests.append(lambda v: (v is None or type(v) is bool) and v in literals)  # 1 is not true
+        if not tests:
+            return _never
+        if len(tests) == 1:
+            return tests[0]
+        checks = tuple(tests)
+        return lambda v: any(t(v) for t in checks)
 
 
-_Pred = Callable[[Any], bool]
+def _always(v: Any) -> bool:
+    return True
 
 
-def _general_test(strs: frozenset[str], str_preds: tuple[_Pred, ...], num_exact: _Pred | None,
-                  num_preds: tuple[_Pred, ...], others: frozenset[Any],
-                  any_preds: tuple[_Pred, ...]) -> _Pred:
-    def test(v: Any) -> bool:
-        t = type(v)
-        if t is str:
-            if v in strs:
-                return True
-            for p in str_preds:
-                if p(v):
-                    return True
-        elif t is int or t is float:  # JSON numbers only: bool is its own type (rule 7)
-            if num_exact is not None and num_exact(v):
-                return True
-            for p in num_preds:
-                if p(v):
-                    return True
-        elif v in others:  # true / false / null: True == 1 never reaches here
-            return True
-        return any(p(v) for p in any_preds)
-
-    return test
+def _never(v: Any) -> bool:
+    return False
 
 
 def _number_set(values: list[Any], by_value: bool) -> Callable[[Any], bool]:
@@ -777,10 +867,12 @@ def _wildcard_matcher(pieces: list[str]) -> Callable[[str], bool]:
 
 def _check_complexity(patterns: list[list[str]]) -> None:
     """Refuse a field whose wildcards could keep more than MAX_WILDCARD_COMPLEXITY NFA states alive."""
-    starred = [p for p in patterns if len(p) > 1]
+    starred = [list(p) for p in {tuple(p) for p in patterns if len(p) > 1}]  # a repeated pattern counts once
     if starred and _wildcard_complexity(starred) > MAX_WILDCARD_COMPLEXITY:
-        raise FilterPatternError("Rule is too complex - try using fewer wildcard characters or fewer "
-                                 "repeating character sequences after a wildcard character")
+        raise FilterPatternError(
+            "Rule is too complex - try using fewer wildcard characters or fewer "
+            "repeating character sequences after a wildcard character"
+        )
 
 
 def _wildcard_complexity(patterns: list[list[str]]) -> int:
@@ -812,9 +904,17 @@ def _wildcard_complexity(patterns: list[list[str]]) -> int:
     while todo:
         current = todo.pop()
         for ch in alphabet:
-            nxt = tuple(close(t, {s if t[s] is None else s + 1 for s in states
-                                  if s < len(t) and (t[s] is None or t[s] == ch)})
-                        for t, states in zip(nfas, current, strict=True))
+            nxt = tuple(
+                close(
+                    t,
+                    {
+                        s if t[s] is None else s + 1
+                        for s in states
+                        if s < len(t) and (t[s] is None or t[s] == ch)
+                    },
+                )
+                for t, states in zip(nfas, current, strict=True)
+            )
             worst = max(worst, sum(len(s) for s in nxt))
             if worst > MAX_WILDCARD_COMPLEXITY:
                 return worst
@@ -826,9 +926,11 @@ def _wildcard_complexity(patterns: list[list[str]]) -> int:
 
 # --- per-source views (spec 2.2, 2.3) ---------------------------------------------------------------
 
-# A "." (or its \u escape) inside a JSON string that is an object key: only then does a parsed payload
-# need its dotted keys expanded. A false positive only costs the expansion pass.
-_DOTTED_KEY = re.compile(r'(?:\.|\\u002[eE])(?:[^"\\]|\\.)*"\s*:')
+# A "." inside a JSON string that is an object key: only then does a parsed payload need its dotted keys
+# expanded. A false positive only costs the expansion pass. The plain form is exact for text without
+# backslashes; with escapes, a key may hide its dot behind \u002e or be followed by an escaped quote.
+_DOTTED_KEY = re.compile(r'\.[^"]*"\s*:')
+_DOTTED_KEY_ESCAPED = re.compile(r'(?:\.|\\u002[eE])[^"\\]*(?:\\.[^"\\]*)*"\s*:')
 
 
 def filter_view(kind: SourceKind, record: Mapping[str, Any]) -> FilterView | None:
@@ -845,55 +947,97 @@ def filter_view(kind: SourceKind, record: Mapping[str, Any]) -> FilterView | Non
             return None
         value = _parse_json(body)
         if value is _MISSING:
-            return _view(record, "body", body, DataFormat.TEXT)
-        return _view(record, "body", value, DataFormat.JSON)
+            return _view(record, kind, "body", body, DataFormat.TEXT)
+        return _view(record, kind, "body", value, DataFormat.JSON)
     if kind is SourceKind.KINESIS:
-        kinesis = record.get("kinesis")
+        kinesis = record.get("kinesis")  # its fields are matched flattened, without the envelope
         if not isinstance(kinesis, Mapping):
             return None
-        invalid = DataFormat.INVALID  # Kinesis: not JSON is not JSON, text or not
-        return _decoded_view(kinesis, "data", text_format=invalid, binary_format=invalid)
+        invalid = DataFormat.INVALID  # for Kinesis anything but JSON is just "not JSON"
+        return _decoded_view(kinesis, kind, "data", text_format=invalid, binary_format=invalid)
     if kind is SourceKind.DYNAMODB:
         if not isinstance(record.get("dynamodb"), Mapping):
             return None
-        # eventSourceARN is added by the poller; everything else comes from the Streams API (spec 2.2).
-        fields = {k: v for k, v in record.items() if k != "eventSourceARN"}
-        return FilterView(_undot(fields), DataFormat.JSON)
+        view = _view(record, kind, "dynamodb", _undot(record["dynamodb"]), DataFormat.JSON)
+        # eventSourceARN is added by the poller; the other fields come from the Streams API (spec 2.2).
+        view.pop("eventSourceARN", None)
+        return view
     key = _DATA_KEY[kind]  # Kafka "value", MQ "data"
-    return _decoded_view(record, key, text_format=DataFormat.TEXT, binary_format=DataFormat.BINARY)
+    return _decoded_view(record, kind, key, text_format=DataFormat.TEXT, binary_format=DataFormat.BINARY)
 
 
-def _view(fields: Mapping[str, Any], key: str, value: Any, fmt: DataFormat) -> FilterView:
-    """``fields`` with the data key replaced by its decoded ``value`` (left out when _MISSING)."""
-    meta = {k: v for k, v in fields.items() if k != key}
-    view = FilterView(_undot(meta), fmt)
-    if value is not _MISSING:
+#: Where a record holds names users choose (attribute, header, property names) that may contain dots;
+#: every other field of a record has AWS's fixed names. DynamoDB item maps nest, so "dynamodb" is searched
+#: all the way down; the others only at the named level.
+_USER_KEYED: Final[Mapping[SourceKind, tuple[tuple[str, ...], ...]]] = {
+    SourceKind.SQS: (("messageAttributes",),),
+    SourceKind.KINESIS: (),
+    SourceKind.DYNAMODB: (),
+    SourceKind.MSK: (("headers",),),
+    SourceKind.SELF_MANAGED_KAFKA: (("headers",),),
+    SourceKind.MQ: (("properties",), ("basicProperties", "headers")),
+}
+
+
+def _view(fields: Mapping[str, Any], kind: SourceKind, key: str, value: Any, fmt: DataFormat) -> FilterView:
+    """``fields`` with the data key set to its decoded ``value`` (left out when _MISSING)."""
+    view = FilterView(fields, fmt)
+    if value is _MISSING:
+        view.pop(key, None)
+    else:
         view[key] = value
+    for name, *rest in _USER_KEYED[kind]:
+        if name in view:
+            view[name] = _expand_names(view[name], rest)
     return view
 
 
-def _decoded_view(fields: Mapping[str, Any], key: str, *, text_format: DataFormat,
-                  binary_format: DataFormat) -> FilterView:
+def _expand_names(value: Any, path: list[str]) -> Any:
+    """``value`` with the dotted names at ``path`` (in a dict, or a list of dicts) expanded; a copy only
+    where something changes."""
+    if path:
+        name, *rest = path
+        if type(value) is not dict or name not in value:
+            return value
+        part = value[name]
+        new = _expand_names(part, rest)
+        return value if new is part else {**value, name: new}
+    if type(value) is dict:
+        return _expand(value) if "." in "".join(value) else value
+    if type(value) is list and any(type(e) is dict and "." in "".join(e) for e in value):
+        return [_expand(e) if type(e) is dict else e for e in value]
+    return value
+
+
+def _decoded_view(
+    fields: Mapping[str, Any],
+    kind: SourceKind,
+    key: str,
+    *,
+    text_format: DataFormat,
+    binary_format: DataFormat,
+) -> FilterView:
     encoded = fields.get(key)
     if not isinstance(encoded, str):
-        return _view(fields, key, _MISSING, DataFormat.ABSENT)
+        return _view(fields, kind, key, _MISSING, DataFormat.ABSENT)
     try:
         text = binascii.a2b_base64(encoded).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
-        return _view(fields, key, _MISSING, binary_format)
+        return _view(fields, kind, key, _MISSING, binary_format)
     value = _parse_json(text)
     if value is _MISSING:
-        return _view(fields, key, text, text_format)
-    return _view(fields, key, value, DataFormat.JSON)
+        return _view(fields, kind, key, text if text_format is DataFormat.TEXT else _MISSING, text_format)
+    return _view(fields, kind, key, value, DataFormat.JSON)
 
 
 def _parse_json(text: str) -> Any:
     """The JSON value of ``text`` with dotted keys expanded, or _MISSING when it is not JSON."""
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = _JSON.decode(text)
     except (ValueError, RecursionError):
         return _MISSING
-    if _DOTTED_KEY.search(text) is not None:
+    dotted = _DOTTED_KEY_ESCAPED if "\\" in text else _DOTTED_KEY
+    if dotted.search(text) is not None:
         value = _undot(value)
     return value
 
@@ -928,11 +1072,15 @@ def _undot(value: Any) -> Any:
     return value
 
 
+class _Alternatives(list[Any]):
+    """Several values at one path of an event that had both ``"a"`` and ``"a.b"`` keys: event-ruler sees two
+    fields there, so unlike an event array they are not elements that array consistency would separate."""
+
+    __slots__ = ()
+
+
 def _expand(obj: dict[str, Any]) -> dict[str, Any]:
-    # Where a path is both a value and an object ({"a": 1, "a.b": 2}) event-ruler sees two fields; here the
-    # value becomes a list of alternatives [1, {"b": 2}], keeping one object member for later merges.
     out: dict[str, Any] = {}
-    alternatives: set[int] = set()
 
     def merge(a: Any, b: Any) -> Any:
         if type(a) is dict and type(b) is dict:
@@ -940,10 +1088,9 @@ def _expand(obj: dict[str, Any]) -> dict[str, Any]:
             for k, v in b.items():
                 merged[k] = merge(merged[k], v) if k in merged else v
             return merged
-        alts = list(a) if id(a) in alternatives else [a]
-        alts.append(b)
-        alternatives.add(id(alts))
-        return alts
+        alternatives = _Alternatives(a if type(a) is _Alternatives else [a])
+        alternatives.append(b)
+        return alternatives
 
     for key, v in obj.items():
         *parents, last = key.split(".")
@@ -956,7 +1103,7 @@ def _expand(obj: dict[str, Any]) -> dict[str, Any]:
             holder: dict[str, Any] = {}
             if nxt is _MISSING:
                 target[seg] = holder
-            elif id(nxt) in alternatives:
+            elif type(nxt) is _Alternatives:  # keep one object member for the next dotted key
                 found = next((x for x in nxt if type(x) is dict), None)
                 if found is None:
                     nxt.append(holder)

@@ -8,8 +8,8 @@ from typing import Any, Protocol
 
 from engine.model import EventSourceMapping
 
-
 # --- invocation -----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class InvokeResult:
@@ -64,6 +64,7 @@ class FunctionNotFound(LookupError):
 
 
 # --- sources --------------------------------------------------------------------------------------
+
 
 class SourceNotFound(LookupError):
     """The event source does not exist; the message is the AWS text for the source type."""

@@ -149,8 +149,12 @@ class Supervisor:
                         return
                     except TEMPORARY_ERRORS as e:
                         delay = backoff.next_delay()
-                        bound.warning("mapping_interrupted", error=str(e), error_type=type(e).__name__,
-                                      restart_in_s=round(delay, 2))
+                        bound.warning(
+                            "mapping_interrupted",
+                            error=str(e),
+                            error_type=type(e).__name__,
+                            restart_in_s=round(delay, 2),
+                        )
                         handle.runner = None
                         await anyio.sleep(delay)
         finally:

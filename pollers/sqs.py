@@ -36,7 +36,9 @@ def _is_missing_queue(e: ClientError) -> bool:
 class SqsClients:
     """aiobotocore SQS clients, one per (region, endpoint), owned by the engine."""
 
-    def __init__(self, endpoint_url: str | None, session: AioSession | None = None, pool_size: int = 64) -> None:
+    def __init__(
+        self, endpoint_url: str | None, session: AioSession | None = None, pool_size: int = 64
+    ) -> None:
         self.endpoint_url = endpoint_url
         self.session = session or get_session()
         self.pool_size = pool_size
@@ -155,8 +157,12 @@ class SqsQueue:
                 raise SourceError(f"DeleteMessageBatch failed: {e}") from e
             for failure in resp.get("Failed") or []:
                 # an expired receipt handle: the message is visible again and will be delivered again
-                log.warning("delete_failed", queue=self.arn, code=failure.get("Code"),
-                            message_id=chunk[int(failure["Id"])].item_id)
+                log.warning(
+                    "delete_failed",
+                    queue=self.arn,
+                    code=failure.get("Code"),
+                    message_id=chunk[int(failure["Id"])].item_id,
+                )
 
         if len(chunks) == 1:
             await delete(chunks[0])

@@ -30,7 +30,14 @@ from engine.errors import (
 from engine.events import parse_arn
 from engine.filtering import FilterPatternError, compile_filters
 from engine.model import EventSourceMapping, SourceKind, State, function_name_part
-from engine.ports import FunctionNotFound, FunctionResolver, SourceDescription, SourceError, SourceNotFound
+from engine.ports import (
+    FunctionNotFound,
+    FunctionResolver,
+    InvokeError,
+    SourceDescription,
+    SourceError,
+    SourceNotFound,
+)
 from engine.store.sqlite import SqliteStore
 from engine.supervisor import Supervisor
 from engine.validate import validate_create, validate_update
@@ -66,7 +73,9 @@ class ControlPlane:
             out["LastProcessingResult"] = m.last_processing_result or "No records processed"
         out["State"] = m.state.value
         out["StateTransitionReason"] = m.state_transition_reason
-        out["EventSourceMappingArn"] = f"arn:{arn.partition}:lambda:{arn.region}:{arn.account}:event-source-mapping:{m.uuid}"
+        out["EventSourceMappingArn"] = (
+            f"arn:{arn.partition}:lambda:{arn.region}:{arn.account}:event-source-mapping:{m.uuid}"
+        )
         return dict(sorted(out.items()))
 
     # --- checks shared by create and update -----------------------------------------------------------
@@ -83,6 +92,8 @@ class ControlPlane:
             invoker = await self.functions.resolve(function_name)
         except FunctionNotFound:
             raise InvalidParameterValueException("Function does not exist") from None
+        except InvokeError as e:
+            raise ServiceException(f"Could not reach the Lambda endpoint: {e}") from None
         return invoker.info.timeout_s
 
     async def _check_source(self, m: EventSourceMapping, function_timeout_s: float) -> None:
@@ -137,8 +148,14 @@ class ControlPlane:
         await self._check_source(m, timeout_s)
         self._check_duplicate(m)
         m = self.store.insert_mapping(m)
-        log.info("mapping_created", mapping=m.uuid, kind=m.kind.value, function=m.function_arn,
-                 source=m.event_source_arn, enabled=m.enabled)
+        log.info(
+            "mapping_created",
+            mapping=m.uuid,
+            kind=m.kind.value,
+            function=m.function_arn,
+            source=m.event_source_arn,
+            enabled=m.enabled,
+        )
         self.supervisor.notify(m.uuid)
         return m
 
@@ -192,12 +209,11 @@ class ControlPlane:
         current = self.get(uuid)
         if current.state in (State.UPDATING, State.CREATING):
             raise ResourceInUseException(
-                f"Cannot delete the event source mapping {uuid} because it is in the {current.state.value} state."
+                f"Cannot delete the event source mapping {uuid} because it is in the "
+                f"{current.state.value} state."
             )
         if current.state is State.DELETING:
-            raise ResourceConflictException(
-                f"The event source mapping {uuid} is already being deleted."
-            )
+            raise ResourceConflictException(f"The event source mapping {uuid} is already being deleted.")
         m = current.with_state(State.DELETING, last_modified=time.time())
         self.store.save_mapping(m)
         log.info("mapping_delete_requested", mapping=uuid)
@@ -205,7 +221,11 @@ class ControlPlane:
         return m
 
     def list(
-        self, event_source_arn: str | None, function_name: str | None, marker: str | None, max_items: int | None
+        self,
+        event_source_arn: str | None,
+        function_name: str | None,
+        marker: str | None,
+        max_items: int | None,
     ) -> tuple[list[EventSourceMapping], str | None]:
         items = self.store.list_mappings()
         if event_source_arn:
@@ -261,23 +281,33 @@ def _duplicate_text(m: EventSourceMapping, existing: EventSourceMapping) -> str:
     tail = f"Please update or delete the existing mapping with UUID {existing.uuid}"
     name = m.function_name
     if m.kind is SourceKind.SQS:
-        return (f'An event source mapping with SQS arn (" {m.event_source_arn} ") and function (" {name} ") '
-                f"already exists. {tail}")
+        return (
+            f'An event source mapping with SQS arn (" {m.event_source_arn} ") and function (" {name} ") '
+            f"already exists. {tail}"
+        )
     if m.kind is SourceKind.SELF_MANAGED_KAFKA:
-        return (f'An event source mapping with event source ("{",".join(_bootstrap(m))}"), function '
-                f'("{m.function_arn}"), topics ("{",".join(m.params.get("Topics") or [])}") already exists. {tail}')
-    return (f'The event source arn (" {m.event_source_arn} ") and function (" {name} ") provided mapping '
-            f"already exists. {tail}")
+        return (
+            f'An event source mapping with event source ("{",".join(_bootstrap(m))}"), function '
+            f'("{m.function_arn}"), topics ("{",".join(m.params.get("Topics") or [])}") '
+            f"already exists. {tail}"
+        )
+    return (
+        f'The event source arn (" {m.event_source_arn} ") and function (" {name} ") provided mapping '
+        f"already exists. {tail}"
+    )
 
 
 # --- HTTP -------------------------------------------------------------------------------------------
+
 
 def _error_response(e: LambdaError) -> web.Response:
     return web.json_response(e.body(), status=e.status, headers=e.headers())
 
 
 @web.middleware
-async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+async def _errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     try:
         return await handler(request)
     except LambdaError as e:
@@ -285,9 +315,13 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
         return _error_response(e)
     except web.HTTPException as e:
         if e.status == 404:
-            return _error_response(UnknownOperationException(f"Unknown operation {request.method} {request.path}"))
+            return _error_response(
+                UnknownOperationException(f"Unknown operation {request.method} {request.path}")
+            )
         if e.status == 405:
-            return _error_response(UnknownOperationException(f"Unsupported method {request.method} {request.path}"))
+            return _error_response(
+                UnknownOperationException(f"Unsupported method {request.method} {request.path}")
+            )
         raise
     except Exception as e:
         log.exception("api_internal_error", method=request.method, path=request.path)

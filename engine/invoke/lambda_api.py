@@ -27,11 +27,16 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-#: Error codes that mean "throttled": Lambda's own, and the generic AWS throttling codes of proxies.
-THROTTLE_CODES = frozenset({
-    "TooManyRequestsException", "EC2ThrottledException", "ThrottlingException", "Throttling",
-    "ThrottledException", "RequestLimitExceeded",
-})
+#: Error codes that mean "throttled": Lambda's own, and the generic AWS throttling codes (and HTTP 429).
+THROTTLE_CODES = frozenset(
+    {
+        "TooManyRequestsException",
+        "EC2ThrottledException",
+        "ThrottlingException",
+        "Throttling",
+        "RequestLimitExceeded",
+    }
+)
 
 #: A synchronous invoke lasts up to the function timeout (Lambda's maximum is 900 s): wait longer than that.
 READ_TIMEOUT_S = 960
@@ -69,8 +74,10 @@ def _error(operation: str, function_name: str, e: Exception) -> InvokeError:
     else:
         throttled = False
         message = f"{operation} {function_name}: {type(e).__name__}: {e}"
-    log.warning("lambda_api_error", operation=operation, function=function_name, error=message,
-                throttled=throttled)
+    # debug: the caller (runner, control plane) reports the failure it decides about
+    log.debug(
+        "lambda_api_error", operation=operation, function=function_name, error=message, throttled=throttled
+    )
     return InvokeError(message, throttled=throttled)
 
 
@@ -104,16 +111,19 @@ class LambdaApiInvoker:
         region = region or default_region(session)
         stack = AsyncExitStack()
         try:
-            client = await stack.enter_async_context(session.create_client(
-                "lambda", region_name=region, endpoint_url=endpoint_url, config=_client_config()
-            ))
+            client = await stack.enter_async_context(
+                session.create_client(
+                    "lambda", region_name=region, endpoint_url=endpoint_url, config=_client_config()
+                )
+            )
             invoker = cls(function_name, info or await _function_info(client, function_name), client, stack)
         except BaseException:
             with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
                 await stack.aclose()
             raise
-        log.info("lambda_api_invoker_opened", function=function_name, endpoint_url=endpoint_url,
-                 region=region)
+        log.info(
+            "lambda_api_invoker_opened", function=function_name, endpoint_url=endpoint_url, region=region
+        )
         return invoker
 
     async def get_function_info(self, function_name: str) -> FunctionInfo:

@@ -131,11 +131,21 @@ class InProcessInvoker:
             body = await self._run(payload, request_id)
         except _Fault as fault:
             body, function_error = fault.payload(request_id), "Unhandled"
-            log.info("function_error", function=self.function.name, request_id=request_id,
-                     error_type=fault.error_type, error=fault.message)
+            log.info(
+                "function_error",
+                function=self.function.name,
+                request_id=request_id,
+                error_type=fault.error_type,
+                error=fault.message,
+            )
         duration_ms = (time.monotonic() - started) * 1000
-        log.debug("function_invoked", function=self.function.name, request_id=request_id,
-                  duration_ms=round(duration_ms, 3), function_error=function_error)
+        log.debug(
+            "function_invoked",
+            function=self.function.name,
+            request_id=request_id,
+            duration_ms=round(duration_ms, 3),
+            function_error=function_error,
+        )
         return InvokeResult(
             payload=body, function_error=function_error, request_id=request_id, duration_ms=duration_ms
         )
@@ -160,8 +170,9 @@ class InProcessInvoker:
             result = await self._call(handler, event, context)
         # cancel_called, not cancelled_caught: a handler that swallows the cancellation still timed out
         if scope.cancel_called:
-            log.warning("function_timed_out", function=self.function.name, request_id=request_id,
-                        timeout_s=timeout_s)
+            log.warning(
+                "function_timed_out", function=self.function.name, request_id=request_id, timeout_s=timeout_s
+            )
             raise _timeout_fault(request_id, timeout_s)
         return _marshal(result)
 
@@ -185,8 +196,11 @@ class InProcessInvoker:
                 os.environ.update(self.function.environment)
                 with anyio.move_on_after(INIT_TIMEOUT_S) as scope:
                     handler = await anyio.to_thread.run_sync(
-                        _import_handler, self._handler_path, request_id,
-                        abandon_on_cancel=True, limiter=self._limiter,
+                        _import_handler,
+                        self._handler_path,
+                        request_id,
+                        abandon_on_cancel=True,
+                        limiter=self._limiter,
                     )
                 if scope.cancel_called:
                     raise _timeout_fault(request_id, INIT_TIMEOUT_S)

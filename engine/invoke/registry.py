@@ -113,7 +113,7 @@ class FunctionRegistry:
     async def _create(self, ref: _Ref) -> Invoker:
         function = self.config.functions.get(ref.name)
         if function is not None:
-            # the engine's own ARN for the name (unqualified), so that it matches the mapping's FunctionArn
+            # unqualified, as AWS's on-failure records show requestContext.functionArn
             info = FunctionInfo(
                 function_arn=self.function_arn(ref.name),
                 timeout_s=function.timeout_s,
@@ -128,12 +128,19 @@ class FunctionRegistry:
         # a partial ARN becomes a full one: Invoke accepts it everywhere (moto fails on partial ARNs)
         remote_name = ref.given if ref.is_arn or ref.account is None else self.function_arn(ref.given)
         invoker = await LambdaApiInvoker.open(
-            remote_name, endpoint_url=self.endpoint_url, region=ref.region or self.region,
+            remote_name,
+            endpoint_url=self.endpoint_url,
+            region=ref.region or self.region,
             session=self._session,
         )
         self._stack.push_async_callback(invoker.aclose)
-        log.info("function_resolved", function=ref.name, kind="lambda_api", endpoint_url=self.endpoint_url,
-                 function_arn=invoker.info.function_arn)
+        log.info(
+            "function_resolved",
+            function=ref.name,
+            kind="lambda_api",
+            endpoint_url=self.endpoint_url,
+            function_arn=invoker.info.function_arn,
+        )
         return invoker
 
     async def _open_target(self, function: FunctionConfig, info: FunctionInfo) -> LambdaApiInvoker:
@@ -141,8 +148,11 @@ class FunctionRegistry:
         target = function.invoke
         endpoint_url = target.endpoint_url or self.endpoint_url
         invoker = await LambdaApiInvoker.open(
-            target.function_name, endpoint_url=endpoint_url, region=target.region or self.region,
-            info=info, session=self._session,
+            target.function_name,
+            endpoint_url=endpoint_url,
+            region=target.region or self.region,
+            info=info,
+            session=self._session,
         )
         try:
             if function.timeout is None or function.role is None:
@@ -151,8 +161,13 @@ class FunctionRegistry:
             await invoker.aclose()
             raise
         self._stack.push_async_callback(invoker.aclose)
-        log.info("function_resolved", function=function.name, kind="lambda_api", endpoint_url=endpoint_url,
-                 target=target.function_name)
+        log.info(
+            "function_resolved",
+            function=function.name,
+            kind="lambda_api",
+            endpoint_url=endpoint_url,
+            target=target.function_name,
+        )
         return invoker
 
     async def _remote_info(
@@ -163,8 +178,13 @@ class FunctionRegistry:
         try:
             remote = await invoker.get_function_info(invoker.function_name)
         except InvokeError as e:
-            log.warning("function_info_unavailable", function=function.name, error=str(e),
-                        timeout_s=info.timeout_s, role=info.role_arn)
+            log.warning(
+                "function_info_unavailable",
+                function=function.name,
+                error=str(e),
+                timeout_s=info.timeout_s,
+                role=info.role_arn,
+            )
             return info
         return FunctionInfo(
             function_arn=info.function_arn,

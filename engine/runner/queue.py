@@ -72,7 +72,9 @@ class QueueRunner:
         self._active = 0
         self._draining = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
-        self.log = log.bind(mapping=mapping.uuid, source=mapping.event_source_arn, function=mapping.function_arn)
+        self.log = log.bind(
+            mapping=mapping.uuid, source=mapping.event_source_arn, function=mapping.function_arn
+        )
 
     def drain(self) -> None:
         """Stop receiving; batches in flight finish."""
@@ -195,8 +197,8 @@ class QueueRunner:
             if parsed.kind is ResponseKind.SUCCESS:
                 outcome, failed = "success", ()
             elif parsed.kind is ResponseKind.PARTIAL:
-                failed_ids = set(parsed.failed)
-                outcome, failed = "partial_failure", [m for m in items if m.item_id in failed_ids]
+                reported = set(parsed.failed)
+                outcome, failed = "partial_failure", [m for m in items if m.item_id in reported]
             else:
                 self.log.warning("invalid_batch_response", reason=parsed.reason)
                 outcome, failed = "invalid_response", items
@@ -209,21 +211,40 @@ class QueueRunner:
         if failed:
             await self.source.release(failed)
         self._journal(
-            items, attempt, outcome, result.duration_ms,
+            items,
+            attempt,
+            outcome,
+            result.duration_ms,
             {"failed": sorted(failed_ids)} if 0 < len(failed_ids) < len(items) else {},
         )
         self.log.info(
-            "batch_processed", outcome=outcome, size=len(items), failed=len(failed_ids),
-            bytes=len(payload), duration_ms=round(result.duration_ms, 2),
+            "batch_processed",
+            outcome=outcome,
+            size=len(items),
+            failed=len(failed_ids),
+            bytes=len(payload),
+            duration_ms=round(result.duration_ms, 2),
         )
 
     def _journal(
-        self, items: Sequence[QueueMessage], attempt: int, outcome: str, duration_ms: float, detail: dict[str, object]
+        self,
+        items: Sequence[QueueMessage],
+        attempt: int,
+        outcome: str,
+        duration_ms: float,
+        detail: dict[str, object],
     ) -> None:
         self.store.append_journal(
             JournalEntry(
-                mapping_uuid=self.mapping.uuid, scope="queue", first_item=items[0].item_id,
-                last_item=items[-1].item_id, batch_size=len(items), attempt=attempt, bisect_depth=0,
-                outcome=outcome, duration_ms=duration_ms, detail=detail,
+                mapping_uuid=self.mapping.uuid,
+                scope="queue",
+                first_item=items[0].item_id,
+                last_item=items[-1].item_id,
+                batch_size=len(items),
+                attempt=attempt,
+                bisect_depth=0,
+                outcome=outcome,
+                duration_ms=duration_ms,
+                detail=detail,
             )
         )

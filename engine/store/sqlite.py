@@ -110,8 +110,16 @@ class SqliteStore:
         self._db.execute(
             "INSERT INTO mappings VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
-                m.uuid, seq, m.kind.value, m.function_arn, json.dumps(m.params), int(m.enabled),
-                m.state.value, m.state_transition_reason, m.last_modified, m.last_processing_result,
+                m.uuid,
+                seq,
+                m.kind.value,
+                m.function_arn,
+                json.dumps(m.params),
+                int(m.enabled),
+                m.state.value,
+                m.state_transition_reason,
+                m.last_modified,
+                m.last_processing_result,
                 json.dumps(m.extra),
             ),
         )
@@ -122,8 +130,14 @@ class SqliteStore:
             "UPDATE mappings SET function_arn=?, params=?, enabled=?, state=?, state_transition_reason=?,"
             " last_modified=?, last_processing_result=?, extra=? WHERE uuid=?",
             (
-                m.function_arn, json.dumps(m.params), int(m.enabled), m.state.value,
-                m.state_transition_reason, m.last_modified, m.last_processing_result, json.dumps(m.extra),
+                m.function_arn,
+                json.dumps(m.params),
+                int(m.enabled),
+                m.state.value,
+                m.state_transition_reason,
+                m.last_modified,
+                m.last_processing_result,
+                json.dumps(m.extra),
                 m.uuid,
             ),
         )
@@ -154,7 +168,9 @@ class SqliteStore:
         )
 
     def checkpoints(self, mapping_uuid: str) -> dict[str, str]:
-        rows = self._db.execute("SELECT scope, position FROM checkpoints WHERE mapping_uuid=?", (mapping_uuid,))
+        rows = self._db.execute(
+            "SELECT scope, position FROM checkpoints WHERE mapping_uuid=?", (mapping_uuid,)
+        )
         return {r["scope"]: r["position"] for r in rows}
 
     # --- invocation journal -----------------------------------------------------------------------
@@ -164,8 +180,17 @@ class SqliteStore:
             "INSERT INTO journal (mapping_uuid, at, scope, first_item, last_item, batch_size, attempt,"
             " bisect_depth, outcome, duration_ms, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
-                e.mapping_uuid, e.at or time.time(), e.scope, e.first_item, e.last_item, e.batch_size,
-                e.attempt, e.bisect_depth, e.outcome, e.duration_ms, json.dumps(e.detail),
+                e.mapping_uuid,
+                e.at or time.time(),
+                e.scope,
+                e.first_item,
+                e.last_item,
+                e.batch_size,
+                e.attempt,
+                e.bisect_depth,
+                e.outcome,
+                e.duration_ms,
+                json.dumps(e.detail),
             ),
         )
 
@@ -178,10 +203,18 @@ class SqliteStore:
         sql += " ORDER BY id DESC LIMIT ?"
         for r in reversed(self._db.execute(sql, (*args, limit)).fetchall()):
             yield JournalEntry(
-                mapping_uuid=r["mapping_uuid"], scope=r["scope"], first_item=r["first_item"],
-                last_item=r["last_item"], batch_size=r["batch_size"], attempt=r["attempt"],
-                bisect_depth=r["bisect_depth"], outcome=r["outcome"], duration_ms=r["duration_ms"],
-                detail=json.loads(r["detail"]), at=r["at"], id=r["id"],
+                mapping_uuid=r["mapping_uuid"],
+                scope=r["scope"],
+                first_item=r["first_item"],
+                last_item=r["last_item"],
+                batch_size=r["batch_size"],
+                attempt=r["attempt"],
+                bisect_depth=r["bisect_depth"],
+                outcome=r["outcome"],
+                duration_ms=r["duration_ms"],
+                detail=json.loads(r["detail"]),
+                at=r["at"],
+                id=r["id"],
             )
 
 

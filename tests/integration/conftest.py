@@ -30,7 +30,8 @@ def functions_config(timeout_s: float = 1.0) -> EngineConfig:
     return EngineConfig(
         base_dir=FUNCTIONS_DIR,
         functions={
-            f"fn-{n}": FunctionConfig(name=f"fn-{n}", handler=f"esm_test_fns.{n}", timeout=timeout_s) for n in names
+            f"fn-{n}": FunctionConfig(name=f"fn-{n}", handler=f"esm_test_fns.{n}", timeout=timeout_s)
+            for n in names
         },
     )
 
@@ -45,7 +46,9 @@ class RunningEngine:
 
     def __post_init__(self) -> None:
         self.lambda_client = boto3.client(
-            "lambda", endpoint_url=self.url, region_name="us-east-1",
+            "lambda",
+            endpoint_url=self.url,
+            region_name="us-east-1",
             config=Config(retries={"max_attempts": 1}),
         )
 
@@ -82,8 +85,12 @@ def start_engine(tmp_path: Path) -> Iterator[Callable[..., RunningEngine]]:
         run_supervisor: bool = True,
     ) -> RunningEngine:
         settings = EngineSettings(
-            port=0, data_dir=data_dir or tmp_path / "data", aws_endpoint_url=endpoint_url,
-            account_id=account_id, queue=QueueRunnerSettings(long_poll_s=1.0), drain_timeout_s=2.0,
+            port=0,
+            data_dir=data_dir or tmp_path / "data",
+            endpoints={"sqs": endpoint_url} if endpoint_url else {},
+            account_id=account_id,
+            queue=QueueRunnerSettings(long_poll_s=1.0),
+            drain_timeout_s=2.0,
         )
         engine = Engine(settings, config or functions_config())
         cm = anyio.from_thread.start_blocking_portal()

@@ -91,8 +91,12 @@ async def moto_function(moto: str) -> AsyncIterator[dict[str, Any]]:
     ):
         role = await iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(TRUST))
         created = await lam.create_function(
-            FunctionName=name, Runtime="python3.12", Role=role["Role"]["Arn"],
-            Handler="lambda_function.handler", Code={"ZipFile": _zip()}, Timeout=42,
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=role["Role"]["Arn"],
+            Handler="lambda_function.handler",
+            Code={"ZipFile": _zip()},
+            Timeout=42,
         )
         yield dict(created)
         await lam.delete_function(FunctionName=name)
@@ -100,6 +104,7 @@ async def moto_function(moto: str) -> AsyncIterator[dict[str, Any]]:
 
 
 # --- moto -----------------------------------------------------------------------------------------
+
 
 @pytest.mark.service("moto")
 async def test_function_info_from_get_function(moto: str, moto_function: dict[str, Any]) -> None:
@@ -163,12 +168,14 @@ async def test_configured_invoke_target_takes_timeout_and_role_from_get_function
     moto: str, moto_function: dict[str, Any]
 ) -> None:
     target = InvokeTarget(moto_function["FunctionName"], moto)
-    config = EngineConfig(functions={
-        "local-name": FunctionConfig(name="local-name", invoke=target),
-        "pinned": FunctionConfig(
-            name="pinned", invoke=target, timeout=5, role="arn:aws:iam::123456789012:role/mine"
-        ),
-    })
+    config = EngineConfig(
+        functions={
+            "local-name": FunctionConfig(name="local-name", invoke=target),
+            "pinned": FunctionConfig(
+                name="pinned", invoke=target, timeout=5, role="arn:aws:iam::123456789012:role/mine"
+            ),
+        }
+    )
     registry = FunctionRegistry(config, region=REGION, account_id="123456789012")
     try:
         remote = await registry.resolve("local-name")
@@ -185,13 +192,17 @@ async def test_configured_invoke_target_takes_timeout_and_role_from_get_function
 
 # --- a fake Lambda endpoint -----------------------------------------------------------------------
 
+
 async def _invocations(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     body = await request.read()
     headers = {"x-amzn-RequestId": "req-1", "X-Amz-Executed-Version": "7"}
     if name == "throttled":
-        error = {"Reason": "ReservedFunctionConcurrentInvocationLimitExceeded", "Type": "User",
-                 "message": "Rate Exceeded."}
+        error = {
+            "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
+            "Type": "User",
+            "message": "Rate Exceeded.",
+        }
         headers["x-amzn-ErrorType"] = "TooManyRequestsException"
         return web.json_response(error, status=429, headers=headers)
     if name == "broken":
@@ -222,7 +233,6 @@ async def fake_lambda() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
-
 async def test_successful_invoke(fake_lambda: str) -> None:
     async with await _open("echo", fake_lambda) as invoker:
         result = await invoker.invoke(b'{"a": 1}')
@@ -248,9 +258,11 @@ async def test_throttles_and_service_errors(fake_lambda: str, name: str, throttl
 
 
 async def test_runtime_interface_emulator_target_keeps_configured_values(fake_lambda: str) -> None:
-    config = EngineConfig(functions={
-        "rie": FunctionConfig(name="rie", invoke=InvokeTarget("function", fake_lambda), timeout=30)
-    })
+    config = EngineConfig(
+        functions={
+            "rie": FunctionConfig(name="rie", invoke=InvokeTarget("function", fake_lambda), timeout=30)
+        }
+    )
     registry = FunctionRegistry(config, region=REGION, account_id="123456789012")
     try:
         invoker = await registry.resolve("rie")
@@ -265,6 +277,7 @@ async def test_runtime_interface_emulator_target_keeps_configured_values(fake_la
 
 
 # --- no endpoint at all ---------------------------------------------------------------------------
+
 
 @pytest.fixture
 def closed_endpoint() -> Iterator[str]:

@@ -9,10 +9,15 @@ from engine.events import RECORDS_ENVELOPE
 from engine.model import BatchingPolicy
 
 
-def _batcher(batch_size: int = 3, window_s: float = 0.0, cap: int = 10_000, now: float = 0.0,
-             first: bool = False) -> Batcher[int]:
-    return Batcher(BatchingPolicy(batch_size, window_s, cap), envelope_bytes=RECORDS_ENVELOPE.overhead, now=now,
-                   open_on_first_record=first)
+def _batcher(
+    batch_size: int = 3, window_s: float = 0.0, cap: int = 10_000, now: float = 0.0, first: bool = False
+) -> Batcher[int]:
+    return Batcher(
+        BatchingPolicy(batch_size, window_s, cap),
+        envelope_bytes=RECORDS_ENVELOPE.overhead,
+        now=now,
+        open_on_first_record=first,
+    )
 
 
 def test_flushes_at_batch_size() -> None:

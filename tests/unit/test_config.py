@@ -90,6 +90,13 @@ def test_empty_file_and_sections(tmp_path: Path, text: str) -> None:
     assert cfg == EngineConfig(base_dir=tmp_path.resolve())
 
 
+def test_describe_for_listings(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, FULL))
+    assert cfg.functions["orders"].describe() == ("python", "app.orders.handle")
+    assert cfg.functions["remote"].describe() == ("invoke", "remote-fn at http://127.0.0.1:4566 in eu-west-1")
+    assert FunctionConfig(name="g", invoke=InvokeTarget("g")).describe() == ("invoke", "g")
+
+
 def test_function_config_needs_exactly_one_target() -> None:
     with pytest.raises(ValueError, match="exactly one"):
         FunctionConfig(name="f")
@@ -119,17 +126,29 @@ F = "functions:\n  f: "
         (F + "{handler: m.f, memory_size: 64}\n", "functions.f.memory_size", "from 128 to 10240"),
         (F + "{handler: m.f, memory_size: 1.5}\n", "functions.f.memory_size", "integer"),
         (F + "{handler: m.f, environment: [A]}\n", "functions.f.environment", "must be a mapping"),
-        (F + "{handler: m.f, environment: {DEBUG: yes}}\n", "functions.f.environment.DEBUG",
-         "must be a string (quote it), got bool True"),
-        (F + "{handler: m.f, environment: {1A: x}}\n", "functions.f.environment.1A",
-         "not a valid variable name"),
+        (
+            F + "{handler: m.f, environment: {DEBUG: yes}}\n",
+            "functions.f.environment.DEBUG",
+            "must be a string (quote it), got bool True",
+        ),
+        (
+            F + "{handler: m.f, environment: {1A: x}}\n",
+            "functions.f.environment.1A",
+            "not a valid variable name",
+        ),
         (F + "{handler: m.f, role: admin}\n", "functions.f.role", "is not an IAM role ARN"),
-        (F + "{invoke: {function_name: g}, memory_size: 256}\n", "functions.f",
-         "unknown key 'memory_size' (allowed: invoke, timeout, role)"),
+        (
+            F + "{invoke: {function_name: g}, memory_size: 256}\n",
+            "functions.f",
+            "unknown key 'memory_size' (allowed: invoke, timeout, role)",
+        ),
         (F + "{invoke: {endpoint_url: 'http://x'}}\n", "functions.f.invoke", "missing 'function_name'"),
         (F + "{invoke: {function_name: g, endpoint: x}}\n", "functions.f.invoke", "unknown key"),
-        (F + "{invoke: {function_name: g, endpoint_url: 'localhost:4566'}}\n",
-         "functions.f.invoke.endpoint_url", "is not an http:// or https:// URL"),
+        (
+            F + "{invoke: {function_name: g, endpoint_url: 'localhost:4566'}}\n",
+            "functions.f.invoke.endpoint_url",
+            "is not an http:// or https:// URL",
+        ),
         (F + "{invoke: g}\n", "functions.f.invoke", "must be a mapping, got str"),
         ("functions:\n  'my.fn': {handler: m.f}\n", "functions.my.fn", "a function name is 1 to 64"),
         (F + "handler\n", "functions.f", "must be a mapping, got str"),

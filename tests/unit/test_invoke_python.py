@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import sys
@@ -60,6 +61,7 @@ def _module(tmp_path: Path, source: str) -> str:
 
 # --- results --------------------------------------------------------------------------------------
 
+
 async def test_sync_handler() -> None:
     body, result = await _invoke(_invoker("sample_handlers.echo"), {"a": 1})
     assert body == {"event": {"a": 1}, "request_id": result.request_id}
@@ -108,6 +110,7 @@ async def test_each_invocation_has_its_own_request_id() -> None:
 
 
 # --- function errors ------------------------------------------------------------------------------
+
 
 async def test_exception_is_unhandled_error_with_lambda_shape() -> None:
     body, result = await _invoke(_invoker("sample_handlers.fail"), {"why": "bad record"})
@@ -160,6 +163,7 @@ async def test_payload_that_is_not_json() -> None:
 
 
 # --- timeouts and cancellation --------------------------------------------------------------------
+
 
 async def test_sync_handler_timeout_abandons_the_thread() -> None:
     invoker = _invoker("sample_handlers.sleep", timeout=0.2)
@@ -236,6 +240,7 @@ async def test_remaining_time_and_context() -> None:
 
 # --- loading --------------------------------------------------------------------------------------
 
+
 async def test_environment_is_set_when_the_function_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("ESM_FIXTURE_GREETING", "ESM_FIXTURE_IMPORT_GREETING"):
         monkeypatch.setenv(name, "before")  # monkeypatch restores (removes) them afterwards
@@ -249,10 +254,16 @@ async def test_environment_is_set_when_the_function_loads(monkeypatch: pytest.Mo
 @pytest.mark.parametrize(
     ("handler", "error_type", "message"),
     [
-        ("no_such_module_xyz.handler", "Runtime.ImportModuleError",
-         "Unable to import module 'no_such_module_xyz': No module named 'no_such_module_xyz'"),
-        ("sample_handlers.nope", "Runtime.HandlerNotFound",
-         "Handler 'nope' missing on module 'sample_handlers'"),
+        (
+            "no_such_module_xyz.handler",
+            "Runtime.ImportModuleError",
+            "Unable to import module 'no_such_module_xyz': No module named 'no_such_module_xyz'",
+        ),
+        (
+            "sample_handlers.nope",
+            "Runtime.HandlerNotFound",
+            "Handler 'nope' missing on module 'sample_handlers'",
+        ),
         ("sample_broken_import.handler", "RuntimeError", "cannot connect to the database at import time"),
         ("sample_handlers.not_callable", "TypeError", "'int' object is not callable"),
     ],
@@ -277,31 +288,41 @@ async def test_syntax_error_then_fixed_module_loads(tmp_path: Path) -> None:
 
 async def test_slow_import_has_its_own_init_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(python_invoker, "INIT_TIMEOUT_S", 0.2)
-    name = _module(tmp_path, """
+    name = _module(
+        tmp_path,
+        """
         import time
         time.sleep(0.5)
 
         def handler(event, context):
             return "loaded"
-    """)
+    """,
+    )
     invoker = _invoker(f"{name}.handler", timeout=0.1, base_dir=tmp_path)
     body, _ = await _invoke(invoker)
     assert body["errorType"] == "Sandbox.Timedout"
     assert body["errorMessage"].endswith("Task timed out after 0.20 seconds")
-    await anyio.sleep(0.5)  # the abandoned import completes; the function's 0.1 s are for the handler alone
+    with anyio.fail_after(5):  # the abandoned import runs on to its end: wait on Python's import lock
+        await anyio.to_thread.run_sync(importlib.import_module, name)
+    # the next invocation finds the module loaded; the function's 0.1 s are for the handler alone
     body, result = await _invoke(invoker)
     assert (body, result.function_error) == ("loaded", None)
 
 
 # --- the registry, for configured in-process functions --------------------------------------------
 
+
 def _registry(**kwargs: Any) -> FunctionRegistry:
     config = EngineConfig(
         base_dir=HANDLERS,
         functions={
             "f": FunctionConfig(name="f", handler="sample_handlers.echo"),
-            "slow": FunctionConfig(name="slow", handler="sample_handlers.sleep", timeout=60,
-                                   role="arn:aws:iam::123456789012:role/slow"),
+            "slow": FunctionConfig(
+                name="slow",
+                handler="sample_handlers.sleep",
+                timeout=60,
+                role="arn:aws:iam::123456789012:role/slow",
+            ),
             "remote": FunctionConfig(name="remote", invoke=InvokeTarget("r")),
         },
         aws=kwargs.pop("aws", AwsConfig()),
@@ -340,10 +361,14 @@ async def test_registry_uses_configured_timeout_role_region_and_account() -> Non
         ("f:live", "arn:aws:lambda:ap-south-1:444455556666:function:f:live"),
         ("g:$LATEST", "arn:aws:lambda:ap-south-1:444455556666:function:g:$LATEST"),
         ("111122223333:function:g:7", "arn:aws:lambda:ap-south-1:111122223333:function:g:7"),
-        ("arn:aws:lambda:eu-west-1:111122223333:function:g",
-         "arn:aws:lambda:eu-west-1:111122223333:function:g"),
-        ("arn:aws-cn:lambda:cn-north-1:111122223333:function:g:a",
-         "arn:aws-cn:lambda:cn-north-1:111122223333:function:g:a"),
+        (
+            "arn:aws:lambda:eu-west-1:111122223333:function:g",
+            "arn:aws:lambda:eu-west-1:111122223333:function:g",
+        ),
+        (
+            "arn:aws-cn:lambda:cn-north-1:111122223333:function:g:a",
+            "arn:aws-cn:lambda:cn-north-1:111122223333:function:g:a",
+        ),
     ],
 )
 def test_function_arn(ref: str, arn: str) -> None:

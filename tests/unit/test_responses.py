@@ -14,8 +14,19 @@ IDS = {"a", "b", "c"}
 
 @pytest.mark.parametrize(
     "payload",
-    [b"", b'""', b"[]", b"{}", b"null", b'{"batchItemFailures": []}', b'{"batchItemFailures": null}',
-     b"  \n", b'{"other": 1}', b'"ok"', b"42"],
+    [
+        b"",
+        b'""',
+        b"[]",
+        b"{}",
+        b"null",
+        b'{"batchItemFailures": []}',
+        b'{"batchItemFailures": null}',
+        b"  \n",
+        b'{"other": 1}',
+        b'"ok"',
+        b"42",
+    ],
 )
 def test_success_forms(payload: bytes) -> None:
     assert parse_batch_item_failures(payload, IDS).kind is ResponseKind.SUCCESS

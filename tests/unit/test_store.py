@@ -10,9 +10,14 @@ from engine.store.sqlite import MIGRATIONS, JournalEntry, SqliteStore
 
 def _mapping(uuid: str) -> EventSourceMapping:
     return EventSourceMapping(
-        uuid=uuid, kind=SourceKind.SQS, function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
+        uuid=uuid,
+        kind=SourceKind.SQS,
+        function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
         params={"EventSourceArn": "arn:aws:sqs:us-east-1:000000000000:q", "BatchSize": 10},
-        enabled=True, state=State.CREATING, state_transition_reason="USER_INITIATED", last_modified=1.5,
+        enabled=True,
+        state=State.CREATING,
+        state_transition_reason="USER_INITIATED",
+        last_modified=1.5,
     )
 
 

@@ -20,8 +20,11 @@ def _record(event: dict[str, Any], context: Any) -> None:
 def calls_for(source_arn: str) -> list[dict[str, Any]]:
     """Invocations whose records came from this source, in invocation order."""
     with _lock:
-        return [c for c in CALLS if c["event"].get("Records") and
-                c["event"]["Records"][0].get("eventSourceARN") == source_arn]
+        return [
+            c
+            for c in CALLS
+            if c["event"].get("Records") and c["event"]["Records"][0].get("eventSourceARN") == source_arn
+        ]
 
 
 def records_for(source_arn: str) -> list[dict[str, Any]]:
@@ -35,7 +38,11 @@ def ok(event: dict[str, Any], context: Any) -> None:
 def partial(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Reports the records whose body contains FAIL as failed items."""
     _record(event, context)
-    return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"] if "FAIL" in r["body"]]}
+    return {
+        "batchItemFailures": [
+            {"itemIdentifier": r["messageId"]} for r in event["Records"] if "FAIL" in r["body"]
+        ]
+    }
 
 
 def boom(event: dict[str, Any], context: Any) -> None:
