@@ -15,7 +15,6 @@ import binascii
 import enum
 import ipaddress
 import json
-import operator
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
@@ -25,6 +24,7 @@ from engine.model import SourceKind
 
 __all__ = [
     "LITERAL_NUMBERS_BY_VALUE",
+    "MESSAGE",
     "CompiledPattern",
     "DataFormat",
     "FilterPatternError",
@@ -91,8 +91,6 @@ _RESERVED_IN_OR: Final = frozenset(
     }
 )
 _ANYTHING_BUT_SUBFORMS: Final = frozenset({"prefix", "suffix", "equals-ignore-case", "wildcard"})
-_LOWER: Final[Mapping[str, Callable[[Any, Any], bool]]] = {">": operator.gt, ">=": operator.ge}
-_UPPER: Final[Mapping[str, Callable[[Any, Any], bool]]] = {"<": operator.lt, "<=": operator.le}
 
 
 class FilterPatternError(ValueError):
@@ -130,8 +128,9 @@ class _Missing:
 _MISSING: Final = _Missing()
 
 # --- compiled pattern tree --------------------------------------------------------------------------
-# Every pattern part compiles to a closure over an event value; the tree classes keep what compilation and
-# validation still need (absence results, the data-key field). A missing field is passed as _MISSING.
+# Every pattern part compiles to a closure over an event value. The tree classes keep what RecordFilter and
+# validation still need: the fields (to single out the data key per source) and absence results. A missing
+# field is passed to the closures as _MISSING.
 
 _Pred = Callable[[Any], bool]
 
@@ -294,8 +293,6 @@ _STREAM_POLICY: Final[_Policy] = ((_EVAL, _DROP, _DROP, _DROP, _EVAL), (_DROP, _
 # Kafka / MQ ignore the data clause on a mismatch and on non-UTF-8 data.
 _BROKER_POLICY: Final[_Policy] = ((_EVAL, _PASS, _PASS, _PASS, _EVAL), (_PASS, _EVAL, _PASS, _PASS, _EVAL))
 
-_RootTest = Callable[[Mapping[str, Any], int], bool]
-
 
 def _policy(kind: SourceKind) -> _Policy:
     if kind is SourceKind.SQS:
@@ -305,46 +302,37 @@ def _policy(kind: SourceKind) -> _Policy:
     return _BROKER_POLICY
 
 
-def _clause_test(action: tuple[int, ...], test: _Pred, key: str) -> _RootTest:
-    def clause(view: Mapping[str, Any], fmt: int) -> bool:
-        a = action[fmt]
-        return test(view.get(key, _MISSING)) if a == _EVAL else a == _PASS
-
-    return clause
-
-
-def _root_test(node: _Node, key: str, policy: _Policy) -> _RootTest:
-    """A root-level object (the pattern, or a branch of a root-level $or) as a test on a FilterView.
-
-    Its data-key field obeys the per-source policy instead of plain matching.
-    """
-    data = next((c for c in node.fields if c.key == key), None)
-    clauses: list[_RootTest] = []
-    if data is not None and data.node is not None:
-        clauses.append(_clause_test(policy[0], data.node.match_value, key))
-    if data is not None and data.leaf is not None:
-        clauses.append(_clause_test(policy[1], data.leaf.match, key))
-    rest = tuple((c.key, c.match) for c in node.fields if c.key != key)
-    groups = tuple(tuple(_root_test(b, key, policy) for b in g) for g in node.ors)
-    if len(clauses) == 1 and not rest and not groups:
-        return clauses[0]  # the usual {"body": {...}}
-    others = _object_test(rest, ()) if rest else None
-
-    def match(view: Mapping[str, Any], fmt: int) -> bool:
-        for clause in clauses:
-            if not clause(view, fmt):
+def _root_test(node: _Node, key: str, object_action: int, leaf_action: int) -> _Pred | bool:
+    """A root-level object (the pattern, or a branch of a root-level $or) as a test on a FilterView whose
+    data key has one given format: its data-key field is evaluated, ignored (True) or fails (False) by the
+    per-source policy. Constant results come back as bools so that RecordFilter can skip them."""
+    fields: list[tuple[str, _Pred]] = []
+    for child in node.fields:
+        if child.key != key:
+            fields.append((child.key, child.match))
+            continue
+        for part, action in ((child.node, object_action), (child.leaf, leaf_action)):
+            if part is None or action == _PASS:
+                continue
+            if action == _DROP:
                 return False
-        if others is not None and not others(view):
-            return False
-        for group in groups:
-            for branch in group:
-                if branch(view, fmt):
-                    break
-            else:
+            fields.append((key, part.match_value if isinstance(part, _Node) else part.match))
+    groups: list[tuple[_Pred, ...]] = []
+    for group in node.ors:
+        tests: list[_Pred] = []
+        for branch in group:
+            test = _root_test(branch, key, object_action, leaf_action)
+            if not isinstance(test, bool):
+                tests.append(test)
+            elif test:
+                break  # an always-true branch satisfies the group
+        else:
+            if not tests:
                 return False
+            groups.append(tuple(tests))
+    if not fields and not groups:
         return True
-
-    return match
+    return _object_test(tuple(fields), tuple(groups))
 
 
 def _root_data_leaf(node: _Node, key: str) -> bool:
@@ -376,18 +364,32 @@ class CompiledPattern:
 class RecordFilter:
     """A mapping's FilterCriteria for one source kind: a record passes when any filter matches."""
 
-    __slots__ = ("_key", "_roots", "kind", "patterns")
+    __slots__ = ("_by_format", "_key", "kind", "patterns")
 
     def __init__(self, kind: SourceKind, patterns: Sequence[CompiledPattern]) -> None:
         self.kind = kind
         self.patterns = tuple(patterns)
         self._key = _DATA_KEY[kind]
-        policy = _policy(kind)
-        self._roots = tuple(_root_test(p._root, self._key, policy) for p in self.patterns)
+        # The data-key policy depends only on the view's DataFormat: resolve it now, once per format.
+        objects, leaves = _policy(kind)
+        self._by_format = tuple(self._tests(objects[fmt], leaves[fmt]) for fmt in DataFormat)
+
+    def _tests(self, object_action: int, leaf_action: int) -> tuple[_Pred, ...] | None:
+        """The filters' tests for one data format; None when every record of that format passes."""
+        if not self.patterns:
+            return None
+        tests = []
+        for pattern in self.patterns:
+            test = _root_test(pattern._root, self._key, object_action, leaf_action)
+            if not isinstance(test, bool):
+                tests.append(test)
+            elif test:
+                return None
+        return tuple(tests)
 
     @property
     def is_empty(self) -> bool:
-        return not self._roots
+        return not self.patterns
 
     def matches(self, view: Mapping[str, Any]) -> bool:
         """OR across filters (spec 2.1); no filters match everything. Pass a ``filter_view`` result."""
@@ -396,10 +398,13 @@ class RecordFilter:
         else:  # a hand-made mapping: infer the data format and expand dotted keys here
             fmt = _infer_format(view, self._key)
             view = _undot(dict(view))
-        for root in self._roots:
-            if root(view, fmt):
+        tests = self._by_format[fmt]
+        if tests is None:
+            return True
+        for test in tests:  # noqa: SIM110 - a loop beats any() over a generator here
+            if test(view):
                 return True
-        return not self._roots
+        return False
 
     def __repr__(self) -> str:
         return f"RecordFilter({self.kind.value}, {[p.source for p in self.patterns]!r})"
@@ -483,7 +488,7 @@ class _Draft:
     def __init__(self) -> None:
         self.leaf: list[Any] | None = None
         self.children: dict[str, _Draft] = {}
-        self.ors: list[list[dict[str, Any]]] = []
+        self.ors: list[tuple[list[dict[str, Any]], int]] = []  # (branches, depth of the $or's object)
 
 
 def _is_or_group(value: Any) -> bool:
@@ -516,7 +521,7 @@ class _Compiler:
     def node(self, obj: dict[str, Any], depth: int) -> _Node:
         draft = _Draft()
         self._merge(draft, obj, depth)
-        return self._build(draft, depth)
+        return self._build(draft)
 
     def _merge(self, draft: _Draft, obj: dict[str, Any], depth: int) -> None:
         if not obj:
@@ -525,7 +530,7 @@ class _Compiler:
             raise FilterPatternError(f"pattern nested deeper than {MAX_NESTING} levels")
         for key, value in obj.items():
             if key == "$or" and _is_or_group(value):
-                draft.ors.append(value)
+                draft.ors.append((value, depth))
                 continue
             target = draft
             for segment in key.split("."):  # event-ruler joins path names with "." (rule 3)
@@ -539,13 +544,13 @@ class _Compiler:
             else:
                 raise FilterPatternError(f"{key!r} must be an object or an array")
 
-    def _build(self, draft: _Draft, depth: int) -> _Node:
+    def _build(self, draft: _Draft) -> _Node:
         fields = []
         for key, sub in draft.children.items():
             leaf = self._leaf(sub.leaf) if sub.leaf is not None else None
-            node = self._build(sub, depth) if (sub.children or sub.ors) else None
+            node = self._build(sub) if (sub.children or sub.ors) else None
             fields.append(_Child(key, leaf, node))
-        ors = tuple(tuple(self.node(branch, depth + 1) for branch in group) for group in draft.ors)
+        ors = tuple(tuple(self.node(branch, depth + 1) for branch in group) for group, depth in draft.ors)
         return _Node(tuple(fields), ors)
 
     def _leaf(self, values: list[Any]) -> _Leaf:
@@ -626,30 +631,36 @@ def _string_or_ignore_case(arg: Any, name: str) -> tuple[str, bool]:
     return _string(arg, name), False
 
 
-def _numeric(arg: Any) -> Callable[[Any], bool]:
+# One closure per comparison form: a chained comparison is much cheaper than calls to operator functions.
+_SINGLE_BOUND: Final[Mapping[str, Callable[[Any], _Pred]]] = {
+    "=": lambda n: lambda v: v == n,
+    "<": lambda n: lambda v: v < n,
+    "<=": lambda n: lambda v: v <= n,
+    ">": lambda n: lambda v: v > n,
+    ">=": lambda n: lambda v: v >= n,
+}
+_RANGE: Final[Mapping[tuple[str, str], Callable[[Any, Any], _Pred]]] = {
+    (">", "<"): lambda lo, hi: lambda v: lo < v < hi,
+    (">", "<="): lambda lo, hi: lambda v: lo < v <= hi,
+    (">=", "<"): lambda lo, hi: lambda v: lo <= v < hi,
+    (">=", "<="): lambda lo, hi: lambda v: lo <= v <= hi,
+}
+
+
+def _numeric(arg: Any) -> _Pred:
     """``[op, n]`` or ``[">"|">=", low, "<"|"<=", high]`` with low < high (rule 7)."""
     if not isinstance(arg, list) or not arg or not isinstance(arg[0], str):
         raise FilterPatternError("Value of numeric must be an array starting with an operator")
     op = arg[0]
     if len(arg) < 2 or not _is_number(arg[1]):
         raise FilterPatternError(f"Value of {op} must be numeric")
-    n = arg[1]
-    if op == "=" and len(arg) == 2:
-        return lambda v: v == n
-    if op in _UPPER and len(arg) == 2:
-        upper = _UPPER[op]
-        return lambda v: upper(v, n)
-    if op in _LOWER:
-        lower = _LOWER[op]
-        if len(arg) == 2:
-            return lambda v: lower(v, n)
-        if len(arg) == 4 and arg[2] in _UPPER and _is_number(arg[3]):
-            upper, top = _UPPER[arg[2]], arg[3]
-            if not n < top:
-                raise FilterPatternError("Bottom must be less than top")
-            return lambda v: lower(v, n) and upper(v, top)
-        raise FilterPatternError(f"Bad numeric range: {arg!r}")
-    raise FilterPatternError(f"Unrecognized numeric operator or extra terms: {arg!r}")
+    if len(arg) == 2 and op in _SINGLE_BOUND:
+        return _SINGLE_BOUND[op](arg[1])
+    if len(arg) == 4 and (op, arg[2]) in _RANGE and _is_number(arg[3]):
+        if not arg[1] < arg[3]:
+            raise FilterPatternError("Bottom must be less than top")
+        return _RANGE[op, arg[2]](arg[1], arg[3])
+    raise FilterPatternError(f"Bad numeric expression: {arg!r}")
 
 
 class _LeafBuilder:
@@ -780,10 +791,13 @@ class _LeafBuilder:
         tests: list[_Pred] = list(self.other_preds)
         if self.numbers:
             tests.append(_number_set(self.numbers, self.by_value))
-        if self.num_preds:
-            ranges = tuple(self.num_preds)
-            # JSON numbers only: bool is its own type here (rule 7)
-            tests.append(lambda v: (type(v) is int or type(v) is float) and any(r(v) for r in ranges))
+        if self.num_preds:  # JSON numbers only: bool is its own type here (rule 7)
+            if len(self.num_preds) == 1:
+                (bound,) = self.num_preds
+                tests.append(lambda v: (type(v) is int or type(v) is float) and bound(v))
+            else:
+                bounds = tuple(self.num_preds)
+                tests.append(lambda v: (type(v) is int or type(v) is float) and any(b(v) for b in bounds))
         if self.literals:
             literals = frozenset(self.literals)
             tests.append(lambda v: (v is None or type(v) is bool) and v in literals)  # 1 is not true
@@ -876,10 +890,10 @@ def _check_complexity(patterns: list[list[str]]) -> None:
 
 
 def _wildcard_complexity(patterns: list[list[str]]) -> int:
-    # Each pattern becomes a token list, quotes included as in event-ruler; None is a star. Explore the
-    # subset construction over the characters that occur (plus one stand-in for all others) and return the
-    # largest number of simultaneously active states, stopping early once past the limit.
-    nfas: list[list[str | None]] = []
+    """The most NFA states the patterns can have active at once while reading one value (quotes included,
+    as event-ruler reads values), over the subset construction on the characters they use plus one
+    stand-in for all others. Stops early once past the limit."""
+    nfas: list[list[str | None]] = []  # None is a star: it loops on any character
     for pieces in patterns:
         tokens: list[str | None] = ['"']
         for i, piece in enumerate(pieces):
@@ -899,22 +913,16 @@ def _wildcard_complexity(patterns: list[list[str]]) -> int:
                 todo.append(s + 1)
         return frozenset(out)
 
+    def step(tokens: list[str | None], states: frozenset[int], ch: str) -> frozenset[int]:
+        ok = [s for s in states if s < len(tokens) and tokens[s] in (None, ch)]
+        return close(tokens, {s if tokens[s] is None else s + 1 for s in ok})
+
     start = tuple(close(t, {0}) for t in nfas)
     seen, todo, worst = {start}, [start], 0
     while todo:
         current = todo.pop()
         for ch in alphabet:
-            nxt = tuple(
-                close(
-                    t,
-                    {
-                        s if t[s] is None else s + 1
-                        for s in states
-                        if s < len(t) and (t[s] is None or t[s] == ch)
-                    },
-                )
-                for t, states in zip(nfas, current, strict=True)
-            )
+            nxt = tuple(step(t, states, ch) for t, states in zip(nfas, current, strict=True))
             worst = max(worst, sum(len(s) for s in nxt))
             if worst > MAX_WILDCARD_COMPLEXITY:
                 return worst
@@ -1081,10 +1089,19 @@ class _Alternatives(list[Any]):
 
 def _expand(obj: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    owned = {id(out)}  # dicts made here; any other dict is the caller's and is copied before a write
+
+    def own(d: dict[str, Any]) -> dict[str, Any]:
+        if id(d) in owned:
+            return d
+        copy = dict(d)
+        owned.add(id(copy))
+        return copy
 
     def merge(a: Any, b: Any) -> Any:
         if type(a) is dict and type(b) is dict:
             merged = dict(a)
+            owned.add(id(merged))
             for k, v in b.items():
                 merged[k] = merge(merged[k], v) if k in merged else v
             return merged
@@ -1098,20 +1115,19 @@ def _expand(obj: dict[str, Any]) -> dict[str, Any]:
         for seg in parents:
             nxt = target.get(seg, _MISSING)
             if type(nxt) is dict:
-                target = nxt
-                continue
-            holder: dict[str, Any] = {}
-            if nxt is _MISSING:
-                target[seg] = holder
-            elif type(nxt) is _Alternatives:  # keep one object member for the next dotted key
-                found = next((x for x in nxt if type(x) is dict), None)
-                if found is None:
-                    nxt.append(holder)
-                else:
-                    holder = found
+                target[seg] = nxt = own(nxt)
+            elif type(nxt) is _Alternatives:  # write into its object member, or add one
+                alternatives: list[Any] = nxt
+                index = next((i for i, x in enumerate(alternatives) if type(x) is dict), None)
+                if index is None:
+                    alternatives.append({})
+                    index = len(alternatives) - 1
+                nxt = alternatives[index] = own(alternatives[index])
             else:
-                target[seg] = merge(nxt, holder)
-            target = holder
+                holder = own({})
+                target[seg] = holder if nxt is _MISSING else merge(nxt, holder)
+                nxt = holder
+            target = nxt
         v = _undot(v)
         target[last] = merge(target[last], v) if last in target else v
     return out

@@ -101,13 +101,17 @@ class QueueRunner:
         carry: list[tuple[QueueMessage, bytes]] = []
         try:
             while not self._draining.is_set():
+                started = self.clock()
                 batch, carry, backlog = await self._collect(carry)
-                if backlog and self._active < self.max_pollers:
+                if not batch.items:
+                    if not carry and self._active > self.min_pollers:
+                        return  # idle: scale down
+                    continue
+                invoke_s = await self._process(batch)
+                # another poller helps only when the function, not the queue's round trips, is the bottleneck
+                function_bound = invoke_s >= (self.clock() - started) / 2
+                if backlog and function_bound and self._active < self.max_pollers:
                     self._spawn()
-                if batch.items:
-                    await self._process(batch)
-                elif not carry and self._active > self.min_pollers:
-                    return  # idle: scale down
         finally:
             self._active -= 1
 
@@ -171,7 +175,8 @@ class QueueRunner:
         view = filter_view(self.mapping.kind, msg.record)
         return view is not None and self.filter.matches(view)
 
-    async def _process(self, batch: Batch[QueueMessage]) -> None:
+    async def _process(self, batch: Batch[QueueMessage]) -> float:
+        """Invoke and settle one batch; returns the seconds spent invoking."""
         payload = encode_envelope(self.envelope.prefix, batch.encoded, self.envelope.suffix)
         items = batch.items
         attempt = max(int(m.extra.get("attempt", 1)) for m in items)
@@ -187,7 +192,7 @@ class QueueRunner:
                 if self.clock() + delay >= budget_ends:
                     self._journal(items, attempt, "invoke_error", 0.0, {"error": str(e)})
                     await self.source.release(items)
-                    return
+                    return 0.0
                 await anyio.sleep(delay)
         failed: Sequence[QueueMessage]
         if result.function_error:
@@ -225,6 +230,7 @@ class QueueRunner:
             bytes=len(payload),
             duration_ms=round(result.duration_ms, 2),
         )
+        return result.duration_ms / 1000
 
     def _journal(
         self,
