@@ -114,8 +114,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--embedded-aws-port",
         type=int,
-        default=int(_env("ESM_EMBEDDED_AWS_PORT", "5000") or 5000),
-        help="port of the embedded AWS emulator [ESM_EMBEDDED_AWS_PORT] (5000)",
+        default=int(_env("ESM_EMBEDDED_AWS_PORT", "4566") or 4566),
+        help="port of the embedded AWS emulator [ESM_EMBEDDED_AWS_PORT] (4566)",
     )
     s.add_argument("--log-level", default=_env("ESM_LOG_LEVEL", "info"), help="[ESM_LOG_LEVEL] (info)")
     s.add_argument(

@@ -11,6 +11,8 @@ import structlog
 def configure(level: str = "info", *, json_lines: bool = True) -> None:
     numeric = logging.getLevelNamesMapping()[level.upper()]
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(message)s")
+    # the embedded moto server's access log would drown the engine's events
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer()
     )
