@@ -253,7 +253,8 @@ async def main(args: argparse.Namespace) -> None:
     best_raw = max(r["rps"] for r in results if r["name"].startswith("raw"))
     print(
         f"\nSQS on {args.endpoint}: {args.messages} messages of ~{args.size} B drained; latency at "
-        f"{args.rate:g} msg/s for {args.seconds:g} s; async in-process handler; median of {args.repeat} runs\n"
+        f"{args.rate:g} msg/s for {args.seconds:g} s; async in-process handler; "
+        f"median of {args.repeat} runs\n"
     )
     print(
         f"| {'consumer':34} | {'records/s':>9} | {'vs best raw':>11} | {'p50 ms':>7} | {'p95 ms':>7} | "

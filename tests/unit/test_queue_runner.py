@@ -1,0 +1,197 @@
+"""The queue runner's policy on an in-memory queue and a scripted invoker: what is acknowledged, what goes
+back, how throttles are retried, how filters and the payload cap act."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+
+from engine.events import RECORDS_ENVELOPE
+from engine.filtering import compile_filters
+from engine.model import EventSourceMapping, SourceKind, State
+from engine.ports import FunctionInfo, InvokeError, InvokeResult
+from engine.runner.queue import QueueRunner, QueueRunnerSettings
+from engine.store.sqlite import SqliteStore
+from pollers.memory import MemoryQueue
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class ScriptedInvoker:
+    """Answers each invocation with ``script(event)``: an InvokeResult, or an InvokeError to raise."""
+
+    info = FunctionInfo("arn:aws:lambda:us-east-1:123456789012:function:f", 3.0, "arn:aws:iam::1:role/r")
+
+    def __init__(self, script: Callable[[dict[str, Any]], InvokeResult | InvokeError]) -> None:
+        self.script = script
+        self.events: list[dict[str, Any]] = []
+
+    async def invoke(self, payload: bytes) -> InvokeResult:
+        event = json.loads(payload)
+        self.events.append(event)
+        outcome = self.script(event)
+        if isinstance(outcome, InvokeError):
+            raise outcome
+        return outcome
+
+
+def ok(_: dict[str, Any]) -> InvokeResult:
+    return InvokeResult(payload=b"null")
+
+
+def _mapping(**params: Any) -> EventSourceMapping:
+    return EventSourceMapping(
+        uuid="u1",
+        kind=SourceKind.SQS,
+        function_arn=ScriptedInvoker.info.function_arn,
+        params={
+            "EventSourceArn": "arn:aws:sqs:us-east-1:000000000000:q",
+            "BatchSize": 10,
+            "MaximumBatchingWindowInSeconds": 0,
+            **params,
+        },
+        enabled=True,
+        state=State.ENABLED,
+        state_transition_reason="USER_INITIATED",
+        last_modified=0.0,
+    )
+
+
+async def _run(
+    mapping: EventSourceMapping,
+    queue: MemoryQueue,
+    invoker: ScriptedInvoker,
+    until: Callable[[], bool],
+    **settings: Any,
+) -> SqliteStore:
+    store = SqliteStore(":memory:")
+    runner = QueueRunner(
+        mapping,
+        queue,
+        RECORDS_ENVELOPE,
+        invoker,
+        compile_filters(mapping.filter_patterns, mapping.kind),
+        store,
+        QueueRunnerSettings(initial_pollers=1, long_poll_s=0.05, **settings),
+    )
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(runner.run)
+            while not until():
+                await anyio.sleep(0.005)
+            tg.cancel_scope.cancel()
+    return store
+
+
+async def test_success_acknowledges_every_message_in_batches() -> None:
+    q = MemoryQueue([f"b{i}" for i in range(25)])
+    inv = ScriptedInvoker(ok)
+    store = await _run(_mapping(), q, inv, lambda: len(q.acked) == 25)
+    assert [len(e["Records"]) for e in inv.events] == [10, 10, 5]
+    assert q.released == []
+    assert [e.outcome for e in store.journal("u1")] == ["success"] * 3
+
+
+async def test_function_error_releases_the_whole_batch() -> None:
+    q = MemoryQueue(["a", "b"])
+    inv = ScriptedInvoker(
+        lambda e: (
+            InvokeResult(b'{"errorMessage":"x"}', function_error="Unhandled")
+            if e["Records"][0]["attributes"]["ApproximateReceiveCount"] == "1"
+            else ok(e)
+        )
+    )
+    store = await _run(_mapping(), q, inv, lambda: len(q.acked) == 2)
+    assert q.released == ["m1", "m2"]
+    assert [e.outcome for e in store.journal("u1")] == ["function_error", "success"]
+    assert [e.attempt for e in store.journal("u1")] == [1, 2]
+
+
+async def test_partial_failure_acks_the_rest_and_releases_the_reported() -> None:
+    q = MemoryQueue(["a", "b", "c"])
+    inv = ScriptedInvoker(
+        lambda e: InvokeResult(
+            json.dumps(
+                {"batchItemFailures": [{"itemIdentifier": "m2"}] if len(e["Records"]) == 3 else []}
+            ).encode()
+        )
+    )
+    await _run(_mapping(FunctionResponseTypes=["ReportBatchItemFailures"]), q, inv, lambda: len(q.acked) == 3)
+    assert q.acked == ["m1", "m3", "m2"] and q.released == ["m2"]
+
+
+async def test_without_report_batch_item_failures_the_body_is_ignored() -> None:
+    q = MemoryQueue(["a"])
+    inv = ScriptedInvoker(lambda e: InvokeResult(b'{"batchItemFailures": [{"itemIdentifier": "m1"}]}'))
+    await _run(_mapping(), q, inv, lambda: len(q.acked) == 1)
+    assert q.released == []
+
+
+async def test_invalid_partial_response_releases_everything() -> None:
+    q = MemoryQueue(["a", "b"])
+    calls = [0]
+
+    def script(e: dict[str, Any]) -> InvokeResult:
+        calls[0] += 1
+        return InvokeResult(b'{"batchItemFailures": [{"itemIdentifier": ""}]}' if calls[0] == 1 else b"")
+
+    await _run(
+        _mapping(FunctionResponseTypes=["ReportBatchItemFailures"]),
+        q,
+        ScriptedInvoker(script),
+        lambda: len(q.acked) == 2,
+    )
+    assert q.released == ["m1", "m2"]
+
+
+async def test_throttles_are_retried_without_releasing() -> None:
+    q = MemoryQueue(["a"])
+    calls = [0]
+
+    def script(e: dict[str, Any]) -> InvokeResult | InvokeError:
+        calls[0] += 1
+        return InvokeError("Rate exceeded", throttled=True) if calls[0] < 3 else ok(e)
+
+    await _run(_mapping(), q, ScriptedInvoker(script), lambda: q.acked == ["m1"])
+    assert calls[0] == 3 and q.released == []
+
+
+async def test_an_unreachable_function_gives_the_batch_back_when_the_budget_ends() -> None:
+    q = MemoryQueue(["a"])
+    inv = ScriptedInvoker(lambda e: InvokeError("connection refused"))
+    store = await _run(_mapping(), q, inv, lambda: bool(q.released), invoke_retry_budget_s=0.3)
+    assert q.acked == [] and q.released[0] == "m1"
+    assert next(iter(store.journal("u1"))).outcome == "invoke_error"
+
+
+async def test_filtered_out_messages_are_acknowledged_without_invocation() -> None:
+    q = MemoryQueue([json.dumps({"k": "keep"}), json.dumps({"k": "drop"}), "plain"])
+    inv = ScriptedInvoker(ok)
+    pattern = json.dumps({"body": {"k": ["keep"]}})
+    await _run(
+        _mapping(FilterCriteria={"Filters": [{"Pattern": pattern}]}), q, inv, lambda: len(q.acked) == 3
+    )
+    assert [r["body"] for e in inv.events for r in e["Records"]] == [json.dumps({"k": "keep"})]
+
+
+async def test_payload_cap_carries_the_overflow_into_the_next_batch() -> None:
+    q = MemoryQueue(["x" * 3_200_000, "y" * 3_200_000, "z" * 10])
+    inv = ScriptedInvoker(ok)
+    await _run(_mapping(), q, inv, lambda: len(q.acked) == 3)
+    assert [[r["body"][0] for r in e["Records"]] for e in inv.events] == [["x"], ["y", "z"]]
+
+
+async def test_window_collects_several_receives_up_to_batch_size() -> None:
+    q = MemoryQueue([f"b{i}" for i in range(35)])
+    inv = ScriptedInvoker(ok)
+    await _run(_mapping(BatchSize=30, MaximumBatchingWindowInSeconds=1), q, inv, lambda: len(q.acked) == 35)
+    assert len(inv.events[0]["Records"]) == 30
