@@ -18,7 +18,7 @@ import pytest
 
 from tests.integration.conftest import wait_for
 
-HANDLER = '''
+HANDLER = """
 import os, time
 
 def record(event, context):
@@ -26,7 +26,7 @@ def record(event, context):
         for r in event["Records"]:
             f.write(r["body"] + "\\n")
     time.sleep(0.2)
-'''
+"""
 
 
 def _free_port() -> int:
@@ -38,9 +38,23 @@ def _free_port() -> int:
 def _serve(tmp: Path, port: int, sqs_endpoint: str) -> subprocess.Popen[bytes]:
     log = (tmp / f"engine-{time.monotonic_ns()}.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "serve", "--port", str(port), "--data-dir", str(tmp / "data"),
-         "--config", str(tmp / "esm.yaml"), "--endpoint", f"sqs={sqs_endpoint}"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2],
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp / "data"),
+            "--config",
+            str(tmp / "esm.yaml"),
+            "--endpoint",
+            f"sqs={sqs_endpoint}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=Path(__file__).parents[2],
     )
     deadline = time.monotonic() + 20
     while True:
@@ -56,26 +70,33 @@ def _serve(tmp: Path, port: int, sqs_endpoint: str) -> subprocess.Popen[bytes]:
 def test_sigkill_mid_batch_loses_nothing(tmp_path: Path, sqs_endpoint: str, unique_name: Any) -> None:
     out = tmp_path / "seen.txt"
     (tmp_path / "crash_fns.py").write_text(textwrap.dedent(HANDLER))
-    (tmp_path / "esm.yaml").write_text(textwrap.dedent(f"""
+    (tmp_path / "esm.yaml").write_text(
+        textwrap.dedent(f"""
         functions:
           crash-recorder:
             handler: crash_fns.record
             timeout: 2
             environment: {{ESM_CRASH_OUT: "{out}"}}
-    """))
+    """)
+    )
     sqs = boto3.client("sqs", endpoint_url=sqs_endpoint, region_name="us-east-1")
     url = sqs.create_queue(QueueName=unique_name("crash"), Attributes={"VisibilityTimeout": "2"})["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     bodies = {f"msg-{i}" for i in range(40)}
     for i in range(0, 40, 10):
-        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(j), "MessageBody": f"msg-{i + j}"}
-                                                      for j in range(10)])
+        sqs.send_message_batch(
+            QueueUrl=url, Entries=[{"Id": str(j), "MessageBody": f"msg-{i + j}"} for j in range(10)]
+        )
     port = _free_port()
     engine = _serve(tmp_path, port, sqs_endpoint)
     lam = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
     try:
-        uuid = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName="crash-recorder", BatchSize=5,
-                                               ScalingConfig={"MaximumConcurrency": 2})["UUID"]
+        uuid = lam.create_event_source_mapping(
+            EventSourceArn=arn,
+            FunctionName="crash-recorder",
+            BatchSize=5,
+            ScalingConfig={"MaximumConcurrency": 2},
+        )["UUID"]
         wait_for(lambda: out.exists() and len(out.read_text().split()) >= 5)
         os.kill(engine.pid, signal.SIGKILL)  # mid-batch: the handler sleeps 0.2 s per batch
         engine.wait(10)
@@ -88,7 +109,9 @@ def test_sigkill_mid_batch_loses_nothing(tmp_path: Path, sqs_endpoint: str, uniq
 
         def drained() -> bool:
             a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-            return a["ApproximateNumberOfMessages"] == "0" and a["ApproximateNumberOfMessagesNotVisible"] == "0"
+            return (
+                a["ApproximateNumberOfMessages"] == "0" and a["ApproximateNumberOfMessagesNotVisible"] == "0"
+            )
 
         wait_for(drained, timeout=30)
     finally:
