@@ -78,6 +78,7 @@ def test_same_path_dotted_and_nested_last_wins() -> None:
 
 # --- validation (spec 2.6) ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("case", INVALID, ids=[c["name"] for c in INVALID])
 def test_invalid_patterns(case: dict[str, str]) -> None:
     with pytest.raises(FilterPatternError) as info:
@@ -148,20 +149,27 @@ def test_strict_pipes_rejects_anything_but_forms(pattern: str) -> None:
 
 
 def test_strict_pipes_keeps_everything_else() -> None:
-    for pattern in ['{"a": [{"anything-but": ["x", "y"]}]}', '{"a": [{"anything-but": 5}]}',
-                    '{"a": [{"prefix": {"equals-ignore-case": "x"}}]}', '{"a": [{"wildcard": "x*"}]}',
-                    '{"a": [{"cidr": "10.0.0.0/8"}]}']:
+    for pattern in [
+        '{"a": [{"anything-but": ["x", "y"]}]}',
+        '{"a": [{"anything-but": 5}]}',
+        '{"a": [{"prefix": {"equals-ignore-case": "x"}}]}',
+        '{"a": [{"wildcard": "x*"}]}',
+        '{"a": [{"cidr": "10.0.0.0/8"}]}',
+    ]:
         compile_pattern(pattern, strict_pipes=True)
 
 
-@pytest.mark.parametrize(("kind", "pattern"), [
-    (SourceKind.KINESIS, '{"data": ["plain"]}'),
-    (SourceKind.KINESIS, '{"data": [{"prefix": "x"}]}'),
-    (SourceKind.KINESIS, '{"data": [{"exists": true}]}'),
-    (SourceKind.KINESIS, '{"$or": [{"partitionKey": ["1"]}, {"data": ["x"]}]}'),
-    (SourceKind.DYNAMODB, '{"dynamodb": ["x"]}'),
-    (SourceKind.DYNAMODB, '{"eventName": ["INSERT"], "dynamodb": [{"exists": false}]}'),
-])
+@pytest.mark.parametrize(
+    ("kind", "pattern"),
+    [
+        (SourceKind.KINESIS, '{"data": ["plain"]}'),
+        (SourceKind.KINESIS, '{"data": [{"prefix": "x"}]}'),
+        (SourceKind.KINESIS, '{"data": [{"exists": true}]}'),
+        (SourceKind.KINESIS, '{"$or": [{"partitionKey": ["1"]}, {"data": ["x"]}]}'),
+        (SourceKind.DYNAMODB, '{"dynamodb": ["x"]}'),
+        (SourceKind.DYNAMODB, '{"eventName": ["INSERT"], "dynamodb": [{"exists": false}]}'),
+    ],
+)
 def test_streams_refuse_plain_rules_for_the_data_key(kind: SourceKind, pattern: str) -> None:
     # spec 2.3: "non-JSON pattern" for Kinesis data / DynamoDB dynamodb is an error at create/update
     with pytest.raises(FilterPatternError) as info:
@@ -185,6 +193,7 @@ def b64(data: bytes | str) -> str:
 
 
 # Records as the function receives them (spec section 1).
+
 
 def sqs_record(body: str, **message_attributes: dict[str, Any]) -> dict[str, Any]:
     return {
@@ -326,14 +335,19 @@ SQS_TABLE = [
     ("NaN is not JSON", "NaN", ['{"body": ["NaN"]}'], True),
     ("filters are OR-ed", '{"a": 1}', ['{"body": {"a": [2]}}', '{"body": {"a": [1]}}'], True),
     ("drop in one filter, match in another", "plain", ['{"body": {"a": [1]}}', '{"body": ["plain"]}'], True),
-    ("drop fails one $or branch", "x", ['{"$or": [{"body": {"a": [1]}}, {"awsRegion": ["us-east-2"]}]}'],
-     True),
+    (
+        "drop fails one $or branch",
+        "x",
+        ['{"$or": [{"body": {"a": [1]}}, {"awsRegion": ["us-east-2"]}]}'],
+        True,
+    ),
     ("metadata: eventSource", "x", ['{"eventSource": ["aws:sqs"]}'], True),
 ]
 
 
-@pytest.mark.parametrize(("body", "patterns", "expected"), [c[1:] for c in SQS_TABLE],
-                         ids=[c[0] for c in SQS_TABLE])
+@pytest.mark.parametrize(
+    ("body", "patterns", "expected"), [c[1:] for c in SQS_TABLE], ids=[c[0] for c in SQS_TABLE]
+)
 def test_sqs_body_table(body: str, patterns: list[str], expected: bool) -> None:
     assert passes(SourceKind.SQS, patterns, sqs_record(body)) is expected
 
@@ -377,8 +391,13 @@ def test_dotted_keys_in_a_json_body() -> None:
 def test_kinesis_view_is_flattened() -> None:
     view = filter_view(SourceKind.KINESIS, kinesis_record('{"Location": "Los Angeles"}'))
     assert view is not None and view.data_format is DataFormat.JSON
-    assert view == {"kinesisSchemaVersion": "1.0", "partitionKey": "1", "sequenceNumber": SEQUENCE_NUMBER,
-                    "data": {"Location": "Los Angeles"}, "approximateArrivalTimestamp": 1545084650.987}
+    assert view == {
+        "kinesisSchemaVersion": "1.0",
+        "partitionKey": "1",
+        "sequenceNumber": SEQUENCE_NUMBER,
+        "data": {"Location": "Los Angeles"},
+        "approximateArrivalTimestamp": 1545084650.987,
+    }
 
 
 DOCS_KINESIS_PATTERN = '{"partitionKey": ["1"], "data": {"Location": ["Los Angeles"]}}'
@@ -396,8 +415,9 @@ KINESIS_TABLE = [
 ]
 
 
-@pytest.mark.parametrize(("data", "patterns", "expected"), [c[1:] for c in KINESIS_TABLE],
-                         ids=[c[0] for c in KINESIS_TABLE])
+@pytest.mark.parametrize(
+    ("data", "patterns", "expected"), [c[1:] for c in KINESIS_TABLE], ids=[c[0] for c in KINESIS_TABLE]
+)
 def test_kinesis_table(data: str | bytes, patterns: list[str], expected: bool) -> None:
     assert passes(SourceKind.KINESIS, patterns, kinesis_record(data)) is expected
 
@@ -428,8 +448,9 @@ DYNAMODB_TABLE = [
 ]
 
 
-@pytest.mark.parametrize(("pattern", "expected"), [c[1:] for c in DYNAMODB_TABLE],
-                         ids=[c[0] for c in DYNAMODB_TABLE])
+@pytest.mark.parametrize(
+    ("pattern", "expected"), [c[1:] for c in DYNAMODB_TABLE], ids=[c[0] for c in DYNAMODB_TABLE]
+)
 def test_dynamodb(pattern: str, expected: bool) -> None:
     assert passes(SourceKind.DYNAMODB, [f'{{"dynamodb": {pattern}}}'], dynamodb_record(DDB_IMAGE)) is expected
 
@@ -516,13 +537,16 @@ def test_mq_dotted_header_names() -> None:
     assert "x.retry" in message["basicProperties"]["headers"]
 
 
-@pytest.mark.parametrize(("kind", "record"), [
-    (SourceKind.SQS, {"messageId": "1"}),
-    (SourceKind.SQS, {"body": 5}),
-    (SourceKind.KINESIS, {"eventSource": "aws:kinesis"}),
-    (SourceKind.DYNAMODB, {"eventName": "INSERT"}),
-    (SourceKind.MSK, "not a record"),
-])
+@pytest.mark.parametrize(
+    ("kind", "record"),
+    [
+        (SourceKind.SQS, {"messageId": "1"}),
+        (SourceKind.SQS, {"body": 5}),
+        (SourceKind.KINESIS, {"eventSource": "aws:kinesis"}),
+        (SourceKind.DYNAMODB, {"eventName": "INSERT"}),
+        (SourceKind.MSK, "not a record"),
+    ],
+)
 def test_malformed_records_have_no_view(kind: SourceKind, record: Any) -> None:
     assert filter_view(kind, record) is None
 
@@ -556,3 +580,12 @@ def test_one_view_serves_every_filter_without_reparsing(monkeypatch: pytest.Monk
 def test_reprs() -> None:
     assert "orders" in repr(compile_pattern('{"topic": ["orders"]}'))
     assert "kafka" in repr(compile_filters(['{"topic": ["orders"]}'], SourceKind.MSK))
+
+
+def test_matching_never_changes_the_event() -> None:
+    event = {"a": {"c": 2}, "a.b": 1, "x": [{"y.z": 1}], "n": 5, "n.m": 6}
+    snapshot = json.dumps(event)
+    pattern = compile_pattern('{"a": {"b": [1], "c": [2]}, "x": {"y": {"z": [1]}}, "n": {"m": [6]}}')
+    assert pattern.matches(event)
+    assert compile_filters(['{"a": {"b": [1]}}'], SourceKind.MSK).matches(event)
+    assert json.dumps(event) == snapshot
