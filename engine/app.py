@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import anyio
@@ -82,8 +82,8 @@ class Engine:
             queue_settings = self.settings.queue
             if desc.visibility_timeout_s:
                 # AWS keeps retrying a throttled batch while its messages stay invisible
-                queue_settings = QueueRunnerSettings(
-                    **{**queue_settings.__dict__, "invoke_retry_budget_s": float(desc.visibility_timeout_s)}
+                queue_settings = replace(
+                    queue_settings, invoke_retry_budget_s=float(desc.visibility_timeout_s)
                 )
             return QueueRunner(
                 m,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -227,7 +228,7 @@ def _functions(args: argparse.Namespace) -> None:
 def _journal(args: argparse.Namespace) -> None:
     entries = list(_store(args.data_dir).journal(args.mapping, args.limit))
     if args.json:
-        print(json.dumps([e.__dict__ for e in entries], indent=2, default=str))
+        print(json.dumps([dataclasses.asdict(e) for e in entries], indent=2, default=str))
         return
     print(
         f"{'AT':24}  {'MAPPING':8}  {'SCOPE':24}  {'ATTEMPT':>7}  {'DEPTH':>5}  {'SIZE':>5}  "
