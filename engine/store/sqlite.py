@@ -106,41 +106,16 @@ class SqliteStore:
 
     def insert_mapping(self, m: EventSourceMapping) -> EventSourceMapping:
         row = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM mappings").fetchone()
-        seq = int(row[0])
+        m = replace(m, seq=int(row[0]))
         self._db.execute(
-            "INSERT INTO mappings VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                m.uuid,
-                seq,
-                m.kind.value,
-                m.function_arn,
-                json.dumps(m.params),
-                int(m.enabled),
-                m.state.value,
-                m.state_transition_reason,
-                m.last_modified,
-                m.last_processing_result,
-                json.dumps(m.extra),
-            ),
+            f"INSERT INTO mappings ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)})",
+            _columns(m),
         )
-        return replace(m, seq=seq)
+        return m
 
     def save_mapping(self, m: EventSourceMapping) -> None:
-        self._db.execute(
-            "UPDATE mappings SET function_arn=?, params=?, enabled=?, state=?, state_transition_reason=?,"
-            " last_modified=?, last_processing_result=?, extra=? WHERE uuid=?",
-            (
-                m.function_arn,
-                json.dumps(m.params),
-                int(m.enabled),
-                m.state.value,
-                m.state_transition_reason,
-                m.last_modified,
-                m.last_processing_result,
-                json.dumps(m.extra),
-                m.uuid,
-            ),
-        )
+        assignments = ", ".join(f"{c}=:{c}" for c in _COLUMNS if c not in ("uuid", "seq", "kind"))
+        self._db.execute(f"UPDATE mappings SET {assignments} WHERE uuid=:uuid", _columns(m))
 
     def set_last_processing_result(self, uuid: str, result: str) -> None:
         self._db.execute("UPDATE mappings SET last_processing_result=? WHERE uuid=?", (result, uuid))
@@ -216,6 +191,37 @@ class SqliteStore:
                 at=r["at"],
                 id=r["id"],
             )
+
+
+_COLUMNS = (
+    "uuid",
+    "seq",
+    "kind",
+    "function_arn",
+    "params",
+    "enabled",
+    "state",
+    "state_transition_reason",
+    "last_modified",
+    "last_processing_result",
+    "extra",
+)
+
+
+def _columns(m: EventSourceMapping) -> dict[str, Any]:
+    return {
+        "uuid": m.uuid,
+        "seq": m.seq,
+        "kind": m.kind.value,
+        "function_arn": m.function_arn,
+        "params": json.dumps(m.params),
+        "enabled": int(m.enabled),
+        "state": m.state.value,
+        "state_transition_reason": m.state_transition_reason,
+        "last_modified": m.last_modified,
+        "last_processing_result": m.last_processing_result,
+        "extra": json.dumps(m.extra),
+    }
 
 
 def _mapping(r: sqlite3.Row) -> EventSourceMapping:
