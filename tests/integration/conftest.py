@@ -105,7 +105,7 @@ def start_engine(tmp_path: Path) -> Iterator[Callable[..., RunningEngine]]:
         r.stop()
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
