@@ -118,3 +118,70 @@ class SourceError(Exception):
     """A temporary failure of the source (broker or endpoint unreachable, throttled, auth refused):
     the supervisor restarts the mapping's runner with back-off. Pollers translate their SDK errors into
     this at their boundary; any other exception from a runner is a bug and crashes the engine."""
+
+
+# --- ordered streams (Kinesis, DynamoDB Streams) ----------------------------------------------------
+
+@dataclass(frozen=True)
+class ShardInfo:
+    shard_id: str
+    #: ParentShardId and AdjacentParentShardId: a child is read only after its parents are finished
+    parent_ids: tuple[str, ...] = ()
+    #: the shard has an EndingSequenceNumber: once read to its end it is finished
+    closed: bool = False
+
+
+@dataclass(frozen=True)
+class StartPosition:
+    """Where a shard reader starts: TRIM_HORIZON, LATEST, AT_TIMESTAMP (``timestamp``, epoch seconds) or
+    AFTER_SEQUENCE_NUMBER (``sequence_number``: resume after a checkpoint)."""
+
+    kind: str
+    sequence_number: str | None = None
+    timestamp: float | None = None
+
+
+@dataclass(frozen=True)
+class StreamRecord:
+    """One record of a shard: the event record as the function receives it, its sequence number
+    (decimal string; compare as int), when it arrived (epoch seconds: Kinesis approximateArrivalTimestamp,
+    DynamoDB ApproximateCreationDateTime) and the key that picks its lane (Kinesis partition key,
+    DynamoDB item keys)."""
+
+    record: Mapping[str, Any]
+    sequence_number: str
+    arrival_s: float
+    lane_key: str
+
+
+@dataclass(frozen=True)
+class ShardRead:
+    records: Sequence[StreamRecord]
+    #: the shard is closed and every record of it has been returned
+    end_of_shard: bool = False
+    millis_behind_latest: int | None = None
+
+
+class SourceThrottled(SourceError):
+    """ProvisionedThroughputExceeded / LimitExceeded: back off and read again, nothing is lost."""
+
+
+class ShardReader(Protocol):
+    async def read(self, limit: int) -> ShardRead:
+        """The next records after the last one returned (renewing an expired iterator from there)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class StreamSource(Protocol):
+    async def identity(self) -> str:
+        """What distinguishes this stream from one deleted and re-created under the same name
+        (Kinesis StreamCreationTimestamp, DynamoDB stream label)."""
+        ...
+
+    async def list_shards(self) -> Sequence[ShardInfo]: ...
+
+    async def open_shard(self, shard_id: str, start: StartPosition) -> ShardReader: ...
+
+    async def aclose(self) -> None: ...
