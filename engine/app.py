@@ -6,7 +6,8 @@ The only module of engine/ that imports pollers/.
 from __future__ import annotations
 
 import signal
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,10 +21,14 @@ from engine.config import EngineConfig
 from engine.filtering import compile_filters
 from engine.invoke.registry import FunctionRegistry
 from engine.model import EventSourceMapping, SourceKind
-from engine.ports import SourceError
+from engine.ports import SourceError, StreamSource
 from engine.runner.queue import QueueRunner, QueueRunnerSettings
+from engine.runner.stream import StreamRunner, StreamRunnerSettings
+from engine.senders import DestinationSender
 from engine.store.sqlite import SqliteStore
 from engine.supervisor import Runner, Supervisor
+from pollers.dynamodb import DynamoDbSourceFactory, DynamoDbStreamsClients
+from pollers.kinesis import KinesisClients, KinesisSourceFactory
 from pollers.sqs import SqsClients, SqsSourceFactory
 
 log = structlog.get_logger("engine.app")
@@ -41,6 +46,10 @@ class EngineSettings:
     region: str = "us-east-1"
     account_id: str = "123456789012"
     queue: QueueRunnerSettings = field(default_factory=QueueRunnerSettings)
+    #: Kinesis: AWS polls a shard about once a second
+    stream: StreamRunnerSettings = field(default_factory=StreamRunnerSettings)
+    #: DynamoDB Streams: four times a second
+    dynamodb_poll_interval_s: float = 0.25
     drain_timeout_s: float = 10.0
 
     def endpoint_for(self, service: str) -> str | None:
@@ -52,9 +61,13 @@ class EngineSettings:
 
 
 class Engine:
-    def __init__(self, settings: EngineSettings, config: EngineConfig) -> None:
+    def __init__(
+        self, settings: EngineSettings, config: EngineConfig, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.settings = settings
         self.config = config
+        #: wall clock for record age and destination timestamps (tests scale it)
+        self.clock = clock
         self.store = SqliteStore(settings.store_path)
         self.functions = FunctionRegistry(
             config,
@@ -63,14 +76,23 @@ class Engine:
             account_id=settings.account_id,
         )
         self.sqs = SqsSourceFactory(SqsClients(settings.endpoint_for("sqs")))
+        self.kinesis = KinesisSourceFactory(KinesisClients(settings.endpoint_for("kinesis")))
+        self.dynamodb = DynamoDbSourceFactory(
+            DynamoDbStreamsClients(settings.endpoint_for("dynamodbstreams"))
+        )
+        self.destinations = DestinationSender(settings.endpoint_for, region=settings.region)
         self.supervisor = Supervisor(self.store, self.build_runner, drain_timeout_s=settings.drain_timeout_s)
         self.plane = ControlPlane(
             store=self.store,
             supervisor=self.supervisor,
             functions=self.functions,
-            describe_source={SourceKind.SQS: self.sqs.describe},
+            describe_source={
+                SourceKind.SQS: self.sqs.describe,
+                SourceKind.KINESIS: self.kinesis.describe,
+                SourceKind.DYNAMODB: self.dynamodb.describe,
+            },
             function_arn=self.functions.function_arn,
-            supported_kinds=frozenset({SourceKind.SQS}),
+            supported_kinds=frozenset({SourceKind.SQS, SourceKind.KINESIS, SourceKind.DYNAMODB}),
         )
         self.port = settings.port
 
@@ -94,7 +116,18 @@ class Engine:
                 self.store,
                 queue_settings,
             )
-        raise SourceError(f"no poller for source kind {m.kind.value}")
+        stream: StreamSource
+        if m.kind is SourceKind.KINESIS:
+            stream = self.kinesis.open_stream(m, invoke_identity_arn=invoker.info.role_arn)
+            settings = self.settings.stream
+        elif m.kind is SourceKind.DYNAMODB:
+            stream = self.dynamodb.open_stream(m)
+            settings = replace(self.settings.stream, poll_interval_s=self.settings.dynamodb_poll_interval_s)
+        else:
+            raise SourceError(f"no poller for source kind {m.kind.value}")
+        return StreamRunner(
+            m, stream, invoker, record_filter, self.store, self.destinations, settings, now=self.clock
+        )
 
     async def serve(
         self,
@@ -129,6 +162,9 @@ class Engine:
                 await runner.cleanup()
                 await self.functions.aclose()
                 await self.sqs.clients.aclose()
+                await self.kinesis.clients.aclose()
+                await self.dynamodb.clients.aclose()
+                await self.destinations.aclose()
             self.store.close()
             log.info("engine_stopped")
 

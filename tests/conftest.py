@@ -79,3 +79,9 @@ def sqs_backend(request: pytest.FixtureRequest) -> SqsBackend:
 def unique_name() -> Callable[..., str]:
     """``unique_name(prefix, suffix="")``: a resource name no other test or earlier run has used."""
     return _unique_name
+
+
+@pytest.fixture
+def kinesis_endpoint() -> str:
+    """kinesis-mock's endpoint (account 000000000000)."""
+    return require_service("kinesis", endpoint_for("kinesis"))

@@ -142,6 +142,9 @@ class SqliteStore:
             (mapping_uuid, scope, position, time.time()),
         )
 
+    def clear_checkpoints(self, mapping_uuid: str) -> None:
+        self._db.execute("DELETE FROM checkpoints WHERE mapping_uuid=?", (mapping_uuid,))
+
     def checkpoints(self, mapping_uuid: str) -> dict[str, str]:
         rows = self._db.execute(
             "SELECT scope, position FROM checkpoints WHERE mapping_uuid=?", (mapping_uuid,)

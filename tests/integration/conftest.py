@@ -19,6 +19,7 @@ from botocore.config import Config
 from engine.app import Engine, EngineSettings
 from engine.config import EngineConfig, FunctionConfig
 from engine.runner.queue import QueueRunnerSettings
+from engine.runner.stream import StreamRunnerSettings
 
 FUNCTIONS_DIR = Path(__file__).parent / "functions"
 sys.path.insert(0, str(FUNCTIONS_DIR))
@@ -26,7 +27,8 @@ import esm_test_fns  # noqa: E402
 
 
 def functions_config(timeout_s: float = 1.0) -> EngineConfig:
-    names = ("ok", "partial", "boom", "bad_response", "slow")
+    names = ("ok", "partial", "boom", "bad_response", "slow", "stream_ok", "stream_poison", "stream_partial",
+             "window_sum")
     return EngineConfig(
         base_dir=FUNCTIONS_DIR,
         functions={
@@ -83,16 +85,19 @@ def start_engine(tmp_path: Path) -> Iterator[Callable[..., RunningEngine]]:
         data_dir: Path | None = None,
         account_id: str = "123456789012",
         run_supervisor: bool = True,
+        endpoints: dict[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> RunningEngine:
         settings = EngineSettings(
             port=0,
             data_dir=data_dir or tmp_path / "data",
-            endpoints={"sqs": endpoint_url} if endpoint_url else {},
+            endpoints={**({"sqs": endpoint_url} if endpoint_url else {}), **(endpoints or {})},
             account_id=account_id,
             queue=QueueRunnerSettings(long_poll_s=1.0),
+            stream=StreamRunnerSettings(poll_interval_s=0.1, discovery_interval_s=1.0),
             drain_timeout_s=2.0,
         )
-        engine = Engine(settings, config or functions_config())
+        engine = Engine(settings, config or functions_config(), clock=clock)
         cm = anyio.from_thread.start_blocking_portal()
         portal = cm.__enter__()
         future, port = portal.start_task(engine.serve, run_supervisor)

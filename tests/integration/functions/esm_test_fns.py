@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -74,3 +75,49 @@ async def slow(event: dict[str, Any], context: Any) -> None:
     finally:
         with _lock:
             _in_flight[arn] -= 1
+
+
+# --- streams --------------------------------------------------------------------------------------------
+
+def _data(r: dict[str, Any]) -> str:
+    import base64
+
+    return base64.b64decode(r["kinesis"]["data"]).decode() if "kinesis" in r else json.dumps(r["dynamodb"]["Keys"])
+
+
+def stream_records_for(source_arn: str) -> list[dict[str, Any]]:
+    return records_for(source_arn)
+
+
+def stream_ok(event: dict[str, Any], context: Any) -> None:
+    _record(event, context)
+
+
+def stream_poison(event: dict[str, Any], context: Any) -> None:
+    """Throws while a record whose data is POISON is in the batch."""
+    _record(event, context)
+    if any(_data(r) == "POISON" for r in event["Records"]):
+        raise ValueError("poison record in batch")
+
+
+def stream_partial(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Reports the POISON record (by sequence number) as failed."""
+    _record(event, context)
+    return {"batchItemFailures": [{"itemIdentifier": r["kinesis"]["sequenceNumber"]}
+                                  for r in event["Records"] if _data(r) == "POISON"]}
+
+
+def window_sum(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Tumbling-window aggregate: sums the integer data of the window's records in the state."""
+    with _lock:
+        CALLS.append({"function": context.function_name, "event": event, "at": time.time()})
+    state = dict(event.get("state") or {})
+    for r in event["Records"]:
+        state["sum"] = state.get("sum", 0) + int(_data(r))
+        state["count"] = state.get("count", 0) + 1
+    return {"state": state, "batchItemFailures": []}
+
+
+def window_calls(source_arn: str) -> list[dict[str, Any]]:
+    with _lock:
+        return [c["event"] for c in CALLS if c["event"].get("eventSourceARN") == source_arn]

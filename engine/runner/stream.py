@@ -1,0 +1,386 @@
+"""The stream runner (Kinesis, DynamoDB Streams): ordered shards, lanes, contiguous checkpoints.
+
+One task per shard, started once its parents are finished; within a shard, ParallelizationFactor lanes
+(records of one partition key always in one lane, in order). Each lane batches (BatchSize / window /
+6 MB), runs the shared retry policy (engine.stream_policy) and hands what it gives up on to the
+on-failure destination. The shard's checkpoint only moves over a contiguous run of finished records
+(engine.checkpoints), is written after a batch's outcome is final, and is tied to the stream's identity
+so that a re-created stream is not read from a stale position.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid as uuidlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.abc
+import structlog
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from engine.batching import Admission, Batcher, encode_envelope, encode_record
+from engine.checkpoints import ContiguousCheckpoint, lane_of
+from engine.destinations import s3_key, stream_failure_record, with_payload
+from engine.events import RECORDS_ENVELOPE
+from engine.filtering import RecordFilter, filter_view
+from engine.model import EventSourceMapping, SourceKind
+from engine.ports import (
+    Invoker,
+    InvokeResult,
+    ShardInfo,
+    ShardReader,
+    SourceThrottled,
+    StartPosition,
+    StreamRecord,
+    StreamSource,
+)
+from engine.retry import Backoff
+from engine.senders import DestinationError, DestinationSender
+from engine.store.sqlite import JournalEntry, SqliteStore
+from engine.stream_policy import Attempt, Discard, process_batch
+
+log = structlog.get_logger("engine.runner.stream")
+
+SHARD_END = "SHARD_END"
+IDENTITY_SCOPE = "stream-identity"
+
+
+@dataclass(frozen=True)
+class StreamRunnerSettings:
+    #: AWS polls a Kinesis shard about once a second, a DynamoDB shard four times a second
+    poll_interval_s: float = 1.0
+    #: how often new shards (reshard, table change) are looked for
+    discovery_interval_s: float = 10.0
+
+
+class StreamRunner:
+    def __init__(
+        self,
+        mapping: EventSourceMapping,
+        source: StreamSource,
+        invoker: Invoker,
+        record_filter: RecordFilter,
+        store: SqliteStore,
+        destinations: DestinationSender,
+        settings: StreamRunnerSettings,
+        now: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self.mapping = mapping
+        self.source = source
+        self.invoker = invoker
+        self.filter = record_filter
+        self.store = store
+        self.destinations = destinations
+        self.settings = settings
+        self.now = now
+        self.sleep = sleep
+        self.policy = mapping.batching
+        self.retry = mapping.retry
+        self.lanes = int(mapping.params.get("ParallelizationFactor", 1))
+        self.destination = ((mapping.params.get("DestinationConfig") or {}).get("OnFailure") or {}).get(
+            "Destination"
+        )
+        self.stream_arn = mapping.event_source_arn or ""
+        self._draining = anyio.Event()
+        self._started: set[str] = set()
+        self._finished: set[str] = set()
+        self.log = log.bind(mapping=mapping.uuid, source=self.stream_arn, function=mapping.function_arn)
+
+    def drain(self) -> None:
+        self._draining.set()
+
+    # --- shards ---------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self._check_identity()
+            checkpoints = self.store.checkpoints(self.mapping.uuid)
+            self._finished = {scope for scope, pos in checkpoints.items() if pos == SHARD_END}
+            self.log.info("stream_runner_started", lanes=self.lanes, finished_shards=len(self._finished))
+            async with anyio.create_task_group() as tg:
+                while not self._draining.is_set():
+                    shards = await self.source.list_shards()
+                    self._start_ready_shards(tg, shards)
+                    with anyio.move_on_after(self.settings.discovery_interval_s):
+                        await self._draining.wait()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await self.source.aclose()
+            self.log.info("stream_runner_stopped")
+
+    async def _check_identity(self) -> None:
+        identity = await self.source.identity()
+        stored = self.store.checkpoints(self.mapping.uuid).get(IDENTITY_SCOPE)
+        if stored is not None and stored != identity:
+            # deleted and re-created under the same name: the old positions mean nothing here
+            self.log.warning("stream_recreated", previous=stored, current=identity)
+            self.store.clear_checkpoints(self.mapping.uuid)
+        self.store.put_checkpoint(self.mapping.uuid, IDENTITY_SCOPE, identity)
+
+    def _start_ready_shards(self, tg: anyio.abc.TaskGroup, shards: Sequence[ShardInfo]) -> None:
+        known = {s.shard_id for s in shards}
+        for shard in shards:
+            if shard.shard_id in self._started or shard.shard_id in self._finished:
+                continue
+            # a parent that has aged out of the stream no longer blocks its children
+            if all(p in self._finished or p not in known for p in shard.parent_ids):
+                self._started.add(shard.shard_id)
+                tg.start_soon(self._run_shard, shard, name=f"esm-shard-{self.mapping.uuid}-{shard.shard_id}")
+
+    def _start_position(self, shard: ShardInfo) -> StartPosition:
+        checkpoint = self.store.checkpoints(self.mapping.uuid).get(shard.shard_id)
+        if checkpoint is not None:
+            return StartPosition("AFTER_SEQUENCE_NUMBER", sequence_number=checkpoint)
+        if shard.parent_ids and any(p in self._finished for p in shard.parent_ids):
+            return StartPosition("TRIM_HORIZON")  # a child continues where its parents ended
+        kind = str(self.mapping.params.get("StartingPosition", "LATEST"))
+        ts = self.mapping.params.get("StartingPositionTimestamp")
+        return StartPosition(kind, timestamp=float(ts) if ts is not None else None)
+
+    async def _run_shard(self, shard: ShardInfo) -> None:
+        shard_log = self.log.bind(shard=shard.shard_id)
+        reader = await self.source.open_shard(shard.shard_id, self._start_position(shard))
+        tracker = ContiguousCheckpoint()
+        try:
+            async with anyio.create_task_group() as tg:
+                sends: list[MemoryObjectSendStream[list[StreamRecord]]] = []
+                for i in range(self.lanes):
+                    # bounded: a slow function holds the reader back instead of filling memory
+                    # each item is one read's records for the lane: a batch without a window is one read
+                    send, recv = anyio.create_memory_object_stream[list[StreamRecord]](2)
+                    sends.append(send)
+                    tg.start_soon(self._lane, shard, i, recv, tracker, name=f"esm-lane-{shard.shard_id}-{i}")
+                try:
+                    ended = await self._read(shard, reader, sends, tracker, shard_log)
+                finally:
+                    for send in sends:
+                        send.close()  # lanes finish what they hold, then stop
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await reader.aclose()
+        if ended and len(tracker) == 0:
+            self.store.put_checkpoint(self.mapping.uuid, shard.shard_id, SHARD_END)
+            self._finished.add(shard.shard_id)
+            shard_log.info("shard_finished")
+
+    async def _read(
+        self,
+        shard: ShardInfo,
+        reader: ShardReader,
+        lanes: list[MemoryObjectSendStream[list[StreamRecord]]],
+        tracker: ContiguousCheckpoint,
+        shard_log: Any,
+    ) -> bool:
+        """Read the shard into its lanes until it ends (True) or the runner drains (False)."""
+        backoff = Backoff(base_s=0.2, cap_s=5.0)
+        while not self._draining.is_set():
+            try:
+                read = await reader.read(min(self.policy.batch_size, 10_000))
+            except SourceThrottled as e:
+                delay = backoff.next_delay()
+                shard_log.warning("shard_read_throttled", error=str(e), retry_in_s=round(delay, 2))
+                await self.sleep(delay)
+                continue
+            backoff.reset()
+            dropped: list[str] = []
+            per_lane: list[list[StreamRecord]] = [[] for _ in lanes]
+            for rec in read.records:
+                tracker.add(rec.sequence_number)
+                if self.filter.is_empty or self._matches(rec):
+                    per_lane[lane_of(rec.lane_key, self.lanes)].append(rec)
+                else:
+                    dropped.append(rec.sequence_number)
+            for lane, recs in zip(lanes, per_lane, strict=True):
+                if recs:
+                    await lane.send(recs)
+            if dropped:  # filtered-out records advance the checkpoint too
+                self._checkpoint(shard.shard_id, tracker.finish(dropped))
+            if read.end_of_shard:
+                return True
+            if not read.records and not read.millis_behind_latest:
+                with anyio.move_on_after(self.settings.poll_interval_s):
+                    await self._draining.wait()
+        return False
+
+    def _matches(self, rec: StreamRecord) -> bool:
+        view = filter_view(self.mapping.kind, rec.record)
+        return view is not None and self.filter.matches(view)
+
+    def _checkpoint(self, shard_id: str, position: str | None) -> None:
+        if position is not None:
+            self.store.put_checkpoint(self.mapping.uuid, shard_id, position)
+
+    # --- lanes ----------------------------------------------------------------------------------------
+
+    async def _lane(
+        self,
+        shard: ShardInfo,
+        index: int,
+        recv: MemoryObjectReceiveStream[list[StreamRecord]],
+        tracker: ContiguousCheckpoint,
+    ) -> None:
+        carry: list[tuple[StreamRecord, bytes]] = []
+        closed = False
+        async with recv:
+            while carry or not closed:
+                batch, carry, closed = await self._collect(recv, carry, closed)
+                if batch:
+                    await self._process(shard, index, batch)
+                    self._checkpoint(shard.shard_id, tracker.finish([r.sequence_number for r, _ in batch]))
+
+    async def _collect(
+        self,
+        recv: MemoryObjectReceiveStream[list[StreamRecord]],
+        carry: list[tuple[StreamRecord, bytes]],
+        closed: bool,
+    ) -> tuple[list[tuple[StreamRecord, bytes]], list[tuple[StreamRecord, bytes]], bool]:
+        """One batch of a lane: (records with their encoding, what did not fit, whether input ended).
+
+        The window opens when collection starts, i.e. when the previous invocation completed (spec 3.2).
+        """
+        batcher: Batcher[tuple[StreamRecord, bytes]] = Batcher(
+            self.policy, envelope_bytes=RECORDS_ENVELOPE.overhead, now=anyio.current_time()
+        )
+        pending = carry
+        while True:
+            for i, item in enumerate(pending):
+                if batcher.full:
+                    return batcher.batch.items, pending[i:], closed
+                verdict = batcher.offer(item, item[1], anyio.current_time())
+                if verdict is Admission.TOO_LARGE:  # alone over 6 MB: it goes alone (the invoke will say)
+                    return [item], pending[i + 1 :], closed
+                if verdict is Admission.WOULD_EXCEED:
+                    return batcher.batch.items, pending[i:], closed
+            pending = []
+            if batcher.full or closed:
+                return batcher.batch.items, [], closed
+            if batcher.batch.items and batcher.should_flush(anyio.current_time()):
+                return batcher.batch.items, [], closed
+            if batcher.batch.items and self.policy.window_s == 0:
+                # no window: what is already queued joins, then the batch goes
+                while len(pending) < batcher.room:
+                    try:
+                        recs = recv.receive_nowait()
+                    except anyio.WouldBlock:
+                        break
+                    except anyio.EndOfStream:
+                        closed = True
+                        break
+                    pending += [(r, encode_record(r.record)) for r in recs]
+                if not pending:
+                    return batcher.batch.items, [], closed
+                continue
+            wait = batcher.remaining(anyio.current_time()) if batcher.batch.items else math.inf
+            with anyio.move_on_after(wait):
+                try:
+                    recs = await recv.receive()
+                    pending += [(r, encode_record(r.record)) for r in recs]
+                except anyio.EndOfStream:
+                    closed = True
+
+    async def _process(self, shard: ShardInfo, lane: int, batch: list[tuple[StreamRecord, bytes]]) -> None:
+        scope = shard.shard_id if self.lanes == 1 else f"{shard.shard_id}/lane-{lane}"
+        records = [r for r, _ in batch]
+        encoded = {r.sequence_number: e for r, e in batch}
+
+        def payload(recs: Sequence[StreamRecord]) -> bytes:
+            return encode_envelope(
+                RECORDS_ENVELOPE.prefix, [encoded[r.sequence_number] for r in recs], RECORDS_ENVELOPE.suffix
+            )
+
+        async def invoke(attempt: Attempt) -> InvokeResult:
+            try:
+                result = await self.invoker.invoke(payload(attempt.records))
+            except Exception as e:
+                self._journal(scope, attempt, "invoke_error", 0.0, {"error": str(e)})
+                raise
+            outcome = "function_error" if result.function_error else "invoked"
+            self._journal(scope, attempt, outcome, result.duration_ms, {})
+            self._last_result(result)
+            return result
+
+        async def discard(d: Discard) -> None:
+            await self._send_failure(shard, d, payload(d.records))
+
+        await process_batch(
+            records,
+            policy=self.retry,
+            invoke=invoke,
+            discard=discard,
+            now=self.now,
+            sleep=self.sleep,
+        )
+
+    def _last_result(self, result: InvokeResult) -> None:
+        text = "PROBLEM: Function call failed" if result.function_error else "OK"
+        self.store.set_last_processing_result(self.mapping.uuid, text)
+
+    async def _send_failure(self, shard: ShardInfo, d: Discard, event_payload: bytes) -> None:
+        self.log.warning(
+            "records_discarded",
+            shard=shard.shard_id,
+            condition=d.condition,
+            count=len(d.records),
+            first=d.records[0].sequence_number,
+            last=d.records[-1].sequence_number,
+            invoke_count=d.approximate_invoke_count,
+            destination=self.destination,
+        )
+        if not self.destination:
+            return
+        now = self.now()
+        record = stream_failure_record(
+            source="kinesis" if self.mapping.kind is SourceKind.KINESIS else "dynamodb",
+            records=d.records,
+            condition=d.condition,
+            approximate_invoke_count=d.approximate_invoke_count,
+            last_result=d.last_result,
+            function_arn=self.invoker.info.function_arn,
+            shard_id=shard.shard_id,
+            stream_arn=self.stream_arn,
+            request_id=str(uuidlib.uuid4()),
+            now=now,
+        )
+        key = None
+        if self.destination.startswith("arn:aws:s3:"):
+            record = with_payload(record, json.loads(event_payload))
+            key = s3_key(self.mapping.uuid, shard.shard_id, now, str(uuidlib.uuid4()))
+        backoff = Backoff(base_s=0.5, cap_s=30.0)
+        while True:  # the shard waits: a record is never dropped because a destination is down
+            try:
+                await self.destinations.send(self.destination, record, s3_key=key)
+                self.log.info("failure_record_sent", destination=self.destination, condition=d.condition)
+                return
+            except DestinationError as e:
+                delay = backoff.next_delay()
+                self.log.error(
+                    "destination_failed",
+                    destination=self.destination,
+                    error=str(e),
+                    retry_in_s=round(delay, 2),
+                )
+                await self.sleep(delay)
+
+    def _journal(
+        self, scope: str, attempt: Attempt, outcome: str, duration_ms: float, detail: dict[str, Any]
+    ) -> None:
+        self.store.append_journal(
+            JournalEntry(
+                mapping_uuid=self.mapping.uuid,
+                scope=scope,
+                first_item=attempt.records[0].sequence_number,
+                last_item=attempt.records[-1].sequence_number,
+                batch_size=len(attempt.records),
+                attempt=attempt.attempt,
+                bisect_depth=attempt.bisect_depth,
+                outcome=outcome,
+                duration_ms=duration_ms,
+                detail=detail,
+            )
+        )

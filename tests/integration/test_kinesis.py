@@ -1,0 +1,373 @@
+"""Kinesis end to end against kinesis-mock: order, shape, checkpoints across restarts, poison records with
+and without bisect, partial batch responses, retry exhaustion and record age to SQS, SNS and S3,
+ParallelizationFactor with per-key order. Record age runs on a scaled clock, not real minutes."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.integration.conftest import RunningEngine, esm_test_fns, wait_for
+
+REGION = "us-east-1"
+
+
+class ScaledClock:
+    """Wall time plus an offset the test moves forward."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+@pytest.fixture
+def kinesis(kinesis_endpoint: str) -> Any:
+    return boto3.client("kinesis", endpoint_url=kinesis_endpoint, region_name=REGION)
+
+
+def _stream(kinesis: Any, name: str, shards: int = 1) -> str:
+    kinesis.create_stream(StreamName=name, ShardCount=shards)
+    wait_for(
+        lambda: (
+            kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"]
+            == "ACTIVE"
+        )
+    )
+    return str(kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"])
+
+
+def _put(kinesis: Any, name: str, items: list[tuple[str, str]]) -> list[str]:
+    seqs = []
+    for i in range(0, len(items), 100):
+        resp = kinesis.put_records(
+            StreamName=name, Records=[{"Data": d.encode(), "PartitionKey": k} for k, d in items[i : i + 100]]
+        )
+        assert resp["FailedRecordCount"] == 0
+        seqs += [r["SequenceNumber"] for r in resp["Records"]]
+    return seqs
+
+
+def _data(record: dict[str, Any]) -> str:
+    import base64
+
+    return base64.b64decode(record["kinesis"]["data"]).decode()
+
+
+def _engine(
+    start_engine: Any, kinesis_endpoint: str, sqs_endpoint: str, moto_endpoint: str, **kw: Any
+) -> Any:
+    return start_engine(
+        None,
+        endpoints={
+            "kinesis": kinesis_endpoint,
+            "sqs": sqs_endpoint,
+            "sns": moto_endpoint,
+            "s3": moto_endpoint,
+        },
+        **kw,
+    )
+
+
+def _map(eng: RunningEngine, arn: str, function: str, **params: Any) -> str:
+    params.setdefault("StartingPosition", "TRIM_HORIZON")
+    resp = eng.lambda_client.create_event_source_mapping(EventSourceArn=arn, FunctionName=function, **params)
+    assert (
+        resp["StateTransitionReason"] == "User action"
+        and resp["LastProcessingResult"] == "No records processed"
+    )
+    eng.wait_state(resp["UUID"], "Enabled")
+    return str(resp["UUID"])
+
+
+def _dlq(sqs_endpoint: str, name: str) -> tuple[Any, str, str]:
+    sqs = boto3.client("sqs", endpoint_url=sqs_endpoint, region_name=REGION)
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return sqs, url, arn
+
+
+def _failure_records(sqs: Any, url: str, count: int) -> list[dict[str, Any]]:
+    got: list[dict[str, Any]] = []
+
+    def more() -> bool:
+        for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+            "Messages", []
+        ):
+            got.append(json.loads(m["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        return len(got) >= count
+
+    wait_for(more, timeout=60)
+    return got
+
+
+def test_order_shape_and_resume_after_restart(
+    kinesis: Any,
+    kinesis_endpoint: str,
+    sqs_endpoint: str,
+    moto_endpoint: str,
+    start_engine: Any,
+    unique_name: Any,
+    tmp_path: Any,
+) -> None:
+    name = unique_name("order")
+    arn = _stream(kinesis, name, shards=2)
+    seqs = _put(kinesis, name, [(f"k{i % 7}", f"{i}") for i in range(60)])
+    data = tmp_path / "persist"
+    eng = _engine(start_engine, kinesis_endpoint, sqs_endpoint, moto_endpoint, data_dir=data)
+    uuid = _map(eng, arn, "fn-stream_ok", BatchSize=25)
+    wait_for(lambda: len(esm_test_fns.records_for(arn)) >= 60)
+    records = esm_test_fns.records_for(arn)
+    assert sorted(r["kinesis"]["sequenceNumber"] for r in records) == sorted(seqs)
+    by_shard: dict[str, list[int]] = defaultdict(list)
+    for r in records:
+        by_shard[r["eventID"].split(":")[0]].append(int(r["kinesis"]["sequenceNumber"]))
+    assert len(by_shard) == 2 and all(s == sorted(s) for s in by_shard.values())
+    for call in esm_test_fns.calls_for(arn):  # one shard per batch
+        assert len({r["eventID"].split(":")[0] for r in call["event"]["Records"]}) == 1
+    first = records[0]
+    assert list(first) == [
+        "kinesis",
+        "eventSource",
+        "eventVersion",
+        "eventID",
+        "eventName",
+        "invokeIdentityArn",
+        "awsRegion",
+        "eventSourceARN",
+    ]
+    assert list(first["kinesis"]) == [
+        "kinesisSchemaVersion",
+        "partitionKey",
+        "sequenceNumber",
+        "data",
+        "approximateArrivalTimestamp",
+    ]
+    assert first["eventSource"] == "aws:kinesis" and first["eventSourceARN"] == arn
+    assert first["eventID"] == f"{first['eventID'].split(':')[0]}:{first['kinesis']['sequenceNumber']}"
+    wait_for(lambda: eng.lambda_client.get_event_source_mapping(UUID=uuid)["LastProcessingResult"] == "OK")
+    time.sleep(0.5)  # the last checkpoint is written after the batch settles
+    eng.stop()
+
+    more = _put(kinesis, name, [(f"k{i}", f"late-{i}") for i in range(10)])
+    again = _engine(start_engine, kinesis_endpoint, sqs_endpoint, moto_endpoint, data_dir=data)
+    wait_for(lambda: len(esm_test_fns.records_for(arn)) >= 70)
+    time.sleep(1.0)
+    delivered = [r["kinesis"]["sequenceNumber"] for r in esm_test_fns.records_for(arn)]
+    assert sorted(delivered) == sorted(seqs + more)  # nothing delivered twice after a clean restart
+    again.stop()
+
+
+@pytest.mark.parametrize("bisect", [True, False])
+def test_poison_record_with_and_without_bisect_to_sqs(
+    bisect: bool,
+    kinesis: Any,
+    kinesis_endpoint: str,
+    sqs_endpoint: str,
+    moto_endpoint: str,
+    start_engine: Any,
+    unique_name: Any,
+) -> None:
+    name = unique_name("poison")
+    arn = _stream(kinesis, name)
+    sqs, url, dlq_arn = _dlq(sqs_endpoint, unique_name("stream-dlq"))
+    items = [("k", str(i)) for i in range(8)]
+    items[5] = ("k", "POISON")
+    seqs = _put(kinesis, name, items)
+    eng = _engine(start_engine, kinesis_endpoint, sqs_endpoint, moto_endpoint)
+    uuid = _map(
+        eng,
+        arn,
+        "fn-stream_poison",
+        BatchSize=8,
+        BisectBatchOnFunctionError=bisect,
+        MaximumRetryAttempts=1,
+        DestinationConfig={"OnFailure": {"Destination": dlq_arn}},
+    )
+    [failure] = _failure_records(sqs, url, 1)
+    info = failure["KinesisBatchInfo"]
+    assert failure["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert failure["responseContext"]["functionError"] == "Unhandled"
+    assert failure["requestContext"]["functionArn"].endswith(":function:fn-stream_poison")
+    assert list(failure) == ["requestContext", "responseContext", "version", "timestamp", "KinesisBatchInfo"]
+    assert info["streamArn"] == arn and info["shardId"].startswith("shardId-")
+    if bisect:
+        assert (info["batchSize"], info["startSequenceNumber"], info["endSequenceNumber"]) == (
+            1,
+            seqs[5],
+            seqs[5],
+        )
+        ok = [
+            _data(r)
+            for c in esm_test_fns.calls_for(arn)
+            if "POISON" not in [_data(r) for r in c["event"]["Records"]]
+            for r in c["event"]["Records"]
+        ]
+        assert sorted(ok, key=int) == [str(i) for i in range(8) if i != 5]
+        assert max(e.bisect_depth for e in eng.engine.store.journal(uuid, 200)) >= 3
+    else:
+        assert (info["batchSize"], info["startSequenceNumber"], info["endSequenceNumber"]) == (
+            8,
+            seqs[0],
+            seqs[7],
+        )
+        assert failure["requestContext"]["approximateInvokeCount"] == 2
+    # the shard moved on: a later record is delivered
+    _put(kinesis, name, [("k", "after")])
+    wait_for(lambda: "after" in [_data(r) for r in esm_test_fns.records_for(arn)])
+
+
+@pytest.mark.parametrize("bisect", [True, False])
+def test_partial_batch_failure_retries_from_the_failed_record(
+    bisect: bool,
+    kinesis: Any,
+    kinesis_endpoint: str,
+    sqs_endpoint: str,
+    moto_endpoint: str,
+    start_engine: Any,
+    unique_name: Any,
+) -> None:
+    name = unique_name("partial")
+    arn = _stream(kinesis, name)
+    sqs, url, dlq_arn = _dlq(sqs_endpoint, unique_name("partial-dlq"))
+    items = [("k", str(i)) for i in range(6)]
+    items[3] = ("k", "POISON")
+    seqs = _put(kinesis, name, items)
+    eng = _engine(start_engine, kinesis_endpoint, sqs_endpoint, moto_endpoint)
+    _map(
+        eng,
+        arn,
+        "fn-stream_partial",
+        BatchSize=6,
+        BisectBatchOnFunctionError=bisect,
+        MaximumRetryAttempts=2,
+        FunctionResponseTypes=["ReportBatchItemFailures"],
+        DestinationConfig={"OnFailure": {"Destination": dlq_arn}},
+    )
+    [failure] = _failure_records(sqs, url, 1)
+    assert failure["responseContext"]["functionError"] is None
+    assert failure["requestContext"]["approximateInvokeCount"] == 3
+    info = failure["KinesisBatchInfo"]
+    assert (info["startSequenceNumber"], info["endSequenceNumber"], info["batchSize"]) == (
+        seqs[3],
+        seqs[5],
+        3,
+    )
+    sizes = [len(c["event"]["Records"]) for c in esm_test_fns.calls_for(arn)]
+    assert sizes == [6, 3, 3]  # retried from the lowest failed sequence number, never bisected
+
+
+@pytest.mark.parametrize("destination", ["sns", "s3"])
+def test_retry_exhaustion_to_sns_and_s3(
+    destination: str,
+    kinesis: Any,
+    kinesis_endpoint: str,
+    sqs_endpoint: str,
+    moto_endpoint: str,
+    start_engine: Any,
+    unique_name: Any,
+) -> None:
+    name = unique_name("dest")
+    arn = _stream(kinesis, name)
+    _put(kinesis, name, [("k", "POISON")])
+    if destination == "sns":
+        sns = boto3.client("sns", endpoint_url=moto_endpoint, region_name=REGION)
+        msqs, murl, marn = _dlq(moto_endpoint, unique_name("sns-sub"))
+        topic = sns.create_topic(Name=unique_name("topic"))["TopicArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=marn)
+        target = topic
+    else:
+        s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name=REGION)
+        bucket = unique_name("bucket").lower()
+        s3.create_bucket(Bucket=bucket)
+        target = f"arn:aws:s3:::{bucket}"
+    eng = _engine(start_engine, kinesis_endpoint, sqs_endpoint, moto_endpoint)
+    uuid = _map(
+        eng,
+        arn,
+        "fn-stream_poison",
+        MaximumRetryAttempts=0,
+        DestinationConfig={"OnFailure": {"Destination": target}},
+    )
+    if destination == "sns":
+        [envelope] = _failure_records(msqs, murl, 1)
+        record = json.loads(envelope["Message"])
+        assert "payload" not in record
+    else:
+
+        def objects() -> list[dict[str, Any]]:
+            return s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+
+        [obj] = wait_for(objects)
+        parts = obj["Key"].split("/")
+        assert parts[:3] == ["aws", "lambda", uuid] and parts[3].startswith("shardId-") and len(parts) == 8
+        record = json.loads(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+        payload = json.loads(record["payload"])  # the invocation event, as an escaped JSON string
+        assert _data(payload["Records"][0]) == "POISON"
+    assert record["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 1
+    assert record["KinesisBatchInfo"]["batchSize"] == 1
+
+
+def test_record_age_expiry_on_a_scaled_clock(
+    kinesis: Any,
+    kinesis_endpoint: str,
+    sqs_endpoint: str,
+    moto_endpoint: str,
+    start_engine: Any,
+    unique_name: Any,
+) -> None:
+    name = unique_name("age")
+    arn = _stream(kinesis, name)
+    sqs, url, dlq_arn = _dlq(sqs_endpoint, unique_name("age-dlq"))
+    clock = ScaledClock()
+    seqs = _put(kinesis, name, [("k", "POISON"), ("k", "1")])
+    eng = _engine(start_engine, kinesis_endpoint, sqs_endpoint, moto_endpoint, clock=clock)
+    _map(
+        eng,
+        arn,
+        "fn-stream_poison",
+        MaximumRecordAgeInSeconds=60,
+        MaximumRetryAttempts=-1,
+        DestinationConfig={"OnFailure": {"Destination": dlq_arn}},
+    )
+    wait_for(lambda: len(esm_test_fns.calls_for(arn)) >= 2)  # failing, retried forever
+    clock.offset = 3600.0  # an hour later: both records are older than 60 s
+    [failure] = _failure_records(sqs, url, 1)
+    assert failure["requestContext"]["condition"] == "RecordAgeExceeded"
+    assert "responseContext" not in failure
+    assert failure["KinesisBatchInfo"]["batchSize"] == 2
+    assert failure["KinesisBatchInfo"]["startSequenceNumber"] == seqs[0]
+
+
+def test_parallelization_factor_keeps_per_key_order_on_thousands_of_records(
+    kinesis: Any,
+    kinesis_endpoint: str,
+    sqs_endpoint: str,
+    moto_endpoint: str,
+    start_engine: Any,
+    unique_name: Any,
+) -> None:
+    name = unique_name("pf")
+    arn = _stream(kinesis, name, shards=2)
+    items = [(f"key-{i % 40}", str(i)) for i in range(3000)]
+    _put(kinesis, name, items)
+    eng = _engine(start_engine, kinesis_endpoint, sqs_endpoint, moto_endpoint)
+    uuid = _map(eng, arn, "fn-stream_ok", BatchSize=50, ParallelizationFactor=5)
+    wait_for(lambda: len(esm_test_fns.records_for(arn)) >= 3000, timeout=90)
+    per_key: dict[str, list[int]] = defaultdict(list)
+    for r in esm_test_fns.records_for(arn):
+        per_key[r["kinesis"]["partitionKey"]].append(int(_data(r)))
+    assert len(per_key) == 40
+    for key, values in per_key.items():
+        assert values == sorted(values), key
+    assert sum(len(v) for v in per_key.values()) == 3000
+    scopes = {e.scope for e in eng.engine.store.journal(uuid, 1000)}
+    assert len({s.split("/")[-1] for s in scopes if "/lane-" in s}) == 5  # five lanes really ran
