@@ -10,10 +10,13 @@ client proxy that injects the SDK error.
 from __future__ import annotations
 
 import base64
+import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import anyio
 import boto3
 import pytest
 from botocore.exceptions import ClientError
@@ -72,6 +75,13 @@ def wait_deleted(kinesis: Any, name: str, timeout: float = 10.0) -> None:
             return
         assert time.monotonic() < deadline, f"stream {name} not deleted within {timeout}s"
         time.sleep(0.05)
+
+
+def put_spaced(kinesis: Any, name: str, count: int, gap_s: float = 0.03) -> None:
+    """``count`` records with distinct arrival milliseconds."""
+    for i in range(count):
+        put(kinesis, name, f"r{i}".encode(), "k")
+        time.sleep(gap_s)
 
 
 def put(kinesis: Any, name: str, data: bytes, key: str) -> tuple[str, str]:
@@ -185,10 +195,8 @@ def make_stream(kinesis: Any, unique_name: Callable[..., str]) -> Iterator[Calla
 
     yield make
     for name in names:
-        try:
+        with contextlib.suppress(ClientError):
             kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
-        except ClientError:
-            pass
 
 
 def open_stream(factory: KinesisSourceFactory, arn: str) -> KinesisStream:
@@ -273,11 +281,11 @@ async def test_at_timestamp_starts_at_the_first_record_that_arrived_then(
     kinesis: Any, factory: KinesisSourceFactory, make_stream: Any
 ) -> None:
     name, arn = make_stream()
-    for i in range(4):
-        put(kinesis, name, f"r{i}".encode(), "k")
-        time.sleep(0.03)  # distinct arrival milliseconds
+    put_spaced(kinesis, name, 4)
     stream = open_stream(factory, arn)
-    everything = await read_all(await stream.open_shard("shardId-000000000000", StartPosition("TRIM_HORIZON")), 4)
+    everything = await read_all(
+        await stream.open_shard("shardId-000000000000", StartPosition("TRIM_HORIZON")), 4
+    )
     assert len(everything) == 4
     pivot = everything[2]
     reader = await stream.open_shard(
@@ -289,7 +297,7 @@ async def test_at_timestamp_starts_at_the_first_record_that_arrived_then(
     late = await stream.open_shard(
         "shardId-000000000000", StartPosition("AT_TIMESTAMP", timestamp=everything[-1].arrival_s + 0.5)
     )
-    time.sleep(0.6)
+    await anyio.sleep(0.6)
     _, seq = put(kinesis, name, b"late", "k")
     assert [r.sequence_number for r in await read_all(late, 1)] == [seq]
 
@@ -334,7 +342,9 @@ async def test_split_closes_the_parent_and_names_it_in_the_children_merge_names_
     assert again.records == [] and again.end_of_shard
 
     # a parent opened after its last record also ends at once
-    after_last = await stream.open_shard(parent, StartPosition("AFTER_SEQUENCE_NUMBER", sequence_number=seqs[-1]))
+    after_last = await stream.open_shard(
+        parent, StartPosition("AFTER_SEQUENCE_NUMBER", sequence_number=seqs[-1])
+    )
     ended = await read_all(after_last, 1)
     assert ended == []
 
@@ -371,9 +381,9 @@ async def test_identity_changes_when_the_stream_is_deleted_and_recreated(
     assert float(first) > 0
     kinesis.delete_stream(StreamName=name)
     wait_deleted(kinesis, name)
-    with pytest.raises(SourceNotFound, match=f"^Stream not found: {arn}$"):
+    with pytest.raises(SourceNotFound, match=f"^{re.escape(f'Stream not found: {arn}')}$"):
         await stream.identity()
-    time.sleep(0.01)
+    await anyio.sleep(0.01)
     kinesis.create_stream(StreamName=name, ShardCount=1)
     wait_active(kinesis, name)
     second = await stream.identity()
@@ -387,11 +397,11 @@ async def test_a_missing_stream_is_source_not_found(factory: KinesisSourceFactor
         await factory.describe(mapping)
     assert str(e.value) == f"Stream not found: {arn}"
     stream = factory.open_stream(mapping)
-    with pytest.raises(SourceNotFound, match="^Stream not found: "):
+    with pytest.raises(SourceNotFound, match=r"^Stream not found: "):
         await stream.list_shards()
-    with pytest.raises(SourceNotFound, match="^Stream not found: "):
+    with pytest.raises(SourceNotFound, match=r"^Stream not found: "):
         await stream.identity()
-    with pytest.raises(SourceNotFound, match="^Stream not found: "):
+    with pytest.raises(SourceNotFound, match=r"^Stream not found: "):
         await stream.open_shard("shardId-000000000000", StartPosition("TRIM_HORIZON"))
 
 
@@ -400,7 +410,7 @@ async def test_describe_an_existing_stream_and_a_malformed_arn(
 ) -> None:
     _, arn = make_stream()
     await factory.describe(mapping_for(arn))
-    with pytest.raises(SourceNotFound, match="^Stream not found: arn:aws:kinesis:us-east-1:1:nope$"):
+    with pytest.raises(SourceNotFound, match=re.escape("Stream not found: arn:aws:kinesis:us-east-1:1:nope")):
         await factory.describe(mapping_for("arn:aws:kinesis:us-east-1:1:nope"))
 
 

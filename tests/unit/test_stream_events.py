@@ -137,8 +137,7 @@ def test_kinesis_event_id_and_lane_key() -> None:
 STREAM_ARN = "arn:aws:dynamodb:us-east-1:111111111111:table/my-table/stream/2025-01-01T00:00:00.000"
 
 # spec 1.2, the real AWS record (2025, [OBS]) with its placeholders filled in
-DYNAMODB_SPEC_RECORD = (
-    """{
+DYNAMODB_SPEC_RECORD = """{
   "eventID": "c4ca4238a0b923820dcc509a6f75849b",
   "eventName": "INSERT",
   "eventVersion": "1.1",
@@ -152,10 +151,8 @@ DYNAMODB_SPEC_RECORD = (
     "SizeBytes": 70,
     "StreamViewType": "NEW_IMAGE"
   },
-  "eventSourceARN": "%s"
-}"""
-    % STREAM_ARN
-)
+  "eventSourceARN": "STREAM_ARN"
+}""".replace("STREAM_ARN", STREAM_ARN)
 
 DYNAMODB_RAW: dict[str, Any] = {  # the same record as the low-level dynamodbstreams client returns it
     "eventID": "c4ca4238a0b923820dcc509a6f75849b",

@@ -79,10 +79,15 @@ async def slow(event: dict[str, Any], context: Any) -> None:
 
 # --- streams --------------------------------------------------------------------------------------------
 
+
 def _data(r: dict[str, Any]) -> str:
     import base64
 
-    return base64.b64decode(r["kinesis"]["data"]).decode() if "kinesis" in r else json.dumps(r["dynamodb"]["Keys"])
+    return (
+        base64.b64decode(r["kinesis"]["data"]).decode()
+        if "kinesis" in r
+        else json.dumps(r["dynamodb"]["Keys"])
+    )
 
 
 def stream_records_for(source_arn: str) -> list[dict[str, Any]]:
@@ -103,8 +108,13 @@ def stream_poison(event: dict[str, Any], context: Any) -> None:
 def stream_partial(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Reports the POISON record (by sequence number) as failed."""
     _record(event, context)
-    return {"batchItemFailures": [{"itemIdentifier": r["kinesis"]["sequenceNumber"]}
-                                  for r in event["Records"] if _data(r) == "POISON"]}
+    return {
+        "batchItemFailures": [
+            {"itemIdentifier": r["kinesis"]["sequenceNumber"]}
+            for r in event["Records"]
+            if _data(r) == "POISON"
+        ]
+    }
 
 
 def window_sum(event: dict[str, Any], context: Any) -> dict[str, Any]:
