@@ -15,7 +15,7 @@ import math
 import time
 import uuid as uuidlib
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -30,6 +30,7 @@ from engine.events import RECORDS_ENVELOPE
 from engine.filtering import RecordFilter, filter_view
 from engine.model import EventSourceMapping, SourceKind
 from engine.ports import (
+    InvokeError,
     Invoker,
     InvokeResult,
     ShardInfo,
@@ -39,10 +40,12 @@ from engine.ports import (
     StreamRecord,
     StreamSource,
 )
+from engine.responses import ResponseKind, parse_batch_item_failures
 from engine.retry import Backoff
 from engine.senders import DestinationError, DestinationSender
 from engine.store.sqlite import JournalEntry, SqliteStore
 from engine.stream_policy import Attempt, Discard, process_batch
+from engine.windows import Invocation, WindowTracker, parse_window_response
 
 log = structlog.get_logger("engine.runner.stream")
 
@@ -82,7 +85,9 @@ class StreamRunner:
         self.sleep = sleep
         self.policy = mapping.batching
         self.retry = mapping.retry
-        self.lanes = int(mapping.params.get("ParallelizationFactor", 1))
+        self.window_s = int(mapping.params.get("TumblingWindowInSeconds", 0))
+        # window state is per shard: a windowed shard is one lane
+        self.lanes = 1 if self.window_s else int(mapping.params.get("ParallelizationFactor", 1))
         self.destination = ((mapping.params.get("DestinationConfig") or {}).get("OnFailure") or {}).get(
             "Destination"
         )
@@ -144,6 +149,9 @@ class StreamRunner:
         return StartPosition(kind, timestamp=float(ts) if ts is not None else None)
 
     async def _run_shard(self, shard: ShardInfo) -> None:
+        if self.window_s:
+            await self._run_windowed_shard(shard)
+            return
         shard_log = self.log.bind(shard=shard.shard_id)
         reader = await self.source.open_shard(shard.shard_id, self._start_position(shard))
         tracker = ContiguousCheckpoint()
@@ -207,6 +215,108 @@ class StreamRunner:
                 with anyio.move_on_after(self.settings.poll_interval_s):
                     await self._draining.wait()
         return False
+
+    # --- tumbling windows (spec 4.7) --------------------------------------------------------------------
+
+    async def _run_windowed_shard(self, shard: ShardInfo) -> None:
+        shard_log = self.log.bind(shard=shard.shard_id)
+        scope = f"window:{shard.shard_id}"
+        saved = self.store.checkpoints(self.mapping.uuid).get(scope)
+        kw: dict[str, Any] = {
+            "shard_id": shard.shard_id,
+            "stream_arn": self.stream_arn,
+            "window_s": self.window_s,
+            "batching": self.policy,
+            "now": self.now(),
+        }
+        windows = WindowTracker.restore(json.loads(saved), **kw) if saved else WindowTracker(**kw)
+        start = self._start_position(shard)
+        if windows.resume_after is not None:  # records already folded into the open window's state
+            start = StartPosition("AFTER_SEQUENCE_NUMBER", sequence_number=windows.resume_after)
+        reader = await self.source.open_shard(shard.shard_id, start)
+        backoff = Backoff(base_s=0.2, cap_s=5.0)
+        try:
+            while not windows.finished:
+                step = windows.next(self.now())
+                if isinstance(step, Invocation):
+                    await self._invoke_window(shard, windows, step)
+                    windows.settled(step, self.now())
+                    self._checkpoint(shard.shard_id, windows.checkpoint)
+                    self.store.put_checkpoint(self.mapping.uuid, scope, json.dumps(windows.to_json()))
+                    continue
+                if self._draining.is_set():
+                    return
+                try:
+                    read = await reader.read(min(self.policy.batch_size, 10_000))
+                except SourceThrottled as e:
+                    delay = backoff.next_delay()
+                    shard_log.warning("shard_read_throttled", error=str(e), retry_in_s=round(delay, 2))
+                    await self.sleep(delay)
+                    continue
+                backoff.reset()
+                matched = [r for r in read.records if self.filter.is_empty or self._matches(r)]
+                windows.feed(matched, self.now(), end_of_shard=read.end_of_shard)
+                if read.records and not matched and windows.empty:
+                    self._checkpoint(shard.shard_id, read.records[-1].sequence_number)
+                if not read.records and not read.end_of_shard:
+                    wait = self.settings.poll_interval_s
+                    if step.until is not None:
+                        wait = min(wait, max(0.0, step.until - self.now()))
+                    with anyio.move_on_after(wait):
+                        await self._draining.wait()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await reader.aclose()
+        self.store.put_checkpoint(self.mapping.uuid, shard.shard_id, SHARD_END)
+        self._finished.add(shard.shard_id)
+        shard_log.info("shard_finished")
+
+    async def _invoke_window(self, shard: ShardInfo, windows: WindowTracker, step: Invocation) -> None:
+        """One step of a window under the retry policy; the function must answer with a ``state``."""
+
+        async def invoke(attempt: Attempt) -> InvokeResult:
+            result = await self._invoke_journaled(
+                shard.shard_id, attempt, windows.payload(step, attempt.records)
+            )
+            response = parse_window_response(result.payload)
+            if result.function_error is None and response is None:
+                return replace(result, function_error="Unhandled")  # no state: a failed invocation
+            if result.function_error is None and response is not None:
+                valid = {r.sequence_number for r in attempt.records}
+                if parse_batch_item_failures(result.payload, valid).kind is not ResponseKind.INVALID:
+                    windows.accept_state(step, response)
+            return result
+
+        if step.records:
+
+            async def discard(d: Discard) -> None:
+                await self._send_failure(shard, d, windows.payload(step, d.records))
+
+            await process_batch(
+                list(step.records),
+                policy=self.retry,
+                invoke=invoke,
+                discard=discard,
+                now=self.now,
+                sleep=self.sleep,
+            )
+            return
+        # the final invocation carries no records: retried here under the same policy
+        backoff = Backoff()
+        failures = 0
+        while True:
+            try:
+                result = await invoke(Attempt(records=(), attempt=failures + 1, bisect_depth=0))
+            except InvokeError:
+                await self.sleep(backoff.next_delay())
+                continue
+            if result.function_error is None:
+                return
+            failures += 1
+            if 0 <= self.retry.max_retry_attempts < failures:
+                self.log.error("window_final_invoke_abandoned", shard=shard.shard_id, attempts=failures)
+                return
+            await self.sleep(backoff.next_delay())
 
     def _matches(self, rec: StreamRecord) -> bool:
         view = filter_view(self.mapping.kind, rec.record)
@@ -295,15 +405,7 @@ class StreamRunner:
             )
 
         async def invoke(attempt: Attempt) -> InvokeResult:
-            try:
-                result = await self.invoker.invoke(payload(attempt.records))
-            except Exception as e:
-                self._journal(scope, attempt, "invoke_error", 0.0, {"error": str(e)})
-                raise
-            outcome = "function_error" if result.function_error else "invoked"
-            self._journal(scope, attempt, outcome, result.duration_ms, {})
-            self._last_result(result)
-            return result
+            return await self._invoke_journaled(scope, attempt, payload(attempt.records))
 
         async def discard(d: Discard) -> None:
             await self._send_failure(shard, d, payload(d.records))
@@ -316,6 +418,18 @@ class StreamRunner:
             now=self.now,
             sleep=self.sleep,
         )
+
+    async def _invoke_journaled(self, scope: str, attempt: Attempt, payload: bytes) -> InvokeResult:
+        try:
+            result = await self.invoker.invoke(payload)
+        except InvokeError as e:
+            self._journal(scope, attempt, "invoke_error", 0.0, {"error": str(e)})
+            raise
+        self._journal(
+            scope, attempt, "function_error" if result.function_error else "invoked", result.duration_ms, {}
+        )
+        self._last_result(result)
+        return result
 
     def _last_result(self, result: InvokeResult) -> None:
         text = "PROBLEM: Function call failed" if result.function_error else "OK"
@@ -374,8 +488,9 @@ class StreamRunner:
             JournalEntry(
                 mapping_uuid=self.mapping.uuid,
                 scope=scope,
-                first_item=attempt.records[0].sequence_number,
-                last_item=attempt.records[-1].sequence_number,
+                # a window's final invocation carries no records
+                first_item=attempt.records[0].sequence_number if attempt.records else None,
+                last_item=attempt.records[-1].sequence_number if attempt.records else None,
                 batch_size=len(attempt.records),
                 attempt=attempt.attempt,
                 bisect_depth=attempt.bisect_depth,

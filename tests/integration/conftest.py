@@ -27,8 +27,18 @@ import esm_test_fns  # noqa: E402
 
 
 def functions_config(timeout_s: float = 1.0) -> EngineConfig:
-    names = ("ok", "partial", "boom", "bad_response", "slow", "stream_ok", "stream_poison", "stream_partial",
-             "window_sum")
+    names = (
+        "ok",
+        "partial",
+        "boom",
+        "bad_response",
+        "slow",
+        "stream_ok",
+        "stream_poison",
+        "stream_partial",
+        "window_sum",
+        "ddb_poison",
+    )
     return EngineConfig(
         base_dir=FUNCTIONS_DIR,
         functions={
@@ -59,9 +69,12 @@ class RunningEngine:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
+        crashed = self._future.done() and not self._future.cancelled() and self._future.exception()
         if not self._future.done():
             self._future.cancel()
         self._portal_cm.__exit__(None, None, None)
+        if crashed:  # the engine crashed during the test: that is a bug, make it loud
+            raise crashed
 
     def wait_state(self, uuid: str, state: str, timeout: float = 10.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -371,3 +371,56 @@ def test_parallelization_factor_keeps_per_key_order_on_thousands_of_records(
     assert sum(len(v) for v in per_key.values()) == 3000
     scopes = {e.scope for e in eng.engine.store.journal(uuid, 1000)}
     assert len({s.split("/")[-1] for s in scopes if "/lane-" in s}) == 5  # five lanes really ran
+
+
+def test_tumbling_window_aggregates_over_several_windows(
+    kinesis: Any,
+    kinesis_endpoint: str,
+    sqs_endpoint: str,
+    moto_endpoint: str,
+    start_engine: Any,
+    unique_name: Any,
+) -> None:
+    name = unique_name("window")
+    arn = _stream(kinesis, name)
+    clock = ScaledClock()
+    eng = _engine(start_engine, kinesis_endpoint, sqs_endpoint, moto_endpoint, clock=clock)
+    _map(eng, arn, "fn-window_sum", TumblingWindowInSeconds=1, BatchSize=3)
+    total = 0
+    for burst in range(4):  # four bursts, 1.1 s apart: at least three windows
+        _put(kinesis, name, [("k", str(burst * 10 + i)) for i in range(5)])
+        total += sum(burst * 10 + i for i in range(5))
+        time.sleep(1.1)
+    wait_for(lambda: sum(len(e["Records"]) for e in esm_test_fns.window_calls(arn)) >= 20)
+    clock.offset = 600.0  # the last window closes after its idle time (2 minutes), on a scaled clock
+    wait_for(
+        lambda: (
+            sum(
+                e["state"].get("sum", 0)
+                for e in esm_test_fns.window_calls(arn)
+                if e["isFinalInvokeForWindow"]
+            )
+            == total
+        )
+    )
+    events = esm_test_fns.window_calls(arn)
+    finals = [e for e in events if e["isFinalInvokeForWindow"]]
+    assert len(finals) >= 3 and all(e["Records"] == [] for e in finals)
+    assert len({e["window"]["start"] for e in finals}) == len(finals)  # one final per window
+    first = events[0]
+    assert list(first) == [
+        "Records",
+        "window",
+        "state",
+        "shardId",
+        "eventSourceARN",
+        "isFinalInvokeForWindow",
+        "isWindowTerminatedEarly",
+    ]
+    assert first["state"] == {} and first["eventSourceARN"] == arn and not first["isWindowTerminatedEarly"]
+    for e in events:  # a batch never mixes windows; state carries within a window
+        start = e["window"]["start"]
+        assert e["window"]["end"] > start
+        if not e["isFinalInvokeForWindow"]:
+            assert len(e["Records"]) <= 3
+    assert sum(e["state"]["count"] for e in finals) == 20

@@ -131,3 +131,10 @@ def window_sum(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def window_calls(source_arn: str) -> list[dict[str, Any]]:
     with _lock:
         return [c["event"] for c in CALLS if c["event"].get("eventSourceARN") == source_arn]
+
+
+def ddb_poison(event: dict[str, Any], context: Any) -> None:
+    """DynamoDB Streams: throws while a record of an item whose key attribute is "POISON" is in the batch."""
+    _record(event, context)
+    if any({"S": "POISON"} in r["dynamodb"]["Keys"].values() for r in event["Records"]):
+        raise ValueError("poison item in batch")
