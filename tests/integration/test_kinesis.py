@@ -424,3 +424,36 @@ def test_tumbling_window_aggregates_over_several_windows(
         if not e["isFinalInvokeForWindow"]:
             assert len(e["Records"]) <= 3
     assert sum(e["state"]["count"] for e in finals) == 20
+
+
+def test_reshard_processes_parents_before_children(
+    kinesis: Any,
+    kinesis_endpoint: str,
+    sqs_endpoint: str,
+    moto_endpoint: str,
+    start_engine: Any,
+    unique_name: Any,
+) -> None:
+    name = unique_name("reshard")
+    arn = _stream(kinesis, name, shards=1)
+    before = _put(kinesis, name, [(f"k{i}", f"before-{i}") for i in range(20)])
+    eng = _engine(start_engine, kinesis_endpoint, sqs_endpoint, moto_endpoint)
+    _map(eng, arn, "fn-stream_ok", BatchSize=10)
+    wait_for(lambda: len(esm_test_fns.records_for(arn)) >= 20)
+    kinesis.update_shard_count(StreamName=name, TargetShardCount=2, ScalingType="UNIFORM_SCALING")
+    wait_for(
+        lambda: (
+            kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"]
+            == "ACTIVE"
+        )
+    )
+    after = _put(kinesis, name, [(f"k{i}", f"after-{i}") for i in range(40)])
+    wait_for(lambda: len(esm_test_fns.records_for(arn)) >= 60, timeout=60)  # children picked up while running
+    records = esm_test_fns.records_for(arn)
+    assert sorted(r["kinesis"]["sequenceNumber"] for r in records) == sorted(before + after)
+    shards = {r["eventID"].split(":")[0] for r in records}
+    assert len(shards) >= 2  # the parent and at least one child
+    parent = records[0]["eventID"].split(":")[0]
+    last_parent = max(i for i, r in enumerate(records) if r["eventID"].startswith(parent + ":"))
+    first_child = min(i for i, r in enumerate(records) if not r["eventID"].startswith(parent + ":"))
+    assert last_parent < first_child
