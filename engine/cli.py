@@ -118,6 +118,18 @@ def _parser() -> argparse.ArgumentParser:
         default=int(_env("ESM_EMBEDDED_AWS_PORT", "4566") or 4566),
         help="port of the embedded AWS emulator [ESM_EMBEDDED_AWS_PORT] (4566)",
     )
+    s.add_argument(
+        "--kinesis-poll-interval",
+        type=float,
+        default=float(_env("ESM_KINESIS_POLL_INTERVAL", "1.0") or 1.0),
+        help="seconds between reads of an idle Kinesis shard (AWS: about 1) [ESM_KINESIS_POLL_INTERVAL]",
+    )
+    s.add_argument(
+        "--dynamodb-poll-interval",
+        type=float,
+        default=float(_env("ESM_DYNAMODB_POLL_INTERVAL", "0.25") or 0.25),
+        help="seconds between reads of an idle DynamoDB stream shard (AWS: 0.25) [ESM_DYNAMODB_POLL_INTERVAL]",
+    )
     s.add_argument("--log-level", default=_env("ESM_LOG_LEVEL", "info"), help="[ESM_LOG_LEVEL] (info)")
     s.add_argument(
         "--log-format",
@@ -154,6 +166,7 @@ def _serve(args: argparse.Namespace) -> None:
     from engine.app import Engine, EngineSettings
     from engine.embedded import EmbeddedAws
     from engine.logging import configure
+    from engine.runner.stream import StreamRunnerSettings
 
     configure(args.log_level, json_lines=args.log_format == "json")
     config = _load(args.config)
@@ -173,6 +186,8 @@ def _serve(args: argparse.Namespace) -> None:
         endpoints=_endpoints(args.endpoint),
         region=config.aws.region or args.region,
         account_id=config.aws.account_id or args.account_id,
+        stream=StreamRunnerSettings(poll_interval_s=args.kinesis_poll_interval),
+        dynamodb_poll_interval_s=args.dynamodb_poll_interval,
     )
     try:
         anyio.run(Engine(settings, config).serve_until_signal)
@@ -235,10 +250,11 @@ def _journal(args: argparse.Namespace) -> None:
         f"{'OUTCOME':18}  {'MS':>8}  ITEMS"
     )
     for e in entries:
+        # items indented by bisect depth: a poison record's bisect tree reads top to bottom
+        items = "  " * e.bisect_depth + (f"{e.first_item}..{e.last_item}" if e.first_item else "(no records)")
         print(
             f"{_ts(e.at):24}  {e.mapping_uuid[:8]:8}  {e.scope[:24]:24}  {e.attempt:>7}  "
-            f"{e.bisect_depth:>5}  "
-            f"{e.batch_size:>5}  {e.outcome:18}  {e.duration_ms:>8.1f}  {e.first_item}..{e.last_item}"
+            f"{e.bisect_depth:>5}  {e.batch_size:>5}  {e.outcome:18}  {e.duration_ms:>8.1f}  {items}"
         )
 
 
