@@ -128,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
         "--dynamodb-poll-interval",
         type=float,
         default=float(_env("ESM_DYNAMODB_POLL_INTERVAL", "0.25") or 0.25),
-        help="seconds between reads of an idle DynamoDB stream shard (AWS: 0.25) [ESM_DYNAMODB_POLL_INTERVAL]",
+        help="seconds between reads of an idle DynamoDB shard (AWS: 0.25) [ESM_DYNAMODB_POLL_INTERVAL]",
     )
     s.add_argument("--log-level", default=_env("ESM_LOG_LEVEL", "info"), help="[ESM_LOG_LEVEL] (info)")
     s.add_argument(
