@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
@@ -86,7 +86,11 @@ class DynamoDbSourceFactory:
     def envelope(self, mapping: EventSourceMapping) -> Envelope:
         return RECORDS_ENVELOPE
 
-    def open_stream(self, mapping: EventSourceMapping) -> DynamoDbStream:
+    def open_stream(
+        self, mapping: EventSourceMapping, *, invoke_identity_arn: str | None = None
+    ) -> DynamoDbStream:
+        """``invoke_identity_arn`` is accepted for a uniform call with Kinesis' factory and unused:
+        DynamoDB records carry no invokeIdentityArn."""
         arn = mapping.event_source_arn
         assert arn is not None
         return DynamoDbStream(self.clients, arn)
@@ -196,3 +200,10 @@ class DynamoDbStream(StreamApi):
             arrival_s=float(created) if created is not None else time.time(),
             lane_key=dynamodb_lane_key(body.get("Keys") or {}),
         )
+
+
+if TYPE_CHECKING:  # the ports these classes implement (checked by mypy, never run)
+    from engine.ports import ShardReader, StreamSource
+
+    def _implements(stream: DynamoDbStream, reader: IteratorShardReader) -> tuple[StreamSource, ShardReader]:
+        return stream, reader

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import structlog
@@ -426,3 +426,10 @@ def check_start(start: StartPosition, *, at_timestamp: bool) -> None:
         raise ValueError("AFTER_SEQUENCE_NUMBER needs a sequence_number")
     if start.kind == "AT_TIMESTAMP" and start.timestamp is None:
         raise ValueError("AT_TIMESTAMP needs a timestamp")
+
+
+if TYPE_CHECKING:  # the ports these classes implement (checked by mypy, never run)
+    from engine.ports import ShardReader, StreamSource
+
+    def _implements(stream: KinesisStream, reader: IteratorShardReader) -> tuple[StreamSource, ShardReader]:
+        return stream, reader
