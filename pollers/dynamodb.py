@@ -19,8 +19,8 @@ from engine.events import RECORDS_ENVELOPE, Envelope, parse_arn
 from engine.model import EventSourceMapping
 from engine.ports import ShardInfo, SourceDescription, SourceNotFound, StartPosition, StreamRecord
 from engine.stream_events import dynamodb_lane_key, dynamodb_record
+from pollers.aws import AwsClients
 from pollers.kinesis import (
-    AwsClients,
     ExpiredIterator,
     IteratorShardReader,
     ShardGone,

@@ -11,15 +11,12 @@ The iterator reader (:class:`IteratorShardReader`) and the clients holder are sh
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-import anyio
 import structlog
-from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession, get_session
+from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
 
 from engine.events import RECORDS_ENVELOPE, Envelope, parse_arn
@@ -35,6 +32,7 @@ from engine.ports import (
     StreamRecord,
 )
 from engine.stream_events import epoch_seconds, kinesis_lane_key, kinesis_record
+from pollers.aws import AwsClients
 
 log = structlog.get_logger("pollers.kinesis")
 
@@ -51,7 +49,6 @@ THROTTLING_CODES = frozenset(
 )
 START_KINDS = frozenset({"TRIM_HORIZON", "LATEST", "AT_TIMESTAMP", "AFTER_SEQUENCE_NUMBER"})
 #: the services whose clients :class:`AwsClients` holds
-StreamService = Literal["kinesis", "dynamodbstreams"]
 #: the role Lambda would show when the engine was not told the function's execution role
 DEFAULT_ROLE_NAME = "esm-local"
 
@@ -84,43 +81,6 @@ def default_identity_arn(mapping: EventSourceMapping) -> str:
     except ValueError:
         account = "000000000000"
     return f"arn:aws:iam::{account}:role/{DEFAULT_ROLE_NAME}"
-
-
-class AwsClients:
-    """aiobotocore clients of one AWS service, one per region, owned by the engine (closed by it)."""
-
-    def __init__(
-        self,
-        service: StreamService,
-        endpoint_url: str | None,
-        session: AioSession | None = None,
-        pool_size: int = 64,
-        max_attempts: int = 2,
-    ) -> None:
-        self.service = service
-        self.endpoint_url = endpoint_url
-        self.session = session or get_session()
-        self.pool_size = pool_size
-        #: botocore's own retries of one call (connection errors, 5xx, throttling) before it surfaces
-        self.max_attempts = max_attempts
-        self._stack = contextlib.AsyncExitStack()
-        self._clients: dict[str, Any] = {}
-        self._lock = anyio.Lock()
-
-    async def client(self, region: str) -> Any:
-        async with self._lock:
-            if region not in self._clients:
-                config = AioConfig(
-                    max_pool_connections=self.pool_size, retries={"max_attempts": self.max_attempts}
-                )
-                ctx = self.session.create_client(
-                    self.service, region_name=region, endpoint_url=self.endpoint_url, config=config
-                )
-                self._clients[region] = await self._stack.enter_async_context(ctx)
-            return self._clients[region]
-
-    async def aclose(self) -> None:
-        await self._stack.aclose()
 
 
 class KinesisClients(AwsClients):

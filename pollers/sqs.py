@@ -6,19 +6,18 @@ Any endpoint works (ElasticMQ, moto, LocalStack, AWS); the queue URL comes from 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import Any
 
 import anyio
 import structlog
-from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession, get_session
+from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
 
 from engine.events import RECORDS_ENVELOPE, Envelope, parse_arn, sqs_record
 from engine.model import EventSourceMapping
 from engine.ports import QueueMessage, SourceDescription, SourceError, SourceNotFound
+from pollers.aws import AwsClients
 
 log = structlog.get_logger("pollers.sqs")
 
@@ -33,31 +32,11 @@ def _is_missing_queue(e: ClientError) -> bool:
     return e.response.get("Error", {}).get("Code", "") in _MISSING_QUEUE_CODES
 
 
-class SqsClients:
-    """aiobotocore SQS clients, one per (region, endpoint), owned by the engine."""
-
+class SqsClients(AwsClients):
     def __init__(
         self, endpoint_url: str | None, session: AioSession | None = None, pool_size: int = 64
     ) -> None:
-        self.endpoint_url = endpoint_url
-        self.session = session or get_session()
-        self.pool_size = pool_size
-        self._stack = contextlib.AsyncExitStack()
-        self._clients: dict[str, Any] = {}
-        self._lock = anyio.Lock()
-
-    async def client(self, region: str) -> Any:
-        async with self._lock:
-            if region not in self._clients:
-                config = AioConfig(max_pool_connections=self.pool_size, retries={"max_attempts": 2})
-                ctx = self.session.create_client(
-                    "sqs", region_name=region, endpoint_url=self.endpoint_url, config=config
-                )
-                self._clients[region] = await self._stack.enter_async_context(ctx)
-            return self._clients[region]
-
-    async def aclose(self) -> None:
-        await self._stack.aclose()
+        super().__init__("sqs", endpoint_url, session=session, pool_size=pool_size)
 
 
 async def queue_url(client: Any, queue_arn: str) -> str:
