@@ -29,6 +29,8 @@ from engine.store.sqlite import SqliteStore
 from engine.supervisor import Runner, Supervisor
 from pollers.dynamodb import DynamoDbSourceFactory, DynamoDbStreamsClients
 from pollers.kinesis import KinesisClients, KinesisSourceFactory
+from pollers.mq import MqSourceFactory
+from pollers.resolve import BrokerDirectory
 from pollers.sqs import SqsClients, SqsSourceFactory
 
 log = structlog.get_logger("engine.app")
@@ -81,6 +83,8 @@ class Engine:
             DynamoDbStreamsClients(settings.endpoint_for("dynamodbstreams"))
         )
         self.destinations = DestinationSender(settings.endpoint_for, region=settings.region)
+        self.brokers = BrokerDirectory(config.sections, settings.endpoint_for)
+        self.mq = MqSourceFactory(self.brokers)
         self.supervisor = Supervisor(self.store, self.build_runner, drain_timeout_s=settings.drain_timeout_s)
         self.plane = ControlPlane(
             store=self.store,
@@ -90,9 +94,12 @@ class Engine:
                 SourceKind.SQS: self.sqs.describe,
                 SourceKind.KINESIS: self.kinesis.describe,
                 SourceKind.DYNAMODB: self.dynamodb.describe,
+                SourceKind.MQ: self.mq.describe,
             },
             function_arn=self.functions.function_arn,
-            supported_kinds=frozenset({SourceKind.SQS, SourceKind.KINESIS, SourceKind.DYNAMODB}),
+            supported_kinds=frozenset(
+                {SourceKind.SQS, SourceKind.KINESIS, SourceKind.DYNAMODB, SourceKind.MQ}
+            ),
         )
         self.port = settings.port
 
@@ -116,6 +123,12 @@ class Engine:
                 self.store,
                 queue_settings,
             )
+        if m.kind is SourceKind.MQ:
+            source, envelope, target = await self.mq.open(m)
+            # AWS runs at most 5 concurrent ActiveMQ and 1 RabbitMQ execution environments per mapping
+            pollers = 1 if target.engine == "RabbitMQ" else 5
+            mq_settings = replace(self.settings.queue, initial_pollers=pollers, default_max_pollers=pollers)
+            return QueueRunner(m, source, envelope, invoker, record_filter, self.store, mq_settings)
         stream: StreamSource
         if m.kind is SourceKind.KINESIS:
             stream = self.kinesis.open_stream(m, invoke_identity_arn=invoker.info.role_arn)
@@ -165,6 +178,7 @@ class Engine:
                 await self.kinesis.clients.aclose()
                 await self.dynamodb.clients.aclose()
                 await self.destinations.aclose()
+                await self.brokers.aclose()
             self.store.close()
             log.info("engine_stopped")
 

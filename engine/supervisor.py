@@ -149,6 +149,7 @@ class Supervisor:
                         return
                     except TEMPORARY_ERRORS as e:
                         delay = backoff.next_delay()
+                        self.store.set_last_processing_result(m.uuid, f"PROBLEM: {e}")
                         bound.warning(
                             "mapping_interrupted",
                             error=str(e),

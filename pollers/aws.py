@@ -9,7 +9,7 @@ import anyio
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 
-AwsService = Literal["sqs", "kinesis", "dynamodbstreams"]
+AwsService = Literal["sqs", "kinesis", "dynamodbstreams", "mq", "secretsmanager", "kafka"]
 
 
 class AwsClients:

@@ -18,7 +18,7 @@ import structlog
 from engine.batching import Admission, Batch, Batcher, encode_envelope, encode_record
 from engine.events import Envelope
 from engine.filtering import RecordFilter, filter_view
-from engine.model import EventSourceMapping
+from engine.model import EventSourceMapping, SourceKind
 from engine.ports import InvokeError, Invoker, QueueMessage, QueueSource
 from engine.responses import ResponseKind, parse_batch_item_failures
 from engine.retry import Backoff
@@ -123,7 +123,11 @@ class QueueRunner:
     ) -> tuple[Batch[QueueMessage], list[tuple[QueueMessage, bytes]], bool]:
         """One batch; returns it, what did not fit, and whether the queue showed a backlog."""
         batcher: Batcher[QueueMessage] = Batcher(
-            self.policy, envelope_bytes=self.envelope.overhead, now=self.clock()
+            self.policy,
+            envelope_bytes=self.envelope.overhead,
+            now=self.clock(),
+            # Amazon MQ: the window starts when the first record arrives (spec 3.2)
+            open_on_first_record=self.mapping.kind is SourceKind.MQ,
         )
         pending = list(carry)
         backlog = False
@@ -210,6 +214,10 @@ class QueueRunner:
         else:
             outcome, failed = "success", ()
         failed_ids = {m.item_id for m in failed}
+        if self.mapping.kind is not SourceKind.SQS:  # SQS mappings show no LastProcessingResult
+            self.store.set_last_processing_result(
+                self.mapping.uuid, "OK" if outcome == "success" else "PROBLEM: Function call failed"
+            )
         done = [m for m in items if m.item_id not in failed_ids]
         if done:
             await self.source.ack(done)

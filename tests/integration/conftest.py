@@ -26,7 +26,7 @@ sys.path.insert(0, str(FUNCTIONS_DIR))
 import esm_test_fns  # noqa: E402
 
 
-def functions_config(timeout_s: float = 1.0) -> EngineConfig:
+def functions_config(timeout_s: float = 1.0, sections: dict[str, Any] | None = None) -> EngineConfig:
     names = (
         "ok",
         "partial",
@@ -38,9 +38,12 @@ def functions_config(timeout_s: float = 1.0) -> EngineConfig:
         "stream_partial",
         "window_sum",
         "ddb_poison",
+        "mq_ok",
+        "mq_first_delivery_fails",
     )
     return EngineConfig(
         base_dir=FUNCTIONS_DIR,
+        sections=sections or {},
         functions={
             f"fn-{n}": FunctionConfig(name=f"fn-{n}", handler=f"esm_test_fns.{n}", timeout=timeout_s)
             for n in names

@@ -138,3 +138,34 @@ def ddb_poison(event: dict[str, Any], context: Any) -> None:
     _record(event, context)
     if any({"S": "POISON"} in r["dynamodb"]["Keys"].values() for r in event["Records"]):
         raise ValueError("poison item in batch")
+
+
+# --- Amazon MQ ------------------------------------------------------------------------------------------
+
+
+def _mq_messages(event: dict[str, Any]) -> list[dict[str, Any]]:
+    if "rmqMessagesByQueue" in event:
+        return [m for msgs in event["rmqMessagesByQueue"].values() for m in msgs]
+    return list(event.get("messages") or [])
+
+
+def mq_calls(broker_arn: str) -> list[dict[str, Any]]:
+    with _lock:
+        return [c["event"] for c in CALLS if c["event"].get("eventSourceArn") == broker_arn]
+
+
+def mq_bodies(broker_arn: str) -> list[str]:
+    import base64
+
+    return [base64.b64decode(m["data"]).decode() for e in mq_calls(broker_arn) for m in _mq_messages(e)]
+
+
+def mq_ok(event: dict[str, Any], context: Any) -> None:
+    _record(event, context)
+
+
+def mq_first_delivery_fails(event: dict[str, Any], context: Any) -> None:
+    """Fails while any message of the batch is on its first delivery."""
+    _record(event, context)
+    if any(not m["redelivered"] for m in _mq_messages(event)):
+        raise RuntimeError("first delivery fails")
