@@ -30,7 +30,9 @@ TEMPORARY_ERRORS = (SourceError, SourceNotFound, FunctionNotFound, InvokeError)
 
 
 class Runner(Protocol):
-    async def run(self) -> None: ...
+    async def run(self, ready: Callable[[], None]) -> None:
+        """Poll until drained or cancelled; call ``ready()`` once the positions to read from are fixed."""
+        ...
 
     def drain(self) -> None: ...
 
@@ -43,6 +45,8 @@ class _Handle:
     mapping: EventSourceMapping
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     done: anyio.Event = field(default_factory=anyio.Event)
+    #: the runner fixed its read positions (LATEST means from here), or its first start failed
+    ready: anyio.Event = field(default_factory=anyio.Event)
     runner: Runner | None = None
 
 
@@ -53,12 +57,14 @@ class Supervisor:
         runner_factory: RunnerFactory,
         *,
         drain_timeout_s: float = 10.0,
+        settle_timeout_s: float = 30.0,
         max_pending_changes: int = 1000,
         restart_backoff: Callable[[], Backoff] = lambda: Backoff(base_s=0.5, cap_s=60.0),
     ) -> None:
         self.store = store
         self.runner_factory = runner_factory
         self.drain_timeout_s = drain_timeout_s
+        self.settle_timeout_s = settle_timeout_s
         self.restart_backoff = restart_backoff
         self._send: MemoryObjectSendStream[str]
         self._recv: MemoryObjectReceiveStream[str]
@@ -108,7 +114,10 @@ class Supervisor:
         if m.state in (State.UPDATING, State.ENABLING, State.CREATING):
             await self._stop(uuid)  # Update restarts with the new configuration
         if m.enabled:
-            self._start(m)
+            handle = self._start(m)
+            # Enabled means polling: a LATEST mapping sees what is written once it reports Enabled
+            with anyio.move_on_after(self.settle_timeout_s):
+                await handle.ready.wait()
         else:
             await self._stop(uuid)
         settled = State.ENABLED if m.enabled else State.DISABLED
@@ -116,13 +125,14 @@ class Supervisor:
             self.store.save_mapping(m.with_state(settled))
             log.info("mapping_state_changed", mapping=uuid, state=settled.value, previous=m.state.value)
 
-    def _start(self, m: EventSourceMapping) -> None:
+    def _start(self, m: EventSourceMapping) -> _Handle:
         if m.uuid in self._handles:
-            return
+            return self._handles[m.uuid]
         assert self._tg is not None
         handle = _Handle(m)
         self._handles[m.uuid] = handle
         self._tg.start_soon(self._run_mapping, handle, name=f"esm-mapping-{m.uuid}")
+        return handle
 
     async def _stop(self, uuid: str) -> None:
         handle = self._handles.get(uuid)
@@ -145,7 +155,7 @@ class Supervisor:
                     try:
                         handle.runner = await self.runner_factory(m)
                         bound.info("mapping_started", kind=m.kind.value)
-                        await handle.runner.run()
+                        await handle.runner.run(handle.ready.set)
                         return
                     except TEMPORARY_ERRORS as e:
                         delay = backoff.next_delay()
@@ -157,6 +167,7 @@ class Supervisor:
                             restart_in_s=round(delay, 2),
                         )
                         handle.runner = None
+                        handle.ready.set()  # the state settles; LastProcessingResult says what is wrong
                         await anyio.sleep(delay)
         finally:
             self._handles.pop(m.uuid, None)

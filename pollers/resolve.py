@@ -53,7 +53,9 @@ class BrokerDirectory:
             raise SourceError(f"DescribeBroker failed: {e}") from e
         except BotoCoreError as e:
             raise SourceError(f"DescribeBroker failed: {e}") from e
-        return [url for instance in desc.get("BrokerInstances") or [] for url in instance.get("Endpoints") or []]
+        return [
+            url for instance in desc.get("BrokerInstances") or [] for url in instance.get("Endpoints") or []
+        ]
 
     async def credentials(self, secret_arn: str) -> Credentials:
         configured = self.secrets.get(secret_arn)

@@ -80,13 +80,14 @@ class QueueRunner:
         """Stop receiving; batches in flight finish."""
         self._draining.set()
 
-    async def run(self) -> None:
+    async def run(self, ready: Callable[[], None] = lambda: None) -> None:
         self.log.info("queue_runner_started", pollers=self.min_pollers, max_pollers=self.max_pollers)
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 for _ in range(self.min_pollers):
                     self._spawn()
+                ready()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                 await self.source.aclose()

@@ -94,6 +94,7 @@ class StreamRunner:
         self.stream_arn = mapping.event_source_arn or ""
         self._draining = anyio.Event()
         self._started: set[str] = set()
+        self._opened: dict[str, anyio.Event] = {}
         self._finished: set[str] = set()
         self.log = log.bind(mapping=mapping.uuid, source=self.stream_arn, function=mapping.function_arn)
 
@@ -102,16 +103,22 @@ class StreamRunner:
 
     # --- shards ---------------------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self, ready: Callable[[], None] = lambda: None) -> None:
         try:
             await self._check_identity()
             checkpoints = self.store.checkpoints(self.mapping.uuid)
             self._finished = {scope for scope, pos in checkpoints.items() if pos == SHARD_END}
             self.log.info("stream_runner_started", lanes=self.lanes, finished_shards=len(self._finished))
             async with anyio.create_task_group() as tg:
+                first_round = True
                 while not self._draining.is_set():
                     shards = await self.source.list_shards()
                     self._start_ready_shards(tg, shards)
+                    if first_round:  # ready once every startable shard has its iterator
+                        first_round = False
+                        for opened in list(self._opened.values()):
+                            await opened.wait()
+                        ready()
                     with anyio.move_on_after(self.settings.discovery_interval_s):
                         await self._draining.wait()
         finally:
@@ -136,6 +143,7 @@ class StreamRunner:
             # a parent that has aged out of the stream no longer blocks its children
             if all(p in self._finished or p not in known for p in shard.parent_ids):
                 self._started.add(shard.shard_id)
+                self._opened[shard.shard_id] = anyio.Event()
                 tg.start_soon(self._run_shard, shard, name=f"esm-shard-{self.mapping.uuid}-{shard.shard_id}")
 
     def _start_position(self, shard: ShardInfo) -> StartPosition:
@@ -146,6 +154,13 @@ class StreamRunner:
             return StartPosition("TRIM_HORIZON")  # a child continues where its parents ended
         kind = str(self.mapping.params.get("StartingPosition", "LATEST"))
         ts = self.mapping.params.get("StartingPositionTimestamp")
+        if kind == "LATEST" and self.mapping.kind is SourceKind.KINESIS:
+            # LATEST is fixed the first time: a restart before the first checkpoint resumes from then
+            key = f"latest-at:{shard.shard_id}"
+            fixed = self.store.checkpoints(self.mapping.uuid).get(key)
+            if fixed is not None:
+                return StartPosition("AT_TIMESTAMP", timestamp=float(fixed))
+            self.store.put_checkpoint(self.mapping.uuid, key, repr(self.now()))
         return StartPosition(kind, timestamp=float(ts) if ts is not None else None)
 
     async def _run_shard(self, shard: ShardInfo) -> None:
@@ -154,6 +169,7 @@ class StreamRunner:
             return
         shard_log = self.log.bind(shard=shard.shard_id)
         reader = await self.source.open_shard(shard.shard_id, self._start_position(shard))
+        self._opened[shard.shard_id].set()
         tracker = ContiguousCheckpoint()
         try:
             async with anyio.create_task_group() as tg:
@@ -234,6 +250,7 @@ class StreamRunner:
         if windows.resume_after is not None:  # records already folded into the open window's state
             start = StartPosition("AFTER_SEQUENCE_NUMBER", sequence_number=windows.resume_after)
         reader = await self.source.open_shard(shard.shard_id, start)
+        self._opened[shard.shard_id].set()
         backoff = Backoff(base_s=0.2, cap_s=5.0)
         try:
             while not windows.finished:

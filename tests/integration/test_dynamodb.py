@@ -273,12 +273,6 @@ def test_latest_skips_changes_made_before_the_mapping(
     ]
 
 
-@pytest.mark.xfail(
-    reason="engine bug: the supervisor settles the mapping to Enabled (engine/supervisor.py _reconcile) "
-    "before the StreamRunner has opened its LATEST shard iterator (engine/runner/stream.py _run_shard), "
-    "so changes made right after Enabled can be skipped",
-    strict=False,
-)
 def test_latest_delivers_changes_made_right_after_enabled(
     ddb: Any, moto_endpoint: str, start_engine: Any, unique_name: Any
 ) -> None:
