@@ -157,7 +157,8 @@ class Supervisor:
                         bound.info("mapping_started", kind=m.kind.value)
                         await handle.runner.run(handle.ready.set)
                         return
-                    except TEMPORARY_ERRORS as e:
+                    except* TEMPORARY_ERRORS as group:  # raised directly or from a runner's task group
+                        e = _first_leaf(group)
                         delay = backoff.next_delay()
                         self.store.set_last_processing_result(m.uuid, f"PROBLEM: {e}")
                         bound.warning(
@@ -173,3 +174,8 @@ class Supervisor:
             self._handles.pop(m.uuid, None)
             handle.done.set()
             bound.info("mapping_stopped")
+
+
+def _first_leaf(group: BaseExceptionGroup[Exception]) -> Exception:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
