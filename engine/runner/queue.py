@@ -71,6 +71,9 @@ class QueueRunner:
         self.min_pollers = min(settings.initial_pollers, cap)
         self._active = 0
         self._draining = anyio.Event()
+        # a broker pushes into one buffer: batches are cut one at a time, in order, and only the
+        # invocations run concurrently (SQS pollers each receive for themselves)
+        self._cut_lock = anyio.Lock() if mapping.kind is SourceKind.MQ else None
         self._tg: anyio.abc.TaskGroup | None = None
         self.log = log.bind(
             mapping=mapping.uuid, source=mapping.event_source_arn, function=mapping.function_arn
@@ -103,7 +106,11 @@ class QueueRunner:
         try:
             while not self._draining.is_set():
                 started = self.clock()
-                batch, carry, backlog = await self._collect(carry)
+                if self._cut_lock is None:
+                    batch, carry, backlog = await self._collect(carry)
+                else:
+                    async with self._cut_lock:
+                        batch, carry, backlog = await self._collect(carry)
                 if not batch.items:
                     if not carry and self._active > self.min_pollers:
                         return  # idle: scale down
