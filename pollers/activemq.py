@@ -1,22 +1,28 @@
-"""ActiveMQ Classic transport over STOMP 1.2 (stompman's connection, frames and parser).
+"""ActiveMQ Classic transport over STOMP 1.2 (stompman's connection and frames).
 
-One STOMP connection per source, one ``client-individual`` subscription at a time with
-``activemq.prefetchSize`` = ``prefetch``. A reader task (owned by the source, joined by ``aclose``) turns
-MESSAGE frames into :class:`QueueMessage` records and pushes them into an anyio memory stream;
-``receive`` takes from it, ``ack`` sends one ACK per message.
+One STOMP connection per source, opened by the first ``receive``; one ``client-individual`` subscription
+at a time with ``activemq.prefetchSize`` = ``prefetch``. A reader task turns MESSAGE frames into
+:class:`QueueMessage` records and pushes them into an anyio memory stream; ``receive`` takes from it,
+``ack`` sends one ACK per message. The reader also sends and watches STOMP heartbeats (10 s; a broker
+silent for 30 s counts as lost). The QueueSource protocol has no entry point that could host a task group,
+so the reader is an asyncio task owned by the source (named ``activemq-reader-<queue>``), cancelled and
+joined by ``aclose``; anything it hits ends up in ``receive``: SourceError for the connection, the
+exception itself for a bug.
 
 Why not ``stompman.Client``: it reconnects and resubscribes on its own and then silently drops the ACKs
 of messages received before (the engine must hear of a lost connection: SourceError, runner restart);
 it loses the broker's ERROR text when the login is refused; and its internal TaskGroup cancels the task
 that entered it when the connection cannot be restored. The lower layers (``Connection``, frames,
-``dump_frame``) are used as they are, stompman's byte-by-byte ``FrameParser`` and ACK encoding are
-replaced by :class:`StompFrameParser` and :func:`encode_ack` (the consumer's CPU ceiling; measured below).
+``dump_frame``) are used as they are; stompman's byte-by-byte ``FrameParser`` and ACK encoding are
+replaced by :class:`StompFrameParser` and :func:`encode_ack`, the consumer's CPU ceiling. Measured with
+20,000 persistent 200-byte messages, receive(100) + ack per batch, on a loaded 2-core machine: 2,600/s
+with stompman's parser, 4,000-4,500/s with these (``stompman.Client`` itself: 3,550/s there).
 
 Failure and redelivery (ActiveMQ Classic 5.18, measured):
 * A STOMP NACK is a poison ack: the message goes to ``ActiveMQ.DLQ`` at once, without redelivery.
 * A message comes back, with ``redelivered:true``, only when the consumer holding it unacknowledged goes
   away (UNSUBSCRIBE or DISCONNECT). The broker then applies no ``maximumRedeliveries`` at all over STOMP
-  (a message went round ten times without reaching the DLQ) and the frames carry no delivery count: in
+  (a message was delivered ten times without reaching the DLQ) and frames carry no delivery count: in
   ActiveMQ Classic the redelivery policy is enforced by the JMS client, which poison-acks a message whose
   redelivery counter exceeds ``maximumRedeliveries`` (6 by default, the policy AWS uses).
 

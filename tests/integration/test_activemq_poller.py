@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import random
+import re
 import subprocess
 import time
 import uuid
@@ -344,8 +345,13 @@ async def test_receive_waits_for_the_first_then_takes_what_is_buffered(
         tg.start_soon(later)
         first = await src.receive(10, 10.0)
     assert 1 <= len(first) <= 10
-    await anyio.sleep(0.3)
-    rest = await src.receive(100, 0)  # no wait: only what is buffered
+    rest: list[QueueMessage] = []
+    with anyio.fail_after(5):
+        while len(first) + len(rest) < 25:
+            await anyio.sleep(0.1)
+            started = time.monotonic()
+            rest += await src.receive(100, 0)  # no wait: only what is buffered
+            assert time.monotonic() - started < 0.05
     assert len(first) + len(rest) == 25
     await src.ack([*first, *rest])
 
@@ -522,21 +528,24 @@ async def test_unreachable_broker_is_a_source_error(open_source: SourceFactory) 
 
 
 @contextlib.asynccontextmanager
-async def _fake_broker(reply: bytes) -> AsyncIterator[str]:
-    """A TCP server that answers every connection with ``reply`` (or nothing) and keeps it open."""
-
-    async def serve(stream: Any) -> None:
-        async with stream:
-            if reply:
-                await stream.send(reply)
-            await anyio.sleep(30)
-
+async def _fake_broker(serve: Callable[[Any], Any]) -> AsyncIterator[str]:
+    """A TCP server running ``serve(stream)`` for each connection; yields its stomp:// endpoint."""
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
     async with listener, anyio.create_task_group() as tg:
         tg.start_soon(listener.serve, serve)
         yield f"stomp://127.0.0.1:{port}"
         tg.cancel_scope.cancel()
+
+
+def _answering(reply: bytes) -> Callable[[Any], Any]:
+    async def serve(stream: Any) -> None:
+        async with stream:
+            if reply:
+                await stream.send(reply)
+            await anyio.sleep(30)
+
+    return serve
 
 
 @pytest.mark.parametrize(
@@ -552,10 +561,41 @@ async def _fake_broker(reply: bytes) -> AsyncIterator[str]:
 async def test_a_peer_that_is_no_stomp_broker_is_a_source_error(
     open_source: SourceFactory, reply: bytes, error: str
 ) -> None:
-    async with _fake_broker(reply) as endpoint:
+    async with _fake_broker(_answering(reply)) as endpoint:
         src = open_source("q", endpoint=endpoint, connect_timeout_s=1.0)
         with pytest.raises(SourceError, match=error):
             await src.receive(1, 1.0)
+        await src.aclose()
+
+
+async def _connects_then_goes_silent(stream: Any) -> None:
+    """CONNECTED with 1 s heartbeats, a RECEIPT for the SUBSCRIBE, then nothing at all."""
+    buf = b""
+
+    async def frame() -> bytes:
+        nonlocal buf
+        while b"\x00" not in buf:
+            buf += await stream.receive()
+        head, _, buf = buf.partition(b"\x00")
+        return head
+
+    async with stream:
+        await frame()  # CONNECT
+        await stream.send(b"CONNECTED\nversion:1.2\nheart-beat:1000,1000\n\n\x00")
+        receipt = re.search(rb"\nreceipt:([^\n]+)", await frame())
+        assert receipt is not None
+        await stream.send(b"RECEIPT\nreceipt-id:" + receipt.group(1) + b"\n\n\x00")
+        await anyio.sleep(30)
+
+
+async def test_a_silent_broker_is_a_lost_connection(open_source: SourceFactory) -> None:
+    """Heartbeats: a broker that promised them and sends nothing for 3 intervals is given up."""
+    async with _fake_broker(_connects_then_goes_silent) as endpoint:
+        src = open_source("q", endpoint=endpoint, heartbeat_ms=1000)
+        started = time.monotonic()
+        with anyio.fail_after(10), pytest.raises(SourceError, match="no data nor heartbeat for 3s"):
+            await src.receive(10, 8.0)
+        assert 2.5 < time.monotonic() - started < 6
         await src.aclose()
 
 
