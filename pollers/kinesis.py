@@ -271,6 +271,8 @@ class KinesisStream(StreamApi):
     def __init__(self, clients: AwsClients, arn: str, invoke_identity_arn: str) -> None:
         self.clients = clients
         self.arn, self.name, self.region = kinesis_stream_parts(arn)
+        #: an enhanced fan-out consumer ARN: shards are read through SubscribeToShard (pollers/kinesis_efo)
+        self.consumer_arn = arn if arn != self.arn and "/consumer/" in arn else None
         #: records' eventSourceARN: the mapping's ARN (a consumer ARN is normalised to its stream)
         self.event_source_arn = self.arn
         self.invoke_identity_arn = invoke_identity_arn
@@ -305,6 +307,10 @@ class KinesisStream(StreamApi):
 
     async def open_shard(self, shard_id: str, start: StartPosition) -> IteratorShardReader:
         check_start(start, at_timestamp=True)
+        if self.consumer_arn is not None:
+            from pollers.kinesis_efo import SubscribeShardReader
+
+            return await SubscribeShardReader(self, self.consumer_arn, shard_id, start).open()
         return await IteratorShardReader(self, shard_id, start).open()
 
     async def aclose(self) -> None:

@@ -3,7 +3,7 @@
 #
 #   scripts/services.sh install [SERVICE...]   fetch/build what SERVICE needs (idempotent)
 #   scripts/services.sh start   [SERVICE...]   install on first use, start, return once the port accepts
-#                                              connections (default: elasticmq moto kinesis rabbitmq activemq)
+#                                              connections (default: elasticmq moto kinesis rabbitmq activemq localstack)
 #   scripts/services.sh stop    [SERVICE...]   stop what this script started (PID files only; default: all)
 #   scripts/services.sh status  [SERVICE...]   running (ours) / up (not ours) / stopped
 #   scripts/services.sh reset   SERVICE...     stop and wipe the service's data (next start is a fresh one)
@@ -67,7 +67,7 @@ AMQ_PASSWORD=${AMQ_PASSWORD:-admin}
 LOCALSTACK_PORT=${LOCALSTACK_PORT:-4566}
 
 ALL_SERVICES=(elasticmq moto kinesis kafka rabbitmq activemq localstack)
-DEFAULT_START=(elasticmq moto kinesis rabbitmq activemq)   # what the test suite needs today
+DEFAULT_START=(elasticmq moto kinesis rabbitmq activemq localstack)   # what the test suite needs today
 
 log() { echo "[services] $*" >&2; }
 die() { echo "[services] ERROR: $*" >&2; exit 1; }

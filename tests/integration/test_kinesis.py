@@ -457,3 +457,26 @@ def test_reshard_processes_parents_before_children(
     last_parent = max(i for i, r in enumerate(records) if r["eventID"].startswith(parent + ":"))
     first_child = min(i for i, r in enumerate(records) if not r["eventID"].startswith(parent + ":"))
     assert last_parent < first_child
+
+
+def test_enhanced_fan_out_consumer_arn_end_to_end(start_engine: Any, unique_name: Any) -> None:
+    """A mapping on a stream consumer ARN reads through SubscribeToShard (LocalStack on the host)."""
+    from tests.services import endpoint_for, require_service
+
+    endpoint = require_service("localstack", endpoint_for("localstack"))
+    client = boto3.client("kinesis", endpoint_url=endpoint, region_name=REGION)
+    name = unique_name("efo")
+    arn = _stream(client, name)
+    consumer = client.register_stream_consumer(StreamARN=arn, ConsumerName="esm")["Consumer"]["ConsumerARN"]
+    wait_for(
+        lambda: (
+            client.describe_stream_consumer(ConsumerARN=consumer)["ConsumerDescription"]["ConsumerStatus"]
+            == "ACTIVE"
+        )
+    )
+    seqs = _put(client, name, [("k", str(i)) for i in range(15)])
+    eng = start_engine(None, endpoints={"kinesis": endpoint})
+    _map(eng, consumer, "fn-stream_ok", BatchSize=10)
+    wait_for(lambda: len(esm_test_fns.records_for(arn)) >= 15)
+    records = esm_test_fns.records_for(arn)
+    assert [r["kinesis"]["sequenceNumber"] for r in records] == seqs  # eventSourceARN is the stream's

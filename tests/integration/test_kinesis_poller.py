@@ -512,13 +512,13 @@ async def test_other_sdk_errors_are_source_errors(make_stream: Any, kinesis_endp
         await unreachable.aclose()
 
 
-async def test_limit_is_capped_at_the_api_maximum_and_a_consumer_arn_reads_its_stream(
+async def test_limit_is_capped_at_the_api_maximum(
     kinesis: Any, factory: KinesisSourceFactory, make_stream: Any
 ) -> None:
+    # consumer ARNs (enhanced fan-out) are read by SubscribeToShard: tests/integration/test_kinesis_efo.py
     name, arn = make_stream()
     _, seq = put(kinesis, name, b"x", "k")
-    consumer_arn = f"{arn}/consumer/my-consumer:1700000000"
-    stream = factory.open_stream(mapping_for(consumer_arn))
+    stream = factory.open_stream(mapping_for(arn))
     reader = await stream.open_shard("shardId-000000000000", StartPosition("TRIM_HORIZON"))
     got = await reader.read(50_000)  # GetRecords refuses Limit > 10000
     assert [r.sequence_number for r in got.records] == [seq]

@@ -1,0 +1,248 @@
+"""Kinesis enhanced fan-out: a shard reader over SubscribeToShard (aiobotocore event streams).
+
+A mapping whose EventSourceArn is a stream consumer ARN
+(``arn:aws:kinesis:REGION:ACCOUNT:stream/NAME/consumer/CONSUMER:TIMESTAMP``) reads its shards through
+SubscribeToShard: the service pushes SubscribeToShardEvents (Records, ContinuationSequenceNumber,
+MillisBehindLatest, ChildShards) over one HTTP response for up to 5 minutes (spec 9). Records name the
+stream, not the consumer, as eventSourceARN (spec 1.1): they are built by :class:`KinesisStream`.
+
+One background task per subscription (the *pump*) moves events from the HTTP response into a small
+bounded queue; when the queue is full the pump stops reading the response (backpressure through TCP).
+``read`` hands out what the subscription pushed so far. When a subscription ends (its 5 minutes are up,
+or it failed), the next ``read`` subscribes again AFTER_SEQUENCE_NUMBER the last record returned (or the
+last continuation sequence number once every record before it was returned).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
+
+from engine.ports import ShardRead, SourceError, SourceThrottled, StartPosition, StreamRecord
+from pollers.kinesis import IteratorShardReader, KinesisStream, check_start, error_code, translate
+
+log = structlog.get_logger("pollers.kinesis_efo")
+
+#: SubscribeToShard refuses a second subscription of the same consumer and shard (ResourceInUse) or more
+#: than one call per second (LimitExceeded): back off and subscribe again
+SUBSCRIBE_THROTTLING_CODES = frozenset({"ResourceInUseException", "LimitExceededException"})
+
+
+def translate_subscribe(e: ClientError | BotoCoreError, operation: str, consumer_arn: str) -> Exception:
+    """ResourceInUse / LimitExceeded -> SourceThrottled; the rest as :func:`pollers.kinesis.translate`."""
+    if isinstance(e, ClientError) and error_code(e) in SUBSCRIBE_THROTTLING_CODES:
+        return SourceThrottled(f"{operation} throttled ({error_code(e)}) on {consumer_arn}")
+    return translate(e, operation, consumer_arn)
+
+
+@dataclass
+class _Event:
+    """One SubscribeToShardEvent, its records already built."""
+
+    records: deque[StreamRecord]
+    continuation: str | None
+    millis_behind_latest: int | None
+    child_shards: bool
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """The subscription's response ended (normally after 5 minutes) or failed (``error``)."""
+
+    error: Exception | None = None
+
+
+class SubscribeShardReader(IteratorShardReader):
+    """Reads one shard of a stream through an enhanced fan-out consumer (implements ShardReader).
+
+    A subclass of :class:`IteratorShardReader` only so that ``KinesisStream.open_shard`` keeps its type:
+    it shares the resume bookkeeping (``last_sequence_number``), never an iterator.
+    """
+
+    def __init__(
+        self,
+        stream: KinesisStream,
+        consumer_arn: str,
+        shard_id: str,
+        start: StartPosition,
+        *,
+        first_event_wait_s: float = 1.0,
+        max_buffered_events: int = 4,
+        close_timeout_s: float = 5.0,
+    ) -> None:
+        check_start(start, at_timestamp=True)
+        super().__init__(stream, shard_id, start)
+        self.stream = stream
+        self.consumer_arn = consumer_arn
+        #: how long ``read`` waits for an event when nothing is buffered
+        self.first_event_wait_s = first_event_wait_s
+        self.max_buffered_events = max(1, max_buffered_events)
+        self.close_timeout_s = close_timeout_s
+        self._queue: asyncio.Queue[_Event | _Ended] | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._current: _Event | None = None  # the event being handed out (records left in it)
+        self._continuation: str | None = None  # last continuation whose records were all returned
+        self._closed = False
+        self.subscriptions = 0  # how many SubscribeToShard calls succeeded (for tests and logs)
+
+    def _resume_position(self) -> StartPosition:
+        after = self._continuation or self._last_sequence
+        if self._continuation and self._last_sequence and int(self._last_sequence) > int(self._continuation):
+            after = self._last_sequence
+        if after is not None:
+            return StartPosition("AFTER_SEQUENCE_NUMBER", sequence_number=after)
+        return self.start
+
+    def _starting_position(self, position: StartPosition) -> dict[str, Any]:
+        starting: dict[str, Any] = {"Type": position.kind}
+        if position.kind == "AFTER_SEQUENCE_NUMBER":
+            starting["SequenceNumber"] = position.sequence_number
+        elif position.kind == "AT_TIMESTAMP":
+            assert position.timestamp is not None
+            starting["Timestamp"] = datetime.fromtimestamp(position.timestamp, tz=UTC)
+        return starting
+
+    async def open(self) -> SubscribeShardReader:
+        """Subscribes now, so that LATEST means the moment the shard was opened."""
+        await self._subscribe()
+        return self
+
+    async def _subscribe(self) -> None:
+        position = self._resume_position()
+        client = await self.stream.clients.client(self.stream.region)
+        try:
+            resp = await client.subscribe_to_shard(
+                ConsumerARN=self.consumer_arn,
+                ShardId=self.shard_id,
+                StartingPosition=self._starting_position(position),
+            )
+        except (ClientError, BotoCoreError) as e:
+            raise translate_subscribe(e, "SubscribeToShard", self.consumer_arn) from e
+        except ResponseParserError as e:  # an endpoint without SubscribeToShard (no event stream)
+            raise SourceError(f"SubscribeToShard failed on {self.consumer_arn}: {e}") from e
+        self.subscriptions += 1
+        log.debug(
+            "shard_subscribed",
+            shard_id=self.shard_id,
+            consumer_arn=self.consumer_arn,
+            position=position.kind,
+            sequence_number=position.sequence_number,
+        )
+        queue: asyncio.Queue[_Event | _Ended] = asyncio.Queue(maxsize=self.max_buffered_events)
+        self._queue = queue
+        self._pump = asyncio.create_task(self._run_pump(resp["EventStream"], queue))
+
+    async def _run_pump(self, events: Any, queue: asyncio.Queue[_Event | _Ended]) -> None:
+        end = _Ended()
+        try:
+            async for event in events:
+                payload = event.get("SubscribeToShardEvent")
+                if payload is None:
+                    continue
+                await queue.put(self._event(payload))
+        except asyncio.CancelledError:
+            raise
+        except (ClientError, BotoCoreError) as e:
+            end = _Ended(translate_subscribe(e, "SubscribeToShard", self.consumer_arn))
+        except Exception as e:  # aiohttp's connection errors and the like: the subscription is lost
+            end = _Ended(SourceError(f"SubscribeToShard failed on {self.consumer_arn}: {e!r}"))
+        finally:
+            with contextlib.suppress(Exception):
+                events.close()
+        await queue.put(end)
+
+    def _event(self, payload: Mapping[str, Any]) -> _Event:
+        records = deque(self.stream.stream_record(self.shard_id, raw) for raw in payload.get("Records") or ())
+        behind = payload.get("MillisBehindLatest")
+        continuation = payload.get("ContinuationSequenceNumber")
+        return _Event(
+            records=records,
+            # LocalStack sends "0" before any record (its placeholder, not a sequence number): ignore it
+            continuation=str(continuation) if continuation and str(continuation) != "0" else None,
+            millis_behind_latest=int(behind) if behind is not None else None,
+            child_shards=bool(payload.get("ChildShards")),
+        )
+
+    async def _next_item(self, wait_s: float) -> _Event | _Ended | None:
+        """The next event of the subscription (None when none came within ``wait_s``)."""
+        if self._queue is None:
+            await self._subscribe()
+        queue = self._queue
+        assert queue is not None
+        if wait_s <= 0:
+            try:
+                return queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return None
+        with anyio.move_on_after(wait_s):
+            return await queue.get()
+        return None
+
+    def _finish_event(self, event: _Event) -> None:
+        """Every record of ``event`` was returned."""
+        if event.continuation is not None:
+            self._continuation = event.continuation
+        if event.child_shards:
+            self._ended = True  # the shard is closed and read to its end
+
+    async def read(self, limit: int) -> ShardRead:
+        if self._closed:
+            raise SourceError(f"reader of {self.shard_id} is closed")
+        limit = max(1, limit)
+        out: list[StreamRecord] = []
+        behind: int | None = None
+        while len(out) < limit and not self._ended:
+            event = self._current
+            if event is None:
+                item = await self._next_item(0 if out else self.first_event_wait_s)
+                if item is None:
+                    break
+                if isinstance(item, _Ended):
+                    # the subscription's 5 minutes are up (or it failed): the next read subscribes again
+                    await self._drop_subscription()
+                    if item.error is not None and not out:
+                        raise item.error
+                    break
+                event = self._current = item
+            while event.records and len(out) < limit:
+                out.append(event.records.popleft())
+            behind = event.millis_behind_latest
+            if not event.records:
+                self._current = None
+                self._finish_event(event)
+        if out:
+            self._last_sequence = out[-1].sequence_number
+        return ShardRead(
+            records=out,
+            end_of_shard=self._ended,
+            millis_behind_latest=behind,
+        )
+
+    async def _drop_subscription(self) -> None:
+        pump, self._pump, self._queue = self._pump, None, None
+        if pump is not None and not pump.done():
+            pump.cancel()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.close_timeout_s):
+                await asyncio.wait([pump])
+
+    async def aclose(self) -> None:
+        """Cancels the subscription (shielded, at most ``close_timeout_s``)."""
+        self._closed = True
+        await self._drop_subscription()
+
+
+if TYPE_CHECKING:  # the port this class implements (checked by mypy, never run)
+    from engine.ports import ShardReader
+
+    def _implements(reader: SubscribeShardReader) -> ShardReader:
+        return reader
