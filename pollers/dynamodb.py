@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
 
-from engine.events import RECORDS_ENVELOPE, Envelope, parse_arn
+from engine.events import parse_arn
 from engine.model import EventSourceMapping
-from engine.ports import ShardInfo, SourceDescription, SourceNotFound, StartPosition, StreamRecord
+from engine.ports import ShardInfo, SourceNotFound, StartPosition, StreamRecord
 from engine.stream_events import dynamodb_lane_key, dynamodb_record
 from pollers.aws import AwsClients
 from pollers.kinesis import (
@@ -25,6 +25,7 @@ from pollers.kinesis import (
     IteratorShardReader,
     ShardGone,
     StreamApi,
+    StreamSourceFactory,
     TrimmedData,
     check_start,
     error_code,
@@ -68,23 +69,9 @@ def dynamodb_stream_parts(arn: str) -> tuple[str, str, str]:
     return segments[1], segments[3], parts.region
 
 
-class DynamoDbSourceFactory:
+class DynamoDbSourceFactory(StreamSourceFactory):
     def __init__(self, clients: DynamoDbStreamsClients) -> None:
         self.clients = clients
-
-    async def describe(self, mapping: EventSourceMapping) -> SourceDescription:
-        """Raises SourceNotFound ``Stream not found: <arn>`` when the stream does not exist."""
-        arn = mapping.event_source_arn
-        assert arn is not None
-        try:
-            stream = self.open_stream(mapping)
-        except ValueError:
-            raise stream_not_found(arn) from None
-        await stream.identity()
-        return SourceDescription()
-
-    def envelope(self, mapping: EventSourceMapping) -> Envelope:
-        return RECORDS_ENVELOPE
 
     def open_stream(
         self, mapping: EventSourceMapping, *, invoke_identity_arn: str | None = None

@@ -30,6 +30,7 @@ from engine.ports import (
     SourceThrottled,
     StartPosition,
     StreamRecord,
+    StreamSource,
 )
 from engine.stream_events import epoch_seconds, kinesis_lane_key, kinesis_record
 from pollers.aws import AwsClients
@@ -236,9 +237,13 @@ def kinesis_stream_parts(arn: str) -> tuple[str, str, str]:
     return stream_arn, name, parts.region
 
 
-class KinesisSourceFactory:
-    def __init__(self, clients: KinesisClients) -> None:
-        self.clients = clients
+class StreamSourceFactory:
+    """What the Kinesis and DynamoDB Streams factories share: existence checks and the envelope."""
+
+    def open_stream(
+        self, mapping: EventSourceMapping, *, invoke_identity_arn: str | None = None
+    ) -> StreamSource:
+        raise NotImplementedError
 
     async def describe(self, mapping: EventSourceMapping) -> SourceDescription:
         """Raises SourceNotFound ``Stream not found: <arn>`` when the stream does not exist."""
@@ -253,6 +258,11 @@ class KinesisSourceFactory:
 
     def envelope(self, mapping: EventSourceMapping) -> Envelope:
         return RECORDS_ENVELOPE
+
+
+class KinesisSourceFactory(StreamSourceFactory):
+    def __init__(self, clients: KinesisClients) -> None:
+        self.clients = clients
 
     def open_stream(
         self, mapping: EventSourceMapping, *, invoke_identity_arn: str | None = None

@@ -34,6 +34,7 @@ from engine.ports import (
     Invoker,
     InvokeResult,
     ShardInfo,
+    ShardRead,
     ShardReader,
     SourceThrottled,
     StartPosition,
@@ -204,14 +205,9 @@ class StreamRunner:
         """Read the shard into its lanes until it ends (True) or the runner drains (False)."""
         backoff = Backoff(base_s=0.2, cap_s=5.0)
         while not self._draining.is_set():
-            try:
-                read = await reader.read(min(self.policy.batch_size, 10_000))
-            except SourceThrottled as e:
-                delay = backoff.next_delay()
-                shard_log.warning("shard_read_throttled", error=str(e), retry_in_s=round(delay, 2))
-                await self.sleep(delay)
+            read = await self._read_or_back_off(reader, backoff, shard_log)
+            if read is None:
                 continue
-            backoff.reset()
             dropped: list[str] = []
             per_lane: list[list[StreamRecord]] = [[] for _ in lanes]
             for rec in read.records:
@@ -263,14 +259,9 @@ class StreamRunner:
                     continue
                 if self._draining.is_set():
                     return
-                try:
-                    read = await reader.read(min(self.policy.batch_size, 10_000))
-                except SourceThrottled as e:
-                    delay = backoff.next_delay()
-                    shard_log.warning("shard_read_throttled", error=str(e), retry_in_s=round(delay, 2))
-                    await self.sleep(delay)
+                read = await self._read_or_back_off(reader, backoff, shard_log)
+                if read is None:
                     continue
-                backoff.reset()
                 matched = [r for r in read.records if self.filter.is_empty or self._matches(r)]
                 windows.feed(matched, self.now(), end_of_shard=read.end_of_shard)
                 if read.records and not matched and windows.empty:
@@ -334,6 +325,20 @@ class StreamRunner:
                 self.log.error("window_final_invoke_abandoned", shard=shard.shard_id, attempts=failures)
                 return
             await self.sleep(backoff.next_delay())
+
+    async def _read_or_back_off(
+        self, reader: ShardReader, backoff: Backoff, shard_log: Any
+    ) -> ShardRead | None:
+        """One read of up to BatchSize records; None after a throttle, once backed off (nothing lost)."""
+        try:
+            read = await reader.read(min(self.policy.batch_size, 10_000))
+        except SourceThrottled as e:
+            delay = backoff.next_delay()
+            shard_log.warning("shard_read_throttled", error=str(e), retry_in_s=round(delay, 2))
+            await self.sleep(delay)
+            return None
+        backoff.reset()
+        return read
 
     def _matches(self, rec: StreamRecord) -> bool:
         view = filter_view(self.mapping.kind, rec.record)
