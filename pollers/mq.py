@@ -72,7 +72,12 @@ class MqSourceFactory:
         user, password = (creds.username, creds.password) if creds else (None, None)
         if t.engine == "RabbitMQ":
             source: QueueSource = RabbitMqQueue(
-                t.endpoint, t.queue, vhost=t.vhost, username=user, password=password, prefetch=prefetch,
+                t.endpoint,
+                t.queue,
+                vhost=t.vhost,
+                username=user,
+                password=password,
+                prefetch=prefetch,
                 broker_arn=arn,
             )
             return source, rabbitmq_envelope(arn, t.queue, t.vhost), t

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 import boto3
-import pytest
 
 from tests.integration.conftest import wait_for
+from tests.integration.engine_process import free_port, serve
 
 HANDLER = """
 import os, time
@@ -27,44 +24,6 @@ def record(event, context):
             f.write(r["body"] + "\\n")
     time.sleep(0.2)
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _serve(tmp: Path, port: int, sqs_endpoint: str) -> subprocess.Popen[bytes]:
-    log = (tmp / f"engine-{time.monotonic_ns()}.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "engine.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp / "data"),
-            "--config",
-            str(tmp / "esm.yaml"),
-            "--endpoint",
-            f"sqs={sqs_endpoint}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=Path(__file__).parents[2],
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return proc
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"engine did not start: {Path(log.name).read_text()}")
-            time.sleep(0.05)
 
 
 def test_sigkill_mid_batch_loses_nothing(tmp_path: Path, sqs_endpoint: str, unique_name: Any) -> None:
@@ -87,8 +46,8 @@ def test_sigkill_mid_batch_loses_nothing(tmp_path: Path, sqs_endpoint: str, uniq
         sqs.send_message_batch(
             QueueUrl=url, Entries=[{"Id": str(j), "MessageBody": f"msg-{i + j}"} for j in range(10)]
         )
-    port = _free_port()
-    engine = _serve(tmp_path, port, sqs_endpoint)
+    port = free_port()
+    engine = serve(tmp_path, port, f"sqs={sqs_endpoint}")
     lam = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
     try:
         uuid = lam.create_event_source_mapping(
@@ -103,7 +62,7 @@ def test_sigkill_mid_batch_loses_nothing(tmp_path: Path, sqs_endpoint: str, uniq
         seen_before = set(out.read_text().split())
         assert seen_before < bodies  # the crash really happened before the end
 
-        engine = _serve(tmp_path, port, sqs_endpoint)
+        engine = serve(tmp_path, port, f"sqs={sqs_endpoint}")
         assert lam.get_event_source_mapping(UUID=uuid)["State"] in ("Enabled", "Creating")
         wait_for(lambda: set(out.read_text().split()) == bodies, timeout=30)
 

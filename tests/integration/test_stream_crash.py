@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import textwrap
 import time
 from collections import defaultdict
@@ -17,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import pytest
 
 from tests.integration.conftest import wait_for
+from tests.integration.engine_process import free_port, serve, stop
 
 REGION = "us-east-1"
 SHARDS = 2
@@ -56,54 +53,6 @@ def _lines(out: Path) -> list[Line]:
     if not out.exists():
         return []
     return [Line(t) for t in out.read_text().splitlines()]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _serve(tmp: Path, port: int, kinesis_endpoint: str) -> subprocess.Popen[bytes]:
-    log = (tmp / f"engine-{time.monotonic_ns()}.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "engine.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp / "data"),
-            "--config",
-            str(tmp / "esm.yaml"),
-            "--endpoint",
-            f"kinesis={kinesis_endpoint}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=Path(__file__).parents[2],
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return proc
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"engine did not start: {Path(log.name).read_text()}")
-            time.sleep(0.05)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-        raise AssertionError("the engine did not stop on SIGTERM within 20 s") from None
 
 
 def _stream(kinesis: Any, name: str) -> str:
@@ -145,8 +94,8 @@ def test_sigkill_mid_run_on_a_kinesis_stream(tmp_path: Path, kinesis_endpoint: s
         per_shard[shard].append(seq)
     assert len(per_shard) == SHARDS and all(len(s) >= 4 * BATCH_SIZE for s in per_shard.values())
 
-    port = _free_port()
-    engine = _serve(tmp_path, port, kinesis_endpoint)
+    port = free_port()
+    engine = serve(tmp_path, port, f"kinesis={kinesis_endpoint}")
     lam = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{port}", region_name=REGION)
     try:
         uuid = lam.create_event_source_mapping(
@@ -165,12 +114,12 @@ def test_sigkill_mid_run_on_a_kinesis_stream(tmp_path: Path, kinesis_endpoint: s
         assert len({ln.data for ln in before}) < RECORDS  # the kill really happened mid-run
         assert len({ln.data for ln in before}) == len(before)  # no duplicate before the kill
 
-        engine = _serve(tmp_path, port, kinesis_endpoint)
+        engine = serve(tmp_path, port, f"kinesis={kinesis_endpoint}")
         assert lam.get_event_source_mapping(UUID=uuid)["State"] in ("Enabled", "Creating")
         wait_for(lambda: {ln.data for ln in _lines(out)} == set(seq_of), timeout=60)
         time.sleep(1.5)  # whatever else the restarted engine would deliver
         lines = _lines(out)
-        assert _stop(engine) == 0  # graceful stop on SIGTERM
+        assert stop(engine) == 0  # graceful stop on SIGTERM
     finally:
         if engine.poll() is None:
             engine.kill()
@@ -200,10 +149,10 @@ def test_sigkill_mid_run_on_a_kinesis_stream(tmp_path: Path, kinesis_endpoint: s
         assert first_deliveries == sorted(seqs)
 
     # the clean stop left the checkpoints at the end: a third start delivers nothing again
-    engine = _serve(tmp_path, port, kinesis_endpoint)
+    engine = serve(tmp_path, port, f"kinesis={kinesis_endpoint}")
     try:
         assert lam.get_event_source_mapping(UUID=uuid)["State"] == "Enabled"
         time.sleep(3.0)  # two poll intervals (1 s) after the shards are opened
         assert len(_lines(out)) == len(lines)
     finally:
-        assert _stop(engine) == 0
+        assert stop(engine) == 0
