@@ -67,7 +67,7 @@ AMQ_PASSWORD=${AMQ_PASSWORD:-admin}
 LOCALSTACK_PORT=${LOCALSTACK_PORT:-4566}
 
 ALL_SERVICES=(elasticmq moto kinesis kafka rabbitmq activemq localstack)
-DEFAULT_START=(elasticmq moto kinesis rabbitmq activemq localstack)   # what the test suite needs today
+DEFAULT_START=(elasticmq moto kinesis rabbitmq activemq localstack kafka)   # what the test suite needs today
 
 log() { echo "[services] $*" >&2; }
 die() { echo "[services] ERROR: $*" >&2; exit 1; }
