@@ -127,7 +127,12 @@ class Engine:
             source, envelope, target = await self.mq.open(m)
             # AWS runs at most 5 concurrent ActiveMQ and 1 RabbitMQ execution environments per mapping
             pollers = 1 if target.engine == "RabbitMQ" else 5
-            mq_settings = replace(self.settings.queue, initial_pollers=pollers, default_max_pollers=pollers)
+            mq_settings = replace(
+                self.settings.queue,
+                initial_pollers=pollers,
+                default_max_pollers=pollers,
+                receive_max=m.batching.batch_size,  # a broker's buffer, not SQS's 10 per call
+            )
             return QueueRunner(m, source, envelope, invoker, record_filter, self.store, mq_settings)
         stream: StreamSource
         if m.kind is SourceKind.KINESIS:

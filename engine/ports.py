@@ -122,6 +122,7 @@ class SourceError(Exception):
 
 # --- ordered streams (Kinesis, DynamoDB Streams) ----------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ShardInfo:
     shard_id: str

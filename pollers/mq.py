@@ -68,7 +68,8 @@ class MqSourceFactory:
         t = await self.target(mapping)
         creds = await self.directory.credentials(t.secret_arn) if t.secret_arn else None
         arn = mapping.event_source_arn or ""
-        prefetch = min(int(mapping.params["BatchSize"]), MAX_PREFETCH)
+        # twice the batch: the broker refills while a batch is being invoked
+        prefetch = min(2 * int(mapping.params["BatchSize"]), MAX_PREFETCH)
         user, password = (creds.username, creds.password) if creds else (None, None)
         if t.engine == "RabbitMQ":
             source: QueueSource = RabbitMqQueue(

@@ -6,6 +6,7 @@ Any endpoint works (ElasticMQ, moto, LocalStack, AWS); the queue URL comes from 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -98,7 +99,8 @@ class SqsQueue:
             resp = await client.receive_message(
                 QueueUrl=url,
                 MaxNumberOfMessages=max(1, min(10, max_messages)),
-                WaitTimeSeconds=int(max(0, min(20, wait_s))),
+                # whole seconds only: round up so a batching window is never cut short
+                WaitTimeSeconds=max(0, min(20, math.ceil(wait_s))),
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
             )

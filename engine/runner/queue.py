@@ -8,7 +8,6 @@ timeout to return them). The runner scales its pollers between a floor and Maxim
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -154,7 +153,7 @@ class QueueRunner:
             if self.policy.window_s == 0 and batcher.batch.items:
                 return batcher.batch, [], backlog
             if batcher.batch.items:
-                wait = min(self.settings.long_poll_s, math.ceil(batcher.remaining(now)))
+                wait = min(self.settings.long_poll_s, batcher.remaining(now))
             else:
                 wait = self.settings.long_poll_s
             want = min(self.settings.receive_max, batcher.room)
