@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import socket
 import uuid
 import zipfile
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from aiobotocore.session import get_session
@@ -22,8 +20,9 @@ from engine.config import EngineConfig, FunctionConfig, InvokeTarget
 from engine.invoke.lambda_api import LambdaApiInvoker
 from engine.invoke.registry import FunctionRegistry
 from engine.ports import FunctionInfo, FunctionNotFound, InvokeError
+from tests.services import endpoint_for, require_service
 
-MOTO = os.environ.get("ESM_TEST_MOTO_ENDPOINT", "http://127.0.0.1:5000")
+MOTO = endpoint_for("moto")
 REGION = "us-east-1"
 #: for invokers opened without GetFunction
 INFO = FunctionInfo(function_arn="arn:aws:lambda:us-east-1:123456789012:function:f", timeout_s=3, role_arn="")
@@ -44,23 +43,9 @@ def _credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
-def _reachable(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def moto() -> str:
-    if not _reachable(MOTO):
-        message = f"moto server not reachable at {MOTO} (scripts/services.sh start moto)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return MOTO
+    return require_service("moto", MOTO)
 
 
 def _closed_port() -> int:
