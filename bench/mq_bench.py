@@ -63,11 +63,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import mq_bench_fns as fns
-from sqs_bench import RssPeak, pct
+from common import RssPeak, delete_mapping, pct
 
 from engine.app import Engine, EngineSettings
 from engine.config import EngineConfig, FunctionConfig
-from engine.errors import ResourceInUseException
 from engine.logging import configure
 
 RAW_PREFETCH = 100
@@ -267,15 +266,7 @@ def via_engine(engine: Engine, ops: Ops, batch_size: int, window: float | None) 
         m = await engine.plane.create(params)
 
         async def stopper() -> None:
-            with anyio.fail_after(30):
-                while True:
-                    try:
-                        engine.plane.delete(m.uuid)
-                        break
-                    except ResourceInUseException:  # still Creating
-                        await anyio.sleep(0.02)
-                while engine.store.get_mapping(m.uuid) is not None:
-                    await anyio.sleep(0.01)
+            await delete_mapping(engine, m.uuid)
 
         return stopper
 

@@ -30,40 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_fns
+from common import RssPeak, delete_mapping, pct
 
 from engine.app import Engine, EngineSettings
 from engine.config import EngineConfig, FunctionConfig
 from engine.logging import configure
 
 REGION = "us-east-1"
-
-
-def rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-class RssPeak:
-    """Samples RSS every 50 ms while a phase runs."""
-
-    def __init__(self) -> None:
-        self.start = rss_mib()
-        self.peak = self.start
-
-    async def sample(self) -> None:
-        while True:
-            self.peak = max(self.peak, rss_mib())
-            await anyio.sleep(0.05)
-
-
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 async def make_queue(sqs: Any, name: str) -> tuple[str, str]:
@@ -225,10 +198,7 @@ async def main(args: argparse.Namespace) -> None:
                         m = await engine.plane.create(params)
 
                         async def stopper() -> None:
-                            engine.plane.delete(m.uuid)
-                            with anyio.fail_after(30):
-                                while engine.store.get_mapping(m.uuid) is not None:
-                                    await anyio.sleep(0.01)
+                            await delete_mapping(engine, m.uuid)
 
                         return stopper
 
