@@ -26,8 +26,10 @@ from engine.runner.queue import QueueRunner, QueueRunnerSettings
 from engine.runner.stream import StreamRunner, StreamRunnerSettings
 from engine.senders import DestinationSender
 from engine.store.sqlite import SqliteStore
+from engine.stream_shapes import RecordsShape
 from engine.supervisor import Runner, Supervisor
 from pollers.dynamodb import DynamoDbSourceFactory, DynamoDbStreamsClients
+from pollers.kafka_factory import KafkaSourceFactory
 from pollers.kinesis import KinesisClients, KinesisSourceFactory
 from pollers.mq import MqSourceFactory
 from pollers.resolve import BrokerDirectory
@@ -52,6 +54,9 @@ class EngineSettings:
     stream: StreamRunnerSettings = field(default_factory=StreamRunnerSettings)
     #: DynamoDB Streams: four times a second
     dynamodb_poll_interval_s: float = 0.25
+    #: Kafka: reads wait on the broker (no poll interval); a rebalance's new partitions are picked up
+    #: this often
+    kafka_discovery_interval_s: float = 1.0
     drain_timeout_s: float = 10.0
 
     def endpoint_for(self, service: str) -> str | None:
@@ -85,6 +90,7 @@ class Engine:
         self.destinations = DestinationSender(settings.endpoint_for, region=settings.region)
         self.brokers = BrokerDirectory(config.sections, settings.endpoint_for)
         self.mq = MqSourceFactory(self.brokers)
+        self.kafka = KafkaSourceFactory(self.brokers, pem_dir=settings.data_dir / "pem")
         self.supervisor = Supervisor(self.store, self.build_runner, drain_timeout_s=settings.drain_timeout_s)
         self.plane = ControlPlane(
             store=self.store,
@@ -95,11 +101,10 @@ class Engine:
                 SourceKind.KINESIS: self.kinesis.describe,
                 SourceKind.DYNAMODB: self.dynamodb.describe,
                 SourceKind.MQ: self.mq.describe,
+                SourceKind.MSK: self.kafka.describe,
+                SourceKind.SELF_MANAGED_KAFKA: self.kafka.describe,
             },
             function_arn=self.functions.function_arn,
-            supported_kinds=frozenset(
-                {SourceKind.SQS, SourceKind.KINESIS, SourceKind.DYNAMODB, SourceKind.MQ}
-            ),
         )
         self.port = settings.port
 
@@ -134,6 +139,26 @@ class Engine:
                 receive_max=m.batching.batch_size,  # a broker's buffer, not SQS's 10 per call
             )
             return QueueRunner(m, source, envelope, invoker, record_filter, self.store, mq_settings)
+        if m.kind.is_kafka:
+            kafka, kafka_shape = await self.kafka.open(m)
+            settings = replace(
+                self.settings.stream,
+                poll_interval_s=0.0,
+                discovery_interval_s=self.settings.kafka_discovery_interval_s,
+            )
+            return StreamRunner(
+                m,
+                kafka,
+                invoker,
+                record_filter,
+                self.store,
+                self.destinations,
+                settings,
+                kafka_shape,
+                commits=kafka,
+                producer=kafka,
+                now=self.clock,
+            )
         stream: StreamSource
         if m.kind is SourceKind.KINESIS:
             stream = self.kinesis.open_stream(m, invoke_identity_arn=invoker.info.role_arn)
@@ -143,8 +168,11 @@ class Engine:
             settings = replace(self.settings.stream, poll_interval_s=self.settings.dynamodb_poll_interval_s)
         else:
             raise SourceError(f"no poller for source kind {m.kind.value}")
+        shape = RecordsShape(
+            "kinesis" if m.kind is SourceKind.KINESIS else "dynamodb", m.event_source_arn or ""
+        )
         return StreamRunner(
-            m, stream, invoker, record_filter, self.store, self.destinations, settings, now=self.clock
+            m, stream, invoker, record_filter, self.store, self.destinations, settings, shape, now=self.clock
         )
 
     async def serve(

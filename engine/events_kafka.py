@@ -27,6 +27,14 @@ def partition_key(topic: str, partition: int) -> str:
     return f"{topic}-{partition}"
 
 
+def parse_partition_key(key: str) -> tuple[str, int]:
+    """``<topic>-<partition>`` -> (topic, partition); topics may contain ``-``."""
+    topic, sep, partition = key.rpartition("-")
+    if not sep or not topic or not partition.isdigit():
+        raise ValueError(f"not a Kafka partition key (<topic>-<partition>): {key!r}")
+    return topic, int(partition)
+
+
 def signed_bytes(raw: bytes) -> list[int]:
     """Java's ``byte[]`` as Gson writes it: each byte as a signed value -128..127."""
     return [b - 256 if b > 127 else b for b in raw]

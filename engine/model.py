@@ -10,6 +10,8 @@ from typing import Any
 
 #: AWS's 6 MB invocation payload cap; whether AWS counts 6,291,456 or 6,000,000 bytes is unverified.
 DEFAULT_MAX_PAYLOAD_BYTES = 6_291_456
+#: Kafka: infinite retries with an on-failure destination are capped at 10 (spec 6.4)
+KAFKA_MAX_RETRIES_WITH_DESTINATION = 10
 
 
 class SourceKind(enum.StrEnum):
@@ -120,8 +122,12 @@ class EventSourceMapping:
     @property
     def retry(self) -> RetryPolicy:
         p = self.params
+        max_retry_attempts = int(p.get("MaximumRetryAttempts", -1))
+        destination = ((p.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+        if self.kind.is_kafka and max_retry_attempts < 0 and destination:
+            max_retry_attempts = KAFKA_MAX_RETRIES_WITH_DESTINATION
         return RetryPolicy(
-            max_retry_attempts=int(p.get("MaximumRetryAttempts", -1)),
+            max_retry_attempts=max_retry_attempts,
             max_record_age_s=int(p.get("MaximumRecordAgeInSeconds", -1)),
             bisect_on_error=bool(p.get("BisectBatchOnFunctionError", False)),
             report_batch_item_failures="ReportBatchItemFailures" in (p.get("FunctionResponseTypes") or []),

@@ -115,9 +115,19 @@ class SourceFactory(Protocol):
 
 
 class SourceError(Exception):
-    """A temporary failure of the source (broker or endpoint unreachable, throttled, auth refused):
+    """A temporary failure of the source (broker or endpoint unreachable, throttled):
     the supervisor restarts the mapping's runner with back-off. Pollers translate their SDK errors into
     this at their boundary; any other exception from a runner is a bug and crashes the engine."""
+
+
+class SourceAccessDenied(SourceError):
+    """The source refused the mapping's credentials or permissions: retrying cannot help until the
+    mapping (or its secret) changes, so its consumer stops (spec 6.6). ``reason`` is the
+    StateTransitionReason code: EVENT_SOURCE_AUTHN_ERROR or EVENT_SOURCE_AUTHZ_ERROR."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 # --- ordered streams (Kinesis, DynamoDB Streams) ----------------------------------------------------
@@ -160,6 +170,9 @@ class ShardRead:
     records: Sequence[StreamRecord]
     #: the shard is closed and every record of it has been returned
     end_of_shard: bool = False
+    #: the shard now belongs to another consumer (a Kafka partition revoked by a rebalance): stop reading
+    #: it without marking it finished; it may come back
+    released: bool = False
     millis_behind_latest: int | None = None
 
 
@@ -173,6 +186,23 @@ class ShardReader(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class SourceCommits(Protocol):
+    """A source that keeps the read positions itself (Kafka: the consumer group's committed offsets)
+    instead of the engine's store."""
+
+    async def commit(self, shard_id: str, sequence_number: str) -> None:
+        """Every record of the shard up to ``sequence_number`` is finished."""
+        ...
+
+
+class TopicProducer(Protocol):
+    """Produces failure records to a ``kafka://<topic>`` on-failure destination."""
+
+    async def produce(self, topic: str, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
+        """Sends (key, value) messages; raises engine.senders.DestinationError when it cannot."""
+        ...
 
 
 class StreamSource(Protocol):

@@ -3,7 +3,9 @@
 The control plane writes a mapping (in a transitional state) and notifies; the supervisor starts, stops or
 restarts that mapping's runner and settles the state (Creating -> Enabled, Disabling -> Disabled, ...).
 A temporary source failure (SourceError) stays inside its mapping: its runner restarts with back-off.
-Any other exception is a bug and crashes the engine loudly.
+A source that refuses the mapping's credentials (SourceAccessDenied) stops the mapping's consumer until
+the mapping changes, as Lambda does (spec 6.6): no restart loop. Any other exception is a bug and crashes
+the engine loudly.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from engine.errors import TooManyRequestsException
 from engine.model import EventSourceMapping, State
-from engine.ports import FunctionNotFound, InvokeError, SourceError, SourceNotFound
+from engine.ports import FunctionNotFound, InvokeError, SourceAccessDenied, SourceError, SourceNotFound
 from engine.retry import Backoff
 from engine.store.sqlite import SqliteStore
 
@@ -159,6 +161,12 @@ class Supervisor:
                         return
                     except* TEMPORARY_ERRORS as group:  # raised directly or from a runner's task group
                         e = _first_leaf(group)
+                        handle.runner = None
+                        if isinstance(e, SourceAccessDenied):
+                            self.store.set_stopped_reason(m.uuid, e.reason, f"PROBLEM: {e}")
+                            bound.error("mapping_consumer_stopped", reason=e.reason, error=str(e))
+                            handle.ready.set()
+                            await anyio.sleep_forever()  # until the mapping is updated, disabled or deleted
                         delay = backoff.next_delay()
                         self.store.set_last_processing_result(m.uuid, f"PROBLEM: {e}")
                         bound.warning(
@@ -167,7 +175,6 @@ class Supervisor:
                             error_type=type(e).__name__,
                             restart_in_s=round(delay, 2),
                         )
-                        handle.runner = None
                         handle.ready.set()  # the state settles; LastProcessingResult says what is wrong
                         await anyio.sleep(delay)
         finally:
@@ -177,5 +184,7 @@ class Supervisor:
 
 
 def _first_leaf(group: BaseExceptionGroup[Exception]) -> Exception:
-    first = group.exceptions[0]
+    """The first access refusal (it decides what happens), else the first error."""
+    denied, _ = group.split(SourceAccessDenied)
+    first = (denied or group).exceptions[0]
     return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first

@@ -25,6 +25,7 @@ from botocore.loaders import create_loader
 
 from engine.errors import InvalidParameterValueException, SerializationException, ValidationException
 from engine.model import EventSourceMapping, SourceKind, source_kind
+from engine.senders import destination_kind, kafka_destination_topic
 
 #: The API allows BatchSize 10,000 for DynamoDB today (spec 3.1); older tools (CDK) still cap it at 1,000.
 DYNAMODB_LEGACY_MAX_BATCH_SIZE_ENFORCED = False
@@ -58,6 +59,11 @@ SCALING_AND_PROVISIONED = (
 )
 CONSUMER_GROUP_IMMUTABLE = "ConsumerGroupId cannot be changed after the event source mapping is created."
 VIRTUAL_HOST_IMMUTABLE = "The VIRTUAL_HOST source access configuration cannot be changed."
+KAFKA_DESTINATION_SAME_TOPIC = "The Kafka on-failure destination topic must differ from the source topic."
+
+
+def unsupported_destination(destination: str) -> str:
+    return f"Unsupported destination {destination} for given event source mapping type."
 
 
 def unsupported_parameter(name: str) -> str:
@@ -287,6 +293,7 @@ def _check_source_rules(kind: SourceKind, params: Mapping[str, Any]) -> None:
     if 0 <= params.get("MaximumRecordAgeInSeconds", -1) < 60:
         raise InvalidParameterValueException(RECORD_AGE_RANGE)
     _check_access(kind, params.get("SourceAccessConfigurations"))
+    _check_destination(kind, params)
     if kind is SourceKind.SQS and params.get("ScalingConfig") and params.get("ProvisionedPollerConfig"):
         raise InvalidParameterValueException(SCALING_AND_PROVISIONED)
 
@@ -303,6 +310,17 @@ def _check_access(kind: SourceKind, configurations: list[dict[str, Any]] | None)
         raise InvalidParameterValueException(MISSING_ACCESS_CONFIGURATIONS)
     if kind is SourceKind.MQ and "BASIC_AUTH" not in types:
         raise InvalidParameterValueException(MISSING_BASIC_AUTH)
+
+
+def _check_destination(kind: SourceKind, params: Mapping[str, Any]) -> None:
+    destination = ((params.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+    if not destination:
+        return
+    target = destination_kind(destination)
+    if target is None or (target == "kafka" and not kind.is_kafka):
+        raise InvalidParameterValueException(unsupported_destination(destination))
+    if target == "kafka" and kafka_destination_topic(destination) in (params.get("Topics") or []):
+        raise InvalidParameterValueException(KAFKA_DESTINATION_SAME_TOPIC)
 
 
 def _check_consumer_group(current: Mapping[str, Any], requested: Mapping[str, Any]) -> None:

@@ -21,7 +21,7 @@ How it maps onto aiokafka:
 * **Rebalances**: while the group rebalances, reads wait (return no records). A partition that stays
   assigned to this member keeps its reader, which continues exactly after the last record it returned (the
   listener re-seeks it there: nothing is skipped or repeated). A partition **revoked** from this member
-  makes its reader return ``end_of_shard=True``: it now belongs to another member, which resumes from the
+  makes its reader return ``released=True``: it now belongs to another member, which resumes from the
   last committed offset. The runner must then stop that shard's task and NOT mark the partition finished
   for good: if the group assigns it back later, ``list_shards`` lists it again and it must be reopened (from
   the committed offset: the engine's checkpoint for it may be stale, another member may have moved on).
@@ -43,7 +43,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition  # type: ignore[import-untyped]
+from aiokafka import (  # type: ignore[import-untyped]
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    TopicPartition,
+)
 from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 from aiokafka.conn import create_conn  # type: ignore[import-untyped]
 from aiokafka.errors import (  # type: ignore[import-untyped]
@@ -59,8 +64,9 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
 )
 from aiokafka.helpers import create_ssl_context  # type: ignore[import-untyped]
 
-from engine.events_kafka import kafka_record, partition_key
-from engine.ports import ShardInfo, ShardRead, SourceError, StartPosition, StreamRecord
+from engine.events_kafka import kafka_record, parse_partition_key, partition_key
+from engine.ports import ShardInfo, ShardRead, SourceAccessDenied, SourceError, StartPosition, StreamRecord
+from engine.senders import KAFKA_SCHEME, DestinationError
 
 log = structlog.get_logger("pollers.kafka")
 
@@ -82,6 +88,9 @@ _DENIED_ERRORS: tuple[type[BaseException], ...] = (
     GroupAuthorizationFailedError,
     ClusterAuthorizationFailedError,
 )
+#: StateTransitionReason codes of a stopped consumer (spec 6.6)
+AUTHN_ERROR = "EVENT_SOURCE_AUTHN_ERROR"
+AUTHZ_ERROR = "EVENT_SOURCE_AUTHZ_ERROR"
 #: the deadline of ``aclose`` (leaving the group included)
 CLOSE_TIMEOUT_S = 10.0
 
@@ -141,14 +150,6 @@ class KafkaSecurity:
             )
             kwargs["ssl_context"] = context
         return kwargs
-
-
-def parse_shard_id(shard_id: str) -> tuple[str, int]:
-    """``<topic>-<partition>`` -> (topic, partition); topics may contain ``-``."""
-    topic, sep, partition = shard_id.rpartition("-")
-    if not sep or not topic or not partition.isdigit():
-        raise ValueError(f"not a Kafka shard id (<topic>-<partition>): {shard_id!r}")
-    return topic, int(partition)
 
 
 def _split_server(server: str) -> tuple[str, int]:
@@ -219,6 +220,7 @@ class KafkaSource:
         self._assignment: frozenset[Any] = frozenset()
         self._readers: dict[Any, KafkaPartitionReader] = {}
         self._identity: str | None = None
+        self._producer: Any = None
         self.log = log.bind(topic=topic, group_id=group_id, bootstrap=",".join(self.bootstrap_servers))
 
     # --- lifecycle ------------------------------------------------------------------------------------
@@ -278,21 +280,26 @@ class KafkaSource:
         return SourceError(f"{self._where()}: cannot connect ({self.security.describe()}): {e}")
 
     def _auth_error(self, e: BaseException) -> SourceError:
-        return SourceError(
-            f"{self._where()}: authentication failed ({self.security.describe()}): the broker refused "
-            f"the credentials: {e}"
+        return SourceAccessDenied(
+            f"{self._where()}: SASL authentication failed ({self.security.describe()}): the broker refused "
+            f"the credentials: {e}",
+            reason=AUTHN_ERROR,
         )
 
     def _translate(self, e: KafkaError, operation: str) -> SourceError:
         if isinstance(e, _AUTH_ERRORS):
             return self._auth_error(e)
         if isinstance(e, _DENIED_ERRORS):
-            return SourceError(f"{self._where()}: {operation} not authorized: {e}")
+            return SourceAccessDenied(f"{self._where()}: {operation} not authorized: {e}", reason=AUTHZ_ERROR)
         return SourceError(f"{self._where()}: {operation} failed: {e}")
 
     async def aclose(self) -> None:
         """Leaves the group and stops the consumer (shielded from cancellation, at most CLOSE_TIMEOUT_S)."""
         self._closed = True
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(KafkaError, OSError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(producer.stop()), CLOSE_TIMEOUT_S)
         consumer, self._consumer = self._consumer, None
         for reader in self._readers.values():
             reader._revoked = True
@@ -410,7 +417,7 @@ class KafkaSource:
         uses the group's committed offset, or without one the start position (TRIM_HORIZON, LATEST,
         AT_TIMESTAMP; an unknown kind means the source's ``starting_position``). A partition not assigned
         to this member gives a reader that is already at its end."""
-        topic, partition = parse_shard_id(shard_id)
+        topic, partition = parse_partition_key(shard_id)
         if topic != self.topic:
             raise ValueError(f"shard {shard_id!r} is not a partition of topic {self.topic!r}")
         consumer = await self._started()
@@ -421,8 +428,10 @@ class KafkaSource:
             reader._revoked = True
             return reader
         try:
-            await self._position(consumer, tp, start)
+            moving = await self._position(consumer, tp, start)
             reader.next_offset = int(await consumer.position(tp))
+            if moving:  # LATEST / AT_TIMESTAMP are fixed now: a restart resumes here, not at a later end
+                await consumer.commit({tp: reader.next_offset})
         except IllegalStateError:  # revoked meanwhile
             reader._revoked = True
             return reader
@@ -435,20 +444,23 @@ class KafkaSource:
         self.log.info("kafka_partition_opened", shard=shard_id, start=start.kind, offset=reader.next_offset)
         return reader
 
-    async def _position(self, consumer: Any, tp: Any, start: StartPosition) -> None:
+    async def _position(self, consumer: Any, tp: Any, start: StartPosition) -> bool:
+        """Seeks ``tp`` to where ``start`` says; True when that position moves with time (LATEST,
+        AT_TIMESTAMP without a committed offset) and must be committed to stay fixed."""
         if start.kind == "AFTER_SEQUENCE_NUMBER":
             if start.sequence_number is None:
                 raise ValueError("AFTER_SEQUENCE_NUMBER needs a sequence_number")
             consumer.seek(tp, int(start.sequence_number) + 1)
-            return
+            return False
         committed = await consumer.committed(tp)
         if committed is not None:
             consumer.seek(tp, int(committed))
-            return
+            return False
         kind = start.kind if start.kind in STARTING_POSITIONS else self.starting_position
         if kind == "TRIM_HORIZON":
             await consumer.seek_to_beginning(tp)
-        elif kind == "LATEST":
+            return False
+        if kind == "LATEST":
             await consumer.seek_to_end(tp)
         else:
             ts = start.timestamp if start.kind == "AT_TIMESTAMP" else self.timestamp
@@ -460,6 +472,7 @@ class KafkaSource:
                 await consumer.seek_to_end(tp)
             else:
                 consumer.seek(tp, int(at.offset))
+        return True
 
     async def commit(self, shard_id: str, sequence_number: str) -> None:
         """Commits offset + 1 of ``sequence_number`` (the last finished record) for that partition.
@@ -467,7 +480,7 @@ class KafkaSource:
         A partition no longer assigned to this member is not committed (its new owner resumes from the
         last committed offset: at-least-once); a commit refused by a rebalance in progress likewise (a
         later commit covers it)."""
-        topic, partition = parse_shard_id(shard_id)
+        topic, partition = parse_partition_key(shard_id)
         consumer = await self._started()
         tp = TopicPartition(topic, partition)
         offset = int(sequence_number) + 1
@@ -480,6 +493,27 @@ class KafkaSource:
             self.log.warning("kafka_commit_skipped_rebalance", shard=shard_id, offset=offset, error=str(e))
         except KafkaError as e:
             raise self._translate(e, "Commit") from e
+
+    async def produce(self, topic: str, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
+        """A ``kafka://<topic>`` on-failure destination on the same cluster (implements TopicProducer):
+        each (key, value) is sent with acks from all in-sync replicas; a keyless message goes to any
+        partition."""
+        destination = f"{KAFKA_SCHEME}{topic}"
+        try:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap_servers,
+                    client_id=self.client_id,
+                    acks="all",
+                    enable_idempotence=True,
+                    **self.security.client_kwargs(),
+                )
+                await producer.start()
+                self._producer = producer
+            sent = [await self._producer.send(topic, value=value, key=key) for key, value in messages]
+            await asyncio.gather(*sent)
+        except KafkaError as e:
+            raise DestinationError(f"{destination}: produce failed: {e}", destination=destination) from e
 
     def stream_record(self, message: Any) -> StreamRecord:
         headers: Sequence[tuple[str, bytes | None]] = list(message.headers or ())
@@ -519,26 +553,26 @@ class KafkaPartitionReader:
 
     async def read(self, limit: int) -> ShardRead:
         """The next records of the partition (none after ``fetch_wait_s``, or while the group
-        rebalances); ``end_of_shard`` once the partition was revoked from this member."""
+        rebalances); ``released`` once the partition was revoked from this member."""
         if self._revoked:
-            return ShardRead(records=[], end_of_shard=True)
+            return ShardRead(records=[], released=True)
         source = self.source
         consumer = await source._started()
         if not await source._wait_stable(source.fetch_wait_s):
             return ShardRead(records=[])
         if self._revoked:
-            return ShardRead(records=[], end_of_shard=True)
+            return ShardRead(records=[], released=True)
         try:
             fetched = await consumer.getmany(
                 self.tp, timeout_ms=int(source.fetch_wait_s * 1000), max_records=max(1, limit)
             )
         except IllegalStateError:
             self._revoked = True
-            return ShardRead(records=[], end_of_shard=True)
+            return ShardRead(records=[], released=True)
         except KafkaError as e:
             raise source._translate(e, f"Fetch {self.shard_id}") from e
         if self._revoked:  # revoked while fetching: those records belong to the new owner
-            return ShardRead(records=[], end_of_shard=True)
+            return ShardRead(records=[], released=True)
         messages = fetched.get(self.tp) or []
         if self.next_offset is not None:
             messages = [m for m in messages if m.offset >= self.next_offset]

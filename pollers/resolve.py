@@ -1,6 +1,7 @@
 """Where a broker is and who the engine is to it: endpoints of MSK / Amazon MQ broker ARNs and the
 credentials of Secrets Manager secret ARNs, from the engine config file first, else from the AWS APIs
-(Amazon MQ DescribeBroker, Secrets Manager GetSecretValue) on the configured endpoint."""
+(Amazon MQ DescribeBroker, MSK GetBootstrapBrokers, Secrets Manager GetSecretValue) on the configured
+endpoint."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class BrokerDirectory:
         self.brokers: Mapping[str, Any] = sections.get("brokers") or {}
         self.secrets: Mapping[str, Any] = sections.get("secrets") or {}
         self._mq = AwsClients("mq", endpoint_for("mq"))
+        self._msk = AwsClients("kafka", endpoint_for("kafka"))
         self._secrets = AwsClients("secretsmanager", endpoint_for("secretsmanager"))
 
     async def mq_endpoints(self, broker_arn: str) -> list[str]:
@@ -57,7 +59,34 @@ class BrokerDirectory:
             url for instance in desc.get("BrokerInstances") or [] for url in instance.get("Endpoints") or []
         ]
 
-    async def credentials(self, secret_arn: str) -> Credentials:
+    async def msk_bootstrap_servers(self, cluster_arn: str, *, scram: bool, tls: bool) -> list[str]:
+        """The cluster's bootstrap servers for the way the mapping authenticates (GetBootstrapBrokers:
+        SASL/SCRAM, TLS or plaintext broker string)."""
+        configured = self.brokers.get(cluster_arn)
+        if configured is not None:
+            servers = configured.get("bootstrap_servers") if isinstance(configured, Mapping) else None
+            if not servers or not all(isinstance(e, str) for e in servers):
+                raise SourceError(
+                    f"config: brokers.{cluster_arn}.bootstrap_servers must be a list of host:port"
+                )
+            return list(servers)
+        client = await self._msk.client(parse_arn(cluster_arn).region)
+        try:
+            found = await client.get_bootstrap_brokers(ClusterArn=cluster_arn)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("NotFoundException", "NotFound"):
+                raise SourceNotFound(f"Cluster not found: {cluster_arn}") from e
+            raise SourceError(f"GetBootstrapBrokers failed: {e}") from e
+        except BotoCoreError as e:
+            raise SourceError(f"GetBootstrapBrokers failed: {e}") from e
+        key = "BootstrapBrokerStringSaslScram" if scram else "BootstrapBrokerStringTls" if tls else ""
+        text = str(found.get(key) or found.get("BootstrapBrokerString") or "")
+        if not text:
+            raise SourceError(f"GetBootstrapBrokers: {cluster_arn} has no bootstrap brokers")
+        return text.split(",")
+
+    async def secret(self, secret_arn: str) -> Mapping[str, Any]:
+        """A secret's JSON object: the config file's ``secrets`` entry, else GetSecretValue."""
         configured = self.secrets.get(secret_arn)
         if configured is None:
             client = await self._secrets.client(parse_arn(secret_arn).region)
@@ -70,11 +99,18 @@ class BrokerDirectory:
             try:
                 configured = json.loads(value.get("SecretString") or "{}")
             except ValueError as e:
-                raise SourceError(f"secret {secret_arn} is not JSON with username and password") from e
-        if not isinstance(configured, Mapping) or not {"username", "password"} <= set(configured):
+                raise SourceError(f"secret {secret_arn} is not a JSON object") from e
+        if not isinstance(configured, Mapping):
+            raise SourceError(f"secret {secret_arn} is not a JSON object")
+        return configured
+
+    async def credentials(self, secret_arn: str) -> Credentials:
+        configured = await self.secret(secret_arn)
+        if not {"username", "password"} <= set(configured):
             raise SourceError(f"secret {secret_arn} must hold username and password")
         return Credentials(str(configured["username"]), str(configured["password"]))
 
     async def aclose(self) -> None:
         await self._mq.aclose()
+        await self._msk.aclose()
         await self._secrets.aclose()

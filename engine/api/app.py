@@ -59,7 +59,6 @@ class ControlPlane:
     #: source existence and properties, by kind (kinds without one are not checked at create)
     describe_source: Mapping[SourceKind, Describe]
     function_arn: Callable[[str], str]
-    supported_kinds: frozenset[SourceKind] = frozenset(SourceKind)
     max_filters: int = 5
 
     # --- rendering ----------------------------------------------------------------------------------
@@ -128,10 +127,6 @@ class ControlPlane:
     async def create(self, body: Mapping[str, Any]) -> EventSourceMapping:
         new_uuid = str(uuidlib.uuid4())
         req = validate_create(body, new_uuid=new_uuid)
-        if req.kind not in self.supported_kinds:
-            raise InvalidParameterValueException(
-                f"Unsupported event source type: this engine does not poll {req.kind.value} sources yet."
-            )
         self._check_filters(req.kind, req.params)
         timeout_s = await self._function_timeout(req.function_name)
         streamish = req.kind.is_stream
@@ -192,7 +187,8 @@ class ControlPlane:
             params=req.params,
             enabled=enabled,
             state=state,
-            state_transition_reason=current.state_transition_reason,
+            # a user change restarts a consumer Lambda stopped (spec 6.6)
+            state_transition_reason="User action" if current.kind.is_stream else "USER_INITIATED",
             last_modified=time.time(),
             last_processing_result=current.last_processing_result,
             seq=current.seq,

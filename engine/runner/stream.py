@@ -1,11 +1,12 @@
-"""The stream runner (Kinesis, DynamoDB Streams): ordered shards, lanes, contiguous checkpoints.
+"""The stream runner (Kinesis, DynamoDB Streams, Kafka): ordered shards, lanes, contiguous checkpoints.
 
-One task per shard, started once its parents are finished; within a shard, ParallelizationFactor lanes
-(records of one partition key always in one lane, in order). Each lane batches (BatchSize / window /
-6 MB), runs the shared retry policy (engine.stream_policy) and hands what it gives up on to the
-on-failure destination. The shard's checkpoint only moves over a contiguous run of finished records
-(engine.checkpoints), is written after a batch's outcome is final, and is tied to the stream's identity
-so that a re-created stream is not read from a stale position.
+One task per shard (a Kafka partition is a shard), started once its parents are finished; within a shard,
+ParallelizationFactor lanes (records of one partition key always in one lane, in order). Each lane batches
+(BatchSize / window / 6 MB), runs the shared retry policy (engine.stream_policy) and hands what it gives
+up on to the on-failure destination. The shard's checkpoint only moves over a contiguous run of finished
+records (engine.checkpoints) and is written after a batch's outcome is final: to the store, tied to the
+stream's identity so that a re-created stream is not read from a stale position, or, for a source that
+keeps positions itself (Kafka's committed offsets), to the source.
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from engine.batching import Admission, Batcher, encode_envelope, encode_record
 from engine.checkpoints import ContiguousCheckpoint, lane_of
-from engine.destinations import s3_key, stream_failure_record, with_payload
-from engine.events import RECORDS_ENVELOPE
+from engine.destinations import MAXIMUM_PAYLOAD_SIZE_EXCEEDED, s3_key, with_payload
 from engine.filtering import RecordFilter, filter_view
 from engine.model import EventSourceMapping, SourceKind
 from engine.ports import (
@@ -36,16 +36,19 @@ from engine.ports import (
     ShardInfo,
     ShardRead,
     ShardReader,
+    SourceCommits,
     SourceThrottled,
     StartPosition,
     StreamRecord,
     StreamSource,
+    TopicProducer,
 )
 from engine.responses import ResponseKind, parse_batch_item_failures
 from engine.retry import Backoff
-from engine.senders import DestinationError, DestinationSender
+from engine.senders import DestinationError, DestinationSender, destination_kind, kafka_destination_topic
 from engine.store.sqlite import JournalEntry, SqliteStore
 from engine.stream_policy import Attempt, Discard, process_batch
+from engine.stream_shapes import Failure, KafkaShape, StreamShape
 from engine.windows import Invocation, WindowTracker, parse_window_response
 
 log = structlog.get_logger("engine.runner.stream")
@@ -72,11 +75,19 @@ class StreamRunner:
         store: SqliteStore,
         destinations: DestinationSender,
         settings: StreamRunnerSettings,
+        shape: StreamShape,
+        *,
+        commits: SourceCommits | None = None,
+        producer: TopicProducer | None = None,
         now: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self.mapping = mapping
         self.source = source
+        self.shape = shape
+        #: set: the source keeps the positions (Kafka), the store only the stream identity
+        self.commits = commits
+        self.producer = producer
         self.invoker = invoker
         self.filter = record_filter
         self.store = store
@@ -97,6 +108,8 @@ class StreamRunner:
         self._started: set[str] = set()
         self._opened: dict[str, anyio.Event] = {}
         self._finished: set[str] = set()
+        #: shards another consumer took over while their records were queued here (Kafka rebalance)
+        self._released: set[str] = set()
         self.log = log.bind(mapping=mapping.uuid, source=self.stream_arn, function=mapping.function_arn)
 
     def drain(self) -> None:
@@ -148,13 +161,15 @@ class StreamRunner:
                 tg.start_soon(self._run_shard, shard, name=f"esm-shard-{self.mapping.uuid}-{shard.shard_id}")
 
     def _start_position(self, shard: ShardInfo) -> StartPosition:
+        kind = str(self.mapping.params.get("StartingPosition", "LATEST"))
+        ts = self.mapping.params.get("StartingPositionTimestamp")
+        if self.commits is not None:  # the source resumes from its own positions, else starts here
+            return StartPosition(kind, timestamp=float(ts) if ts is not None else None)
         checkpoint = self.store.checkpoints(self.mapping.uuid).get(shard.shard_id)
         if checkpoint is not None:
             return StartPosition("AFTER_SEQUENCE_NUMBER", sequence_number=checkpoint)
         if shard.parent_ids and any(p in self._finished for p in shard.parent_ids):
             return StartPosition("TRIM_HORIZON")  # a child continues where its parents ended
-        kind = str(self.mapping.params.get("StartingPosition", "LATEST"))
-        ts = self.mapping.params.get("StartingPositionTimestamp")
         if kind == "LATEST" and self.mapping.kind is SourceKind.KINESIS:
             # LATEST is fixed the first time: a restart before the first checkpoint resumes from then
             key = f"latest-at:{shard.shard_id}"
@@ -172,6 +187,7 @@ class StreamRunner:
         reader = await self.source.open_shard(shard.shard_id, self._start_position(shard))
         self._opened[shard.shard_id].set()
         tracker = ContiguousCheckpoint()
+        self._released.discard(shard.shard_id)
         try:
             async with anyio.create_task_group() as tg:
                 sends: list[MemoryObjectSendStream[list[StreamRecord]]] = []
@@ -189,7 +205,11 @@ class StreamRunner:
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                 await reader.aclose()
-        if ended and len(tracker) == 0:
+        if shard.shard_id in self._released:
+            # another consumer owns it now; if it is assigned back, it is opened again from the source
+            self._started.discard(shard.shard_id)
+            shard_log.info("shard_released")
+        elif ended and len(tracker) == 0:
             self.store.put_checkpoint(self.mapping.uuid, shard.shard_id, SHARD_END)
             self._finished.add(shard.shard_id)
             shard_log.info("shard_finished")
@@ -220,7 +240,10 @@ class StreamRunner:
                 if recs:
                     await lane.send(recs)
             if dropped:  # filtered-out records advance the checkpoint too
-                self._checkpoint(shard.shard_id, tracker.finish(dropped))
+                await self._checkpoint(shard.shard_id, tracker.finish(dropped))
+            if read.released:
+                self._released.add(shard.shard_id)  # lanes leave what they still hold to the new owner
+                return False
             if read.end_of_shard:
                 return True
             if not read.records and not read.millis_behind_latest:
@@ -254,7 +277,7 @@ class StreamRunner:
                 if isinstance(step, Invocation):
                     await self._invoke_window(shard, windows, step)
                     windows.settled(step, self.now())
-                    self._checkpoint(shard.shard_id, windows.checkpoint)
+                    await self._checkpoint(shard.shard_id, windows.checkpoint)
                     self.store.put_checkpoint(self.mapping.uuid, scope, json.dumps(windows.to_json()))
                     continue
                 if self._draining.is_set():
@@ -265,7 +288,7 @@ class StreamRunner:
                 matched = [r for r in read.records if self.filter.is_empty or self._matches(r)]
                 windows.feed(matched, self.now(), end_of_shard=read.end_of_shard)
                 if read.records and not matched and windows.empty:
-                    self._checkpoint(shard.shard_id, read.records[-1].sequence_number)
+                    await self._checkpoint(shard.shard_id, read.records[-1].sequence_number)
                 if not read.records and not read.end_of_shard:
                     wait = self.settings.poll_interval_s
                     if step.until is not None:
@@ -344,8 +367,12 @@ class StreamRunner:
         view = filter_view(self.mapping.kind, rec.record)
         return view is not None and self.filter.matches(view)
 
-    def _checkpoint(self, shard_id: str, position: str | None) -> None:
-        if position is not None:
+    async def _checkpoint(self, shard_id: str, position: str | None) -> None:
+        if position is None:
+            return
+        if self.commits is not None:
+            await self.commits.commit(shard_id, position)
+        else:
             self.store.put_checkpoint(self.mapping.uuid, shard_id, position)
 
     # --- lanes ----------------------------------------------------------------------------------------
@@ -361,23 +388,31 @@ class StreamRunner:
         closed = False
         async with recv:
             while carry or not closed:
-                batch, carry, closed = await self._collect(recv, carry, closed)
+                batch, carry, closed = await self._collect(shard, recv, carry, closed)
+                if shard.shard_id in self._released:
+                    continue  # the new owner reads these from the last committed position
                 if batch:
                     await self._process(shard, index, batch)
-                    self._checkpoint(shard.shard_id, tracker.finish([r.sequence_number for r, _ in batch]))
+                    finished = tracker.finish([r.sequence_number for r, _ in batch])
+                    await self._checkpoint(shard.shard_id, finished)
 
     async def _collect(
         self,
+        shard: ShardInfo,
         recv: MemoryObjectReceiveStream[list[StreamRecord]],
         carry: list[tuple[StreamRecord, bytes]],
         closed: bool,
     ) -> tuple[list[tuple[StreamRecord, bytes]], list[tuple[StreamRecord, bytes]], bool]:
         """One batch of a lane: (records with their encoding, what did not fit, whether input ended).
 
-        The window opens when collection starts, i.e. when the previous invocation completed (spec 3.2).
+        The window opens when collection starts, i.e. when the previous invocation completed, or for
+        Kafka when the first record arrives (spec 3.2).
         """
         batcher: Batcher[tuple[StreamRecord, bytes]] = Batcher(
-            self.policy, envelope_bytes=RECORDS_ENVELOPE.overhead, now=anyio.current_time()
+            self.policy,
+            envelope_bytes=self.shape.envelope(shard.shard_id).overhead,
+            now=anyio.current_time(),
+            open_on_first_record=isinstance(self.shape, KafkaShape),
         )
         pending = carry
         while True:
@@ -420,11 +455,18 @@ class StreamRunner:
         scope = shard.shard_id if self.lanes == 1 else f"{shard.shard_id}/lane-{lane}"
         records = [r for r, _ in batch]
         encoded = {r.sequence_number: e for r, e in batch}
+        envelope = self.shape.envelope(shard.shard_id)
 
         def payload(recs: Sequence[StreamRecord]) -> bytes:
             return encode_envelope(
-                RECORDS_ENVELOPE.prefix, [encoded[r.sequence_number] for r in recs], RECORDS_ENVELOPE.suffix
+                envelope.prefix, [encoded[r.sequence_number] for r in recs], envelope.suffix
             )
+
+        if len(batch) == 1 and envelope.overhead + len(batch[0][1]) > self.policy.max_payload_bytes:
+            # alone over the invocation limit: never invoked, straight to the destination (spec 6.3)
+            too_large = Discard(tuple(records), MAXIMUM_PAYLOAD_SIZE_EXCEEDED, 0, None)
+            await self._send_failure(shard, too_large, payload(records))
+            return
 
         async def invoke(attempt: Attempt) -> InvokeResult:
             return await self._invoke_journaled(scope, attempt, payload(attempt.records))
@@ -439,6 +481,8 @@ class StreamRunner:
             discard=discard,
             now=self.now,
             sleep=self.sleep,
+            item_id=self.shape.item_id,
+            identify=self.shape.identify,
         )
 
     async def _invoke_journaled(self, scope: str, attempt: Attempt, payload: bytes) -> InvokeResult:
@@ -471,26 +515,38 @@ class StreamRunner:
         if not self.destination:
             return
         now = self.now()
-        record = stream_failure_record(
-            source="kinesis" if self.mapping.kind is SourceKind.KINESIS else "dynamodb",
-            records=d.records,
-            condition=d.condition,
-            approximate_invoke_count=d.approximate_invoke_count,
-            last_result=d.last_result,
-            function_arn=self.invoker.info.function_arn,
+        failure = Failure(
+            discard=d,
             shard_id=shard.shard_id,
-            stream_arn=self.stream_arn,
+            function_arn=self.invoker.info.function_arn,
+            payload_size=len(event_payload),
             request_id=str(uuidlib.uuid4()),
             now=now,
         )
-        key = None
-        if self.destination.startswith("arn:aws:s3:"):
-            record = with_payload(record, json.loads(event_payload))
-            key = s3_key(self.mapping.uuid, shard.shard_id, now, str(uuidlib.uuid4()))
+        send: Callable[[], Awaitable[None]]
+        if destination_kind(self.destination) == "kafka":
+            if self.producer is None or not isinstance(self.shape, KafkaShape):
+                raise RuntimeError(f"{self.destination}: a kafka:// destination needs a Kafka source")
+            producer, topic = self.producer, kafka_destination_topic(self.destination)
+            messages = self.shape.topic_messages(failure)
+
+            async def send() -> None:
+                await producer.produce(topic, messages)
+        else:
+            record = self.shape.failure_record(failure)
+            key = None
+            if destination_kind(self.destination) == "s3":
+                record = with_payload(record, json.loads(event_payload))
+                key = s3_key(self.mapping.uuid, shard.shard_id, now, str(uuidlib.uuid4()))
+            destination = self.destination
+
+            async def send() -> None:
+                await self.destinations.send(destination, record, s3_key=key)
+
         backoff = Backoff(base_s=0.5, cap_s=30.0)
         while True:  # the shard waits: a record is never dropped because a destination is down
             try:
-                await self.destinations.send(self.destination, record, s3_key=key)
+                await send()
                 self.log.info("failure_record_sent", destination=self.destination, condition=d.condition)
                 return
             except DestinationError as e:

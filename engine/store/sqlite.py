@@ -120,6 +120,13 @@ class SqliteStore:
     def set_last_processing_result(self, uuid: str, result: str) -> None:
         self._db.execute("UPDATE mappings SET last_processing_result=? WHERE uuid=?", (result, uuid))
 
+    def set_stopped_reason(self, uuid: str, reason: str, result: str) -> None:
+        """Lambda stopped the mapping's consumer: StateTransitionReason and LastProcessingResult say why."""
+        self._db.execute(
+            "UPDATE mappings SET state_transition_reason=?, last_processing_result=? WHERE uuid=?",
+            (reason, result, uuid),
+        )
+
     def get_mapping(self, uuid: str) -> EventSourceMapping | None:
         row = self._db.execute("SELECT * FROM mappings WHERE uuid=?", (uuid,)).fetchone()
         return _mapping(row) if row else None

@@ -17,8 +17,9 @@ import pytest
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
 
-from engine.ports import ShardReader, SourceError, StartPosition, StreamRecord
-from pollers.kafka import KafkaSecurity, KafkaSource, StartingPosition, parse_shard_id
+from engine.events_kafka import parse_partition_key
+from engine.ports import ShardReader, SourceAccessDenied, SourceError, StartPosition, StreamRecord
+from pollers.kafka import KafkaSecurity, KafkaSource, StartingPosition
 from tests.services import KAFKA_SCRAM, KAFKA_SCRAM_PASSWORD, KAFKA_SCRAM_USER, endpoint_for, setting
 from tests.services import unique_name as new_name
 
@@ -153,7 +154,7 @@ async def test_partitions_in_order_with_the_record_shape(
     assert sum(map(len, got.values())) == total
     per_key: dict[str, list[int]] = {}
     for shard, records in got.items():
-        _, partition = parse_shard_id(shard)
+        _, partition = parse_partition_key(shard)
         # every partition from offset 0, contiguous, in order, each record once
         assert offsets(records) == list(range(len(records)))
         for rec in records:
@@ -289,9 +290,9 @@ async def test_two_members_split_the_partitions(
     for shard, reader in a_readers.items():
         read = await reader.read(10)
         if shard in b_shards:
-            assert read.end_of_shard and not read.records
+            assert read.released and not read.records
         else:
-            assert not read.end_of_shard and not read.records
+            assert not read.released and not read.records
     await produce(producer, topic, [b"after-%d" % i for i in range(40)])
     kept = {shard: r for shard, r in a_readers.items() if shard in a_shards}
     b_readers = await open_all(b)  # nothing committed: b starts its partitions from the beginning
@@ -327,14 +328,15 @@ async def test_scram_credentials(
     assert offsets(got[f"{topic}-0"]) == [0, 1, 2]
 
 
-async def test_wrong_scram_password_is_a_source_error(
+async def test_wrong_scram_password_is_access_denied(
     admin: AIOKafkaAdminClient, sources: list[KafkaSource]
 ) -> None:
     topic = await create_topic(admin)
     security = KafkaSecurity(sasl="SASL_SCRAM_512", username=setting(KAFKA_SCRAM_USER), password="wrong")
     source = make_source(sources, topic, bootstrap_servers=[setting(KAFKA_SCRAM)], security=security)
-    with pytest.raises(SourceError, match="authentication failed") as caught:
+    with pytest.raises(SourceAccessDenied, match="SASL authentication failed") as caught:
         await source.list_shards()
+    assert caught.value.reason == "EVENT_SOURCE_AUTHN_ERROR"
     assert "wrong" not in str(caught.value)
     assert "SCRAM-SHA-512" in str(caught.value)
 
