@@ -124,6 +124,8 @@ class Supervisor:
             await self._stop(uuid)
         settled = State.ENABLED if m.enabled else State.DISABLED
         if m.state is not settled:
+            # re-read: the runner may have recorded a problem (LastProcessingResult) meanwhile
+            m = self.store.get_mapping(uuid) or m
             self.store.save_mapping(m.with_state(settled))
             log.info("mapping_state_changed", mapping=uuid, state=settled.value, previous=m.state.value)
 

@@ -40,6 +40,10 @@ def functions_config(timeout_s: float = 1.0, sections: dict[str, Any] | None = N
         "ddb_poison",
         "mq_ok",
         "mq_first_delivery_fails",
+        "kafka_ok",
+        "kafka_poison",
+        "kafka_partial",
+        "kafka_slow",
     )
     return EngineConfig(
         base_dir=FUNCTIONS_DIR,

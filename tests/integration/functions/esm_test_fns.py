@@ -169,3 +169,61 @@ def mq_first_delivery_fails(event: dict[str, Any], context: Any) -> None:
     _record(event, context)
     if any(not m["redelivered"] for m in _mq_messages(event)):
         raise RuntimeError("first delivery fails")
+
+
+# --- Kafka ----------------------------------------------------------------------------------------------
+
+
+def _kafka_records(event: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for rs in (event.get("records") or {}).values() for r in rs]
+
+
+def _kafka_value(r: dict[str, Any]) -> str:
+    import base64
+
+    return base64.b64decode(r["value"]).decode() if r["value"] is not None else ""
+
+
+def kafka_calls(topic: str) -> list[dict[str, Any]]:
+    """Events whose records came from ``topic``, in invocation order."""
+    with _lock:
+        return [
+            c["event"]
+            for c in CALLS
+            if "records" in c["event"] and any(r["topic"] == topic for r in _kafka_records(c["event"]))
+        ]
+
+
+def kafka_records(topic: str) -> list[dict[str, Any]]:
+    return [r for e in kafka_calls(topic) for r in _kafka_records(e)]
+
+
+def kafka_ok(event: dict[str, Any], context: Any) -> None:
+    _record(event, context)
+
+
+def kafka_poison(event: dict[str, Any], context: Any) -> None:
+    """Throws while a record whose value is POISON is in the batch."""
+    _record(event, context)
+    if any(_kafka_value(r) == "POISON" for r in _kafka_records(event)):
+        raise ValueError("poison record in batch")
+
+
+def kafka_partial(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Reports every POISON record (by partition and offset) as failed."""
+    _record(event, context)
+    return {
+        "batchItemFailures": [
+            {"itemIdentifier": {"partition": f"{r['topic']}-{r['partition']}", "offset": r["offset"]}}
+            for r in _kafka_records(event)
+            if _kafka_value(r) == "POISON"
+        ]
+    }
+
+
+async def kafka_slow(event: dict[str, Any], context: Any) -> None:
+    """0.2 s per batch: a restart lands in the middle of the stream."""
+    import anyio
+
+    await anyio.sleep(0.2)
+    _record(event, context)
