@@ -19,14 +19,16 @@ of each finished batch to the group.
 Throughput: per row, a fresh topic of --partitions partitions is pre-filled with N records of ~--size bytes
 (round robin over the partitions, acks=1, sends gathered in chunks of 1000) and drained from the start:
 records/s = N / (last record handled - consumer started or mapping created), so joining the group, the
-assignment and the first fetches count. Latency: records are produced one at a time (each send awaited)
-at --rate for --seconds on a fresh topic while the consumer runs (started --warmup earlier); put-to-invoke
-= handler entry - wall clock just before the send (carried in the value). A window opens at the first
-record, so it bounds a trickle's latency: window 0 rows judge the engine's own delay. Memory: peak RSS
-growth of this process during each phase (drain / latency), from the level left by the pre-fill. An
-untimed warm-up pass per row comes first. Each metric is the median over --repeat runs; engine/raw is the
-median of the per-run ratios (raw and engine drained in the same run, minutes apart at most, on a machine
-whose speed drifts); the order of the rows rotates per run. Never a timed assertion: it prints a table.
+assignment and the first fetches count. With a window, a partition's last batch waits it out unless it is
+full: keep N / --partitions a multiple of 100 (as the defaults do), or the 500 ms row pays that tail.
+Latency: records are produced one at a time (each send awaited) at --rate for --seconds on a fresh topic
+while the consumer runs (started --warmup earlier); put-to-invoke = handler entry - wall clock just before
+the send (carried in the value). A window opens at the first record, so it bounds a trickle's latency:
+the window 0 rows judge the engine's own delay. Memory: peak RSS growth of this process during each phase
+(drain / latency), from the level left by the pre-fill. An untimed warm-up pass per row comes first. Each
+metric is the median over --repeat runs; engine/raw is the median of the per-run ratios (raw and engine
+drained in the same run, minutes apart at most, on a machine whose speed drifts); the order of the rows
+rotates per run. Never a timed assertion: it prints a table.
 
 Service: Kafka PLAINTEXT on :9092 (scripts/services.sh start kafka). Each phase's topic is deleted after.
 """
@@ -300,9 +302,7 @@ async def main(args: argparse.Namespace) -> None:
             functions={FUNCTION: FunctionConfig(name=FUNCTION, handler="kafka_bench_fns.handle", timeout=30)},
         )
         engine = Engine(
-            EngineSettings(
-                port=0, data_dir=Path(data), kafka_discovery_interval_s=1.0, drain_timeout_s=2.0
-            ),
+            EngineSettings(port=0, data_dir=Path(data), kafka_discovery_interval_s=1.0, drain_timeout_s=2.0),
             config,
         )
         results: dict[str, Samples] = {}
@@ -411,9 +411,9 @@ async def main(args: argparse.Namespace) -> None:
             tp = [f"{r['rps']:.0f}", "—" if ratio is None else f"{ratio:.2f}"]
         else:
             tp = ["—", "—"]
-        lat = [f"{r[p]:.1f}" for p in ("p50", "p95", "p99")] if "p50" in r else ["—"] * 3
+        percentiles = [f"{r[p]:.1f}" for p in ("p50", "p95", "p99")] if "p50" in r else ["—"] * 3
         rss = " / ".join(f"{r[k]:.1f}" if k in r else "—" for k in ("rss", "rss_lat"))
-        print(line([name, *tp, *lat, rss]))
+        print(line([name, *tp, *percentiles, rss]))
 
 
 if __name__ == "__main__":
@@ -424,9 +424,7 @@ if __name__ == "__main__":
     p.add_argument("--size", type=int, default=100, help="approximate record value size in bytes")
     p.add_argument("--rate", type=float, default=200.0, help="sends/s in the latency phase")
     p.add_argument("--seconds", type=float, default=5.0, help="length of the latency phase")
-    p.add_argument(
-        "--warmup", type=float, default=2.0, help="consumer runs this long before the first send"
-    )
+    p.add_argument("--warmup", type=float, default=2.0, help="consumer runs this long before the first send")
     p.add_argument(
         "--rows",
         type=lambda v: v.split(","),

@@ -460,3 +460,53 @@ def test_scram_right_and_wrong(
     assert value(event["records"][f"{topic}-0"][0]) == "secret-ok"
     fixed = engine.lambda_client.get_event_source_mapping(UUID=wrong["UUID"])
     assert fixed["StateTransitionReason"] == "USER_INITIATED"
+
+
+def test_a_record_over_6_mb_goes_to_the_destination_uninvoked(
+    start_engine: Callable[..., RunningEngine],
+    unique_name: Callable[..., str],
+    bootstrap: str,
+    sqs_endpoint: str,
+) -> None:
+    sqs = boto3.client("sqs", endpoint_url=sqs_endpoint, region_name=REGION)
+    dlq_url = sqs.create_queue(QueueName=unique_name("kafka-big"))["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    topic = unique_name("big")
+    big = b"x" * 5_000_000  # 6.7 MB once base64-encoded in the event
+
+    async def setup() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics(
+                [NewTopic(topic, 1, 1, topic_configs={"max.message.bytes": str(8 * 1024 * 1024)})]
+            )
+        finally:
+            await admin.close()
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=8 * 1024 * 1024)
+        await producer.start()
+        try:
+            for v in (b"before", big, b"after"):
+                await producer.send_and_wait(topic, v)
+        finally:
+            await producer.stop()
+
+    asyncio.run(setup())
+    engine = start_engine(None, endpoints={"sqs": sqs_endpoint})
+    m = create(
+        engine,
+        self_managed(
+            bootstrap, topic, "fn-kafka_ok", DestinationConfig={"OnFailure": {"Destination": dlq_arn}}
+        ),
+    )
+    wait_for(lambda: committed(bootstrap, m["UUID"]) == {0: 3}, timeout=60)
+    assert [value(r) for r in esm_test_fns.kafka_records(topic)] == ["before", "after"]
+    (msg,) = sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=1)["Messages"]
+    failure = json.loads(msg["Body"])
+    assert failure["requestContext"]["condition"] == "MaximumPayloadSizeExceeded"
+    assert failure["responseContext"] is None
+    info = failure["KafkaBatchInfo"]
+    assert info["batchSize"] == 1 and info["payloadSize"] > 6 * 1024 * 1024
+    assert info["recordsInfo"][f"{topic}-0"]["firstRecordOffset"] == "1"
