@@ -15,6 +15,7 @@
 # kinesis   4568 (http), 4567 (https)                     kinesis-mock (npm kinesis-local), patched to bind loopback
 # kafka     9092 PLAINTEXT, 9096 SASL_PLAINTEXT/SCRAM,    Apache Kafka KRaft single node, Maven Central jars
 #           9093 controller                               SCRAM-SHA-512/256 user $KAFKA_SCRAM_USER/$KAFKA_SCRAM_PASSWORD
+#           9094 SSL with client certificates (mTLS)      CA, client cert and key in $KAFKA_TLS_DIR
 # rabbitmq  5672 (AMQP 0-9-1), 25672 dist, 4369 epmd      Debian package rabbitmq-server, run without systemd
 # activemq  61616 OpenWire, 61613 STOMP, 5673 AMQP 1.0    ActiveMQ Classic, Maven Central jars, user admin/admin
 # localstack 4566                                         localstack-core on the host (optional; Python 3.13)
@@ -53,6 +54,8 @@ KINESIS_TLS_PORT=${KINESIS_TLS_PORT:-4567}
 KAFKA_PORT=${KAFKA_PORT:-9092}
 KAFKA_SCRAM_PORT=${KAFKA_SCRAM_PORT:-9096}   # MSK's SASL/SCRAM port number (plaintext here, TLS on MSK)
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
+KAFKA_TLS_PORT=${KAFKA_TLS_PORT:-9094}
+KAFKA_TLS_DIR=${KAFKA_TLS_DIR:-$SH/kafka/tls}
 KAFKA_SCRAM_USER=${KAFKA_SCRAM_USER:-esm}
 KAFKA_SCRAM_PASSWORD=${KAFKA_SCRAM_PASSWORD:-esm-secret}
 RABBIT_PORT=${RABBIT_PORT:-5672}
@@ -290,18 +293,42 @@ $(dep org.apache.logging.log4j log4j-slf4j-impl "$LOG4J_VERSION")" >"$K/pom.xml"
   mvn_fetch "$K"
 }
 kafka_java() { java -Xms256m -Xmx512m "${JAVA_LEAN[@]}" "-Dlog4j2.configurationFile=$K/log4j2.properties" -cp "$K/lib/*" "$@"; }
+# a private CA, the broker's certificate (127.0.0.1, localhost) and a client certificate, made once
+kafka_tls() {
+  local d=$KAFKA_TLS_DIR
+  [[ -f $d/client.pem ]] && return 0
+  mkdir -p "$d"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$d/ca.key" -out "$d/ca.pem" -days 3650 \
+    -subj "/CN=esm-local-ca" >/dev/null 2>&1
+  local who
+  for who in broker client; do
+    openssl req -newkey rsa:2048 -nodes -keyout "$d/$who.rsa" -out "$d/$who.csr" -subj "/CN=esm-$who" >/dev/null 2>&1
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$d/$who.ext"
+    openssl x509 -req -in "$d/$who.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 3650 \
+      -extfile "$d/$who.ext" -out "$d/$who.crt" >/dev/null 2>&1
+    openssl pkcs8 -topk8 -nocrypt -in "$d/$who.rsa" -out "$d/$who.key"   # Kafka's PEM keystore wants PKCS#8
+    cat "$d/$who.key" "$d/$who.crt" >"$d/$who.pem"
+  done
+  [[ -f $d/client.pem ]] || die "kafka TLS certificates could not be made in $d"
+}
 start_kafka() {
   need_java
+  kafka_tls
   local scram_jaas='org.apache.kafka.common.security.scram.ScramLoginModule required;'
   cat >"$K/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SCRAM_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SCRAM_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SCRAM_PORT,SSL://127.0.0.1:$KAFKA_TLS_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SCRAM_PORT,SSL://127.0.0.1:$KAFKA_TLS_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL
+listener.name.ssl.ssl.keystore.type=PEM
+listener.name.ssl.ssl.keystore.location=$KAFKA_TLS_DIR/broker.pem
+listener.name.ssl.ssl.truststore.type=PEM
+listener.name.ssl.ssl.truststore.location=$KAFKA_TLS_DIR/ca.pem
+listener.name.ssl.ssl.client.auth=required
 sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256
 listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=$scram_jaas
 listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=$scram_jaas
@@ -338,7 +365,7 @@ EOF
   launch kafka "$LOGS/kafka.log" "$K" java -Xms256m -Xmx512m "${JAVA_LEAN[@]}" \
     "-Dlog4j2.configurationFile=$K/log4j2.properties" -cp "$K/lib/*" kafka.Kafka "$K/server.properties"
 }
-after_start_kafka() { wait_up kafka "$KAFKA_SCRAM_PORT" "$LOGS/kafka.log" 30; }
+after_start_kafka() { wait_up kafka "$KAFKA_SCRAM_PORT" "$LOGS/kafka.log" 30 && wait_up kafka "$KAFKA_TLS_PORT" "$LOGS/kafka.log" 30; }
 reset_kafka() { rm -rf "$K/data"; }
 
 # ---------------------------------------------------------------- RabbitMQ (Debian package, no systemd)
@@ -591,6 +618,8 @@ export ESM_TEST_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
 export ESM_TEST_KAFKA_SCRAM_BOOTSTRAP=127.0.0.1:$KAFKA_SCRAM_PORT
 export ESM_TEST_KAFKA_SCRAM_USER=$KAFKA_SCRAM_USER
 export ESM_TEST_KAFKA_SCRAM_PASSWORD=$KAFKA_SCRAM_PASSWORD
+export ESM_TEST_KAFKA_TLS_BOOTSTRAP=127.0.0.1:$KAFKA_TLS_PORT
+export ESM_TEST_KAFKA_TLS_DIR=$KAFKA_TLS_DIR
 export ESM_TEST_RABBITMQ_URL=amqp://$RABBIT_USER:$RABBIT_PASSWORD@127.0.0.1:$RABBIT_PORT/
 export ESM_TEST_ACTIVEMQ_STOMP=127.0.0.1:$AMQ_STOMP_PORT
 export ESM_TEST_ACTIVEMQ_OPENWIRE=127.0.0.1:$AMQ_OPENWIRE_PORT

@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import uuid
+from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -43,6 +44,11 @@ SERVICES: dict[str, ServiceInfo] = {
 KAFKA_SCRAM = ServiceInfo("ESM_TEST_KAFKA_SCRAM_BOOTSTRAP", "127.0.0.1:9096")
 KAFKA_SCRAM_USER = ServiceInfo("ESM_TEST_KAFKA_SCRAM_USER", "esm")
 KAFKA_SCRAM_PASSWORD = ServiceInfo("ESM_TEST_KAFKA_SCRAM_PASSWORD", "esm-secret")
+# Kafka's SSL listener (client certificates required); the CA and the client's certificate and key
+KAFKA_TLS = ServiceInfo("ESM_TEST_KAFKA_TLS_BOOTSTRAP", "127.0.0.1:9094")
+KAFKA_TLS_DIR = ServiceInfo(
+    "ESM_TEST_KAFKA_TLS_DIR", str(Path(__file__).resolve().parent.parent / ".services" / "kafka" / "tls")
+)
 ACTIVEMQ_OPENWIRE = ServiceInfo("ESM_TEST_ACTIVEMQ_OPENWIRE", "127.0.0.1:61616")
 ACTIVEMQ_AMQP = ServiceInfo("ESM_TEST_ACTIVEMQ_AMQP", "127.0.0.1:5673")
 ACTIVEMQ_USER = ServiceInfo("ESM_TEST_ACTIVEMQ_USER", "admin")

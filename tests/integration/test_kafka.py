@@ -26,6 +26,8 @@ from tests.services import (
     KAFKA_SCRAM,
     KAFKA_SCRAM_PASSWORD,
     KAFKA_SCRAM_USER,
+    KAFKA_TLS,
+    KAFKA_TLS_DIR,
     endpoint_for,
     require_service,
     setting,
@@ -510,3 +512,39 @@ def test_a_record_over_6_mb_goes_to_the_destination_uninvoked(
     info = failure["KafkaBatchInfo"]
     assert info["batchSize"] == 1 and info["payloadSize"] > 6 * 1024 * 1024
     assert info["recordsInfo"][f"{topic}-0"]["firstRecordOffset"] == "1"
+
+
+def test_mutual_tls_with_the_server_ca_and_a_client_certificate(
+    start_engine: Callable[..., RunningEngine], unique_name: Callable[..., str], bootstrap: str
+) -> None:
+    tls = require_service("kafka", setting(KAFKA_TLS))
+    pem = Path(setting(KAFKA_TLS_DIR))
+    topic = create_topic(bootstrap, unique_name("mtls"))
+    produce(bootstrap, topic, [(b"k", b"over-tls", None)])
+    ca_secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:kafka-ca-AbCdEf"
+    client_secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:kafka-client-AbCdEf"
+    secrets = {
+        ca_secret: {"certificate": (pem / "ca.pem").read_text()},
+        client_secret: {
+            "certificate": (pem / "client.crt").read_text(),
+            "privateKey": (pem / "client.key").read_text(),
+        },
+    }
+    engine = start_engine(None, config=functions_config(sections={"secrets": secrets}))
+    m = create(
+        engine,
+        {
+            **self_managed(tls, topic, "fn-kafka_ok"),
+            "SourceAccessConfigurations": [
+                {"Type": "SERVER_ROOT_CA_CERTIFICATE", "URI": ca_secret},
+                {"Type": "CLIENT_CERTIFICATE_TLS_AUTH", "URI": client_secret},
+            ],
+        },
+    )
+    (event,) = wait_for(lambda: esm_test_fns.kafka_calls(topic), timeout=60)
+    assert event["bootstrapServers"] == tls
+    assert value(event["records"][f"{topic}-0"][0]) == "over-tls"
+    wait_for(lambda: committed(bootstrap, m["UUID"]) == {0: 1})
+    # the PEMs written for the TLS context are the owner's alone
+    written = list((engine.engine.settings.data_dir / "pem").iterdir())
+    assert written and all(p.stat().st_mode & 0o077 == 0 for p in written)
