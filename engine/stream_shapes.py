@@ -123,38 +123,34 @@ class KafkaShape:
             offset = int(offset)
         return (partition, offset) if isinstance(offset, int) else None
 
-    def failure_record(self, failure: Failure) -> dict[str, Any]:
+    def _common(self, failure: Failure) -> dict[str, Any]:
+        """What both Kafka failure records say about the failure."""
         d = failure.discard
+        return {
+            "condition": d.condition,
+            "approximate_invoke_count": d.approximate_invoke_count,
+            "last_result": d.last_result,
+            "function_arn": failure.function_arn,
+            "event_source_arn": self.event_source_arn,
+            "bootstrap_servers": self.servers,
+            "request_id": failure.request_id,
+            "now": failure.now,
+        }
+
+    def failure_record(self, failure: Failure) -> dict[str, Any]:
         return kafka_failure_record(
-            records=[r.record for r in d.records],
-            condition=d.condition,
-            approximate_invoke_count=d.approximate_invoke_count,
-            last_result=d.last_result,
-            function_arn=failure.function_arn,
-            event_source_arn=self.event_source_arn,
-            bootstrap_servers=self.servers,
-            request_id=failure.request_id,
-            now=failure.now,
+            records=[r.record for r in failure.discard.records],
             payload_size=failure.payload_size,
+            **self._common(failure),
         )
 
     def topic_messages(self, failure: Failure) -> list[tuple[bytes | None, bytes]]:
         """A ``kafka://`` destination: one (key, value) message per discarded record, keyed by the
         record's original key (spec 6.5)."""
-        d = failure.discard
+        common = self._common(failure)
         out: list[tuple[bytes | None, bytes]] = []
-        for r in d.records:
-            value = kafka_topic_failure_record(
-                record=r.record,
-                condition=d.condition,
-                approximate_invoke_count=d.approximate_invoke_count,
-                last_result=d.last_result,
-                function_arn=failure.function_arn,
-                event_source_arn=self.event_source_arn,
-                bootstrap_servers=self.servers,
-                request_id=failure.request_id,
-                now=failure.now,
-            )
+        for r in failure.discard.records:
+            value = kafka_topic_failure_record(record=r.record, **common)
             key = r.record.get("key")
             out.append(
                 (

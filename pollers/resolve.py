@@ -6,7 +6,7 @@ endpoint."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,14 +47,9 @@ class BrokerDirectory:
             return list(endpoints)
         client = await self._mq.client(parse_arn(broker_arn).region)
         broker_id = broker_arn.rsplit(":", 1)[-1]
-        try:
-            desc = await client.describe_broker(BrokerId=broker_id)
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") in ("NotFoundException", "NotFound"):
-                raise SourceNotFound(f"Broker not found: {broker_arn}") from e
-            raise SourceError(f"DescribeBroker failed: {e}") from e
-        except BotoCoreError as e:
-            raise SourceError(f"DescribeBroker failed: {e}") from e
+        desc = await _call(
+            "DescribeBroker", f"Broker not found: {broker_arn}", client.describe_broker(BrokerId=broker_id)
+        )
         return [
             url for instance in desc.get("BrokerInstances") or [] for url in instance.get("Endpoints") or []
         ]
@@ -71,14 +66,11 @@ class BrokerDirectory:
                 )
             return list(servers)
         client = await self._msk.client(parse_arn(cluster_arn).region)
-        try:
-            found = await client.get_bootstrap_brokers(ClusterArn=cluster_arn)
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") in ("NotFoundException", "NotFound"):
-                raise SourceNotFound(f"Cluster not found: {cluster_arn}") from e
-            raise SourceError(f"GetBootstrapBrokers failed: {e}") from e
-        except BotoCoreError as e:
-            raise SourceError(f"GetBootstrapBrokers failed: {e}") from e
+        found = await _call(
+            "GetBootstrapBrokers",
+            f"Cluster not found: {cluster_arn}",
+            client.get_bootstrap_brokers(ClusterArn=cluster_arn),
+        )
         key = "BootstrapBrokerStringSaslScram" if scram else "BootstrapBrokerStringTls" if tls else ""
         text = str(found.get(key) or found.get("BootstrapBrokerString") or "")
         if not text:
@@ -114,3 +106,15 @@ class BrokerDirectory:
         await self._mq.aclose()
         await self._msk.aclose()
         await self._secrets.aclose()
+
+
+async def _call(operation: str, not_found: str, call: Awaitable[Any]) -> Any:
+    """An AWS call with its errors translated: NotFound -> SourceNotFound(not_found), others SourceError."""
+    try:
+        return await call
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") in ("NotFoundException", "NotFound"):
+            raise SourceNotFound(not_found) from e
+        raise SourceError(f"{operation} failed: {e}") from e
+    except BotoCoreError as e:
+        raise SourceError(f"{operation} failed: {e}") from e

@@ -107,6 +107,14 @@ def committed(bootstrap: str, group: str) -> dict[int, int]:
     return asyncio.run(go())
 
 
+def sqs_queue(endpoint: str, name: str) -> tuple[Any, str, str]:
+    """An on-failure destination queue: (client, URL, ARN)."""
+    sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return sqs, url, arn
+
+
 def self_managed(bootstrap: str, topic: str, function: str, **extra: Any) -> dict[str, Any]:
     return {
         "FunctionName": function,
@@ -209,11 +217,7 @@ def test_poison_record_is_isolated_by_bisect_and_sent_to_sqs(
     bootstrap: str,
     sqs_endpoint: str,
 ) -> None:
-    sqs = boto3.client("sqs", endpoint_url=sqs_endpoint, region_name=REGION)
-    dlq_url = sqs.create_queue(QueueName=unique_name("kafka-dlq"))["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
+    sqs, dlq_url, dlq_arn = sqs_queue(sqs_endpoint, unique_name("kafka-dlq"))
     topic = create_topic(bootstrap, unique_name("poison"))
     values = [f"r{i}" for i in range(40)]
     values[23] = "POISON"
@@ -470,11 +474,7 @@ def test_a_record_over_6_mb_goes_to_the_destination_uninvoked(
     bootstrap: str,
     sqs_endpoint: str,
 ) -> None:
-    sqs = boto3.client("sqs", endpoint_url=sqs_endpoint, region_name=REGION)
-    dlq_url = sqs.create_queue(QueueName=unique_name("kafka-big"))["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
+    sqs, dlq_url, dlq_arn = sqs_queue(sqs_endpoint, unique_name("kafka-big"))
     topic = unique_name("big")
     big = b"x" * 5_000_000  # 6.7 MB once base64-encoded in the event
 
