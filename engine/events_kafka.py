@@ -30,7 +30,7 @@ def partition_key(topic: str, partition: int) -> str:
 def parse_partition_key(key: str) -> tuple[str, int]:
     """``<topic>-<partition>`` -> (topic, partition); topics may contain ``-``."""
     topic, sep, partition = key.rpartition("-")
-    if not sep or not topic or not partition.isdigit():
+    if not sep or not topic or not (partition.isascii() and partition.isdigit()):
         raise ValueError(f"not a Kafka partition key (<topic>-<partition>): {key!r}")
     return topic, int(partition)
 

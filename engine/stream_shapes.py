@@ -119,7 +119,9 @@ class KafkaShape:
         partition, offset = value.get("partition"), value.get("offset")
         if not isinstance(partition, str) or isinstance(offset, bool):
             return None
-        if isinstance(offset, str) and offset.isdigit():  # a Java client may send the offset as text
+        if (
+            isinstance(offset, str) and offset.isascii() and offset.isdigit()
+        ):  # a Java client may send the offset as text
             offset = int(offset)
         return (partition, offset) if isinstance(offset, int) else None
 

@@ -1054,3 +1054,106 @@ def test_model_shape_names() -> None:
 def test_observed_enum_order_is_the_models_set() -> None:
     # if the model's StartingPosition values change, the observed order no longer applies
     assert set(validate._shape("EventSourcePosition")["enum"]) == {"LATEST", "AT_TIMESTAMP", "TRIM_HORIZON"}
+
+
+# --- on-failure destinations (kafka://, malformed, SQS/SNS/S3) ---------------------------------------------
+
+VALID_ARN_DESTINATIONS = [
+    DLQ_ARN,
+    f"arn:aws:sns:us-east-1:{ACCOUNT}:failures",
+    "arn:aws:s3:::failure-bucket",
+]
+# pass the model's pattern, so only the source rules can refuse them
+MALFORMED_DESTINATIONS = [
+    f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:f",
+    f"arn:aws:sqs:us-east-1:{ACCOUNT}:q/x",
+    f"arn:aws:s3:us-east-1:{ACCOUNT}:bucket",
+    "arn:aws:sns:us-east-1::topic",
+]
+
+
+def on_failure(destination: str) -> dict[str, Any]:
+    return {"DestinationConfig": {"OnFailure": {"Destination": destination}}}
+
+
+@pytest.mark.parametrize("source", sorted(KAFKA))
+@pytest.mark.parametrize("destination", ["kafka://x", "kafka://failed-records", "kafka://topic.dlq"])
+def test_kafka_destination_accepted_for_kafka(source: str, destination: str) -> None:
+    req = create(source, **on_failure(destination))
+    assert req.params["DestinationConfig"] == {"OnFailure": {"Destination": destination}}
+    updated = update(source, on_failure(destination))
+    assert updated.params["DestinationConfig"] == {"OnFailure": {"Destination": destination}}
+
+
+@pytest.mark.parametrize("source", sorted(STREAMS))
+def test_kafka_destination_refused_for_streams(source: str) -> None:
+    err = error_of(create, source, **on_failure("kafka://x"))
+    assert type(err) is InvalidParameterValueException
+    assert err.message == "Unsupported destination kafka://x for given event source mapping type."
+    err = error_of(update, source, on_failure("kafka://x"))
+    assert type(err) is InvalidParameterValueException
+    assert err.message == "Unsupported destination kafka://x for given event source mapping type."
+
+
+@pytest.mark.parametrize("source", sorted(KAFKA))
+def test_kafka_destination_must_differ_from_the_source_topic(source: str) -> None:
+    err = error_of(create, source, **on_failure("kafka://topic"))
+    assert type(err) is InvalidParameterValueException
+    assert err.message == validate.KAFKA_DESTINATION_SAME_TOPIC
+    assert err.message == "The Kafka on-failure destination topic must differ from the source topic."
+    err = error_of(create, source, Topics=["orders"], **on_failure("kafka://orders"))
+    assert err.message == validate.KAFKA_DESTINATION_SAME_TOPIC
+    err = error_of(update, source, on_failure("kafka://topic"))
+    assert type(err) is InvalidParameterValueException
+    assert err.message == validate.KAFKA_DESTINATION_SAME_TOPIC
+    # a topic whose name merely contains the source topic's is another topic
+    assert create(source, **on_failure("kafka://topic-dlq")).params["DestinationConfig"] == {
+        "OnFailure": {"Destination": "kafka://topic-dlq"}
+    }
+
+
+@pytest.mark.parametrize("source", sorted(STREAMS | KAFKA))
+def test_destination_not_matching_the_model_pattern_is_refused(source: str) -> None:
+    err = error_of(create, source, **on_failure("not-an-arn"))
+    assert type(err) is ValidationException
+    assert "destinationConfig.onFailure.destination" in err.message
+    err = error_of(update, source, on_failure("not-an-arn"))
+    assert type(err) is ValidationException
+
+
+@pytest.mark.parametrize("source", sorted(STREAMS | KAFKA))
+@pytest.mark.parametrize("destination", MALFORMED_DESTINATIONS)
+def test_destination_that_names_no_sqs_sns_s3_or_topic_is_refused(source: str, destination: str) -> None:
+    err = error_of(create, source, **on_failure(destination))
+    assert type(err) is InvalidParameterValueException
+    assert err.message == f"Unsupported destination {destination} for given event source mapping type."
+    err = error_of(update, source, on_failure(destination))
+    assert type(err) is InvalidParameterValueException
+    assert err.message == validate.unsupported_destination(destination)
+
+
+@pytest.mark.parametrize("source", sorted(STREAMS | KAFKA))
+@pytest.mark.parametrize("destination", VALID_ARN_DESTINATIONS)
+def test_sqs_sns_s3_destinations_accepted(source: str, destination: str) -> None:
+    req = create(source, **on_failure(destination))
+    assert req.params["DestinationConfig"] == {"OnFailure": {"Destination": destination}}
+    updated = update(source, on_failure(destination))
+    assert updated.params["DestinationConfig"] == {"OnFailure": {"Destination": destination}}
+
+
+def test_update_judges_the_destination_against_the_stored_topics() -> None:
+    # the source topics are create-only; a later destination update is checked against them
+    current = mapping("smk", Topics=["orders"])
+    err = error_of(validate_update, current, on_failure("kafka://orders"))
+    assert err.message == validate.KAFKA_DESTINATION_SAME_TOPIC
+    assert validate_update(current, on_failure("kafka://topic")).params["DestinationConfig"] == {
+        "OnFailure": {"Destination": "kafka://topic"}
+    }
+
+
+@pytest.mark.parametrize("source", sorted(KAFKA))
+def test_validated_kafka_mapping_with_a_destination_caps_infinite_retries(source: str) -> None:
+    assert mapping(source).retry.max_retry_attempts == -1
+    assert mapping(source, **on_failure(DLQ_ARN)).retry.max_retry_attempts == 10
+    assert mapping(source, MaximumRetryAttempts=2, **on_failure(DLQ_ARN)).retry.max_retry_attempts == 2
+    assert mapping("kinesis", **on_failure(DLQ_ARN)).retry.max_retry_attempts == -1
