@@ -31,7 +31,7 @@ def test_secrets_from_secrets_manager_and_from_the_config_file(moto_endpoint: st
         try:
             assert await d.credentials(arn) == Credentials("app", "s3cret")
             assert await d.credentials(local) == Credentials("u", "p")
-            with pytest.raises(SourceError, match="not JSON"):
+            with pytest.raises(SourceError, match="not a JSON object"):
                 await d.credentials(bad)
             with pytest.raises(SourceError, match="GetSecretValue"):
                 await d.credentials(arn + "-missing")
