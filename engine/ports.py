@@ -130,7 +130,7 @@ class SourceAccessDenied(SourceError):
         self.reason = reason
 
 
-# --- ordered streams (Kinesis, DynamoDB Streams) ----------------------------------------------------
+# --- ordered streams (Kinesis, DynamoDB Streams, Kafka) ----------------------------------------------
 
 
 @dataclass(frozen=True)

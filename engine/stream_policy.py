@@ -1,4 +1,4 @@
-"""The retry policy of one ordered stream batch (Kinesis, DynamoDB Streams; later Kafka): spec 4.4-4.6, 4.9.
+"""The retry policy of one ordered stream batch (Kinesis, DynamoDB Streams, Kafka): spec 4.4-4.6, 4.9.
 
 Pure policy: no I/O and no clock of its own. :func:`process_batch` takes one batch read from one shard lane
 and drives it to the end — every record either succeeds or is given up on in exactly one :class:`Discard` —
