@@ -556,3 +556,24 @@ def test_mutual_tls_with_the_server_ca_and_a_client_certificate(
     # the PEMs written for the TLS context are the owner's alone
     written = list((engine.engine.settings.data_dir / "pem").iterdir())
     assert written and all(p.stat().st_mode & 0o077 == 0 for p in written)
+
+
+def test_latest_is_fixed_when_first_resolved_so_a_restart_does_not_skip(
+    start_engine: Callable[..., RunningEngine],
+    unique_name: Callable[..., str],
+    bootstrap: str,
+    tmp_path: Path,
+) -> None:
+    topic = create_topic(bootstrap, unique_name("latest"))
+    produce(bootstrap, topic, [(None, b"before-create", None)])
+    data = tmp_path / "engine-data"
+    first = start_engine(None, data_dir=data)
+    m = create(first, self_managed(bootstrap, topic, "fn-kafka_ok", StartingPosition="LATEST"))
+    wait_for(lambda: committed(bootstrap, m["UUID"]) == {0: 1})  # LATEST resolved to offset 1 and kept
+    first.stop()
+    produce(bootstrap, topic, [(None, b"while-stopped", None)])
+    second = start_engine(None, data_dir=data)
+    second.wait_state(m["UUID"], "Enabled", timeout=60)
+    produce(bootstrap, topic, [(None, b"after-restart", None)])
+    wait_for(lambda: committed(bootstrap, m["UUID"]) == {0: 3}, timeout=30)
+    assert [value(r) for r in esm_test_fns.kafka_records(topic)] == ["while-stopped", "after-restart"]
