@@ -577,3 +577,36 @@ def test_latest_is_fixed_when_first_resolved_so_a_restart_does_not_skip(
     produce(bootstrap, topic, [(None, b"after-restart", None)])
     wait_for(lambda: committed(bootstrap, m["UUID"]) == {0: 3}, timeout=30)
     assert [value(r) for r in esm_test_fns.kafka_records(topic)] == ["while-stopped", "after-restart"]
+
+
+def test_records_older_than_maximum_record_age_go_to_the_destination(
+    start_engine: Callable[..., RunningEngine],
+    unique_name: Callable[..., str],
+    bootstrap: str,
+    sqs_endpoint: str,
+) -> None:
+    sqs, dlq_url, dlq_arn = sqs_queue(sqs_endpoint, unique_name("kafka-age"))
+    topic = create_topic(bootstrap, unique_name("aged"))
+    produce(bootstrap, topic, [(None, f"old-{i}".encode(), None) for i in range(3)])
+    # the engine's clock runs an hour ahead: every record is older than 60 s when it is read
+    engine = start_engine(None, endpoints={"sqs": sqs_endpoint}, clock=lambda: time.time() + 3600)
+    m = create(
+        engine,
+        self_managed(
+            bootstrap,
+            topic,
+            "fn-kafka_ok",
+            MaximumBatchingWindowInSeconds=1,
+            MaximumRecordAgeInSeconds=60,
+            DestinationConfig={"OnFailure": {"Destination": dlq_arn}},
+        ),
+    )
+    wait_for(lambda: committed(bootstrap, m["UUID"]) == {0: 3}, timeout=30)
+    (msg,) = sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=1)["Messages"]
+    failure = json.loads(msg["Body"])
+    assert failure["requestContext"]["condition"] == "RecordAgeExceeded"
+    assert "responseContext" not in failure
+    assert failure["KafkaBatchInfo"]["batchSize"] == 3
+    info = failure["KafkaBatchInfo"]["recordsInfo"][f"{topic}-0"]
+    assert (info["firstRecordOffset"], info["lastRecordOffset"]) == ("0", "2")
+    assert not esm_test_fns.kafka_calls(topic)
