@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ from tests.services import (
 )
 
 REGION = "us-east-1"
+ROOT = Path(__file__).resolve().parents[2]
 MSK_ARN = "arn:aws:kafka:us-east-1:123456789012:cluster/local/5f1c8e2a-0000-4000-8000-000000000001-1"
 SCRAM_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:AmazonMSK_esm-AbCdEf"
 WRONG_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:AmazonMSK_wrong-AbCdEf"
@@ -610,3 +612,26 @@ def test_records_older_than_maximum_record_age_go_to_the_destination(
     info = failure["KafkaBatchInfo"]["recordsInfo"][f"{topic}-0"]
     assert (info["firstRecordOffset"], info["lastRecordOffset"]) == ("0", "2")
     assert not esm_test_fns.kafka_calls(topic)
+
+
+def test_broker_restart_mid_stream_loses_nothing(
+    start_engine: Callable[..., RunningEngine], unique_name: Callable[..., str], bootstrap: str
+) -> None:
+    topic = create_topic(bootstrap, unique_name("outage"), partitions=2)
+    produce(bootstrap, topic, [(None, f"before-{i}".encode(), i % 2) for i in range(200)])
+    engine = start_engine(None)
+    m = create(engine, self_managed(bootstrap, topic, "fn-kafka_slow", BatchSize=10))
+    wait_for(lambda: len(esm_test_fns.kafka_records(topic)) >= 40, timeout=60)
+    subprocess.run(
+        [str(ROOT / "scripts/services.sh"), "stop", "kafka"], check=True, capture_output=True, timeout=120
+    )
+    subprocess.run(
+        [str(ROOT / "scripts/services.sh"), "start", "kafka"], check=True, capture_output=True, timeout=180
+    )
+    produce(bootstrap, topic, [(None, f"after-{i}".encode(), i % 2) for i in range(20)])
+    wait_for(lambda: committed(bootstrap, m["UUID"]) == {0: 110, 1: 110}, timeout=180)
+    got = {value(r) for r in esm_test_fns.kafka_records(topic)}
+    assert got == {f"before-{i}" for i in range(200)} | {f"after-{i}" for i in range(20)}
+    wait_for(
+        lambda: engine.lambda_client.get_event_source_mapping(UUID=m["UUID"])["LastProcessingResult"] == "OK"
+    )
