@@ -110,6 +110,7 @@ class StreamRunner:
         self._finished: set[str] = set()
         #: shards another consumer took over while their records were queued here (Kafka rebalance)
         self._released: set[str] = set()
+        self._last_result_text: str | None = None
         self.log = log.bind(mapping=mapping.uuid, source=self.stream_arn, function=mapping.function_arn)
 
     def drain(self) -> None:
@@ -416,10 +417,11 @@ class StreamRunner:
         )
         pending = carry
         while True:
+            now = anyio.current_time()
             for i, item in enumerate(pending):
                 if batcher.full:
                     return batcher.batch.items, pending[i:], closed
-                verdict = batcher.offer(item, item[1], anyio.current_time())
+                verdict = batcher.offer(item, item[1], now)
                 if verdict is Admission.TOO_LARGE:  # alone over 6 MB: it goes alone (the invoke will say)
                     return [item], pending[i + 1 :], closed
                 if verdict is Admission.WOULD_EXCEED:
@@ -499,7 +501,9 @@ class StreamRunner:
 
     def _last_result(self, result: InvokeResult) -> None:
         text = "PROBLEM: Function call failed" if result.function_error else "OK"
-        self.store.set_last_processing_result(self.mapping.uuid, text)
+        if text != self._last_result_text:  # a write per change, not per invocation
+            self.store.set_last_processing_result(self.mapping.uuid, text)
+            self._last_result_text = text
 
     async def _send_failure(self, shard: ShardInfo, d: Discard, event_payload: bytes) -> None:
         self.log.warning(

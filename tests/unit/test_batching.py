@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from engine.batching import Admission, Batcher, encode_envelope, encode_record
 from engine.events import RECORDS_ENVELOPE
 from engine.model import BatchingPolicy
@@ -73,3 +76,15 @@ def test_room() -> None:
     b = _batcher(batch_size=3)
     b.offer(1, b"{}", 0.0)
     assert b.room == 2
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.text(), _json, max_size=6))
+def test_encode_record_is_compact_utf8_json_dumps(record: dict[str, object]) -> None:
+    assert encode_record(record) == json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
