@@ -400,17 +400,19 @@ class KafkaSource:
             for tp in sorted(self._assignment, key=lambda tp: (tp.topic, tp.partition))
         ]
 
-    async def _keepalive(self, consumer: Any, timeout_ms: int = 0) -> None:
+    async def _keepalive(self, consumer: Any) -> None:
         """A poll that takes no records (it asks for a partition that does not exist): the member shows
         activity, and coordination errors surface here."""
         try:
-            await consumer.getmany(TopicPartition(self.topic, -1), timeout_ms=timeout_ms)
+            await consumer.getmany(TopicPartition(self.topic, -1), timeout_ms=0)
         except KafkaError as e:
             raise self._translate(e, "Poll") from e
 
     async def _keepalive_until_assigned(self, consumer: Any) -> None:
         while not self._assigned_once.is_set():
-            await self._keepalive(consumer, timeout_ms=100)
+            await self._keepalive(consumer)
+            with contextlib.suppress(TimeoutError):  # back as soon as the assignment arrives
+                await asyncio.wait_for(self._assigned_once.wait(), 0.1)
 
     async def open_shard(self, shard_id: str, start: StartPosition) -> KafkaPartitionReader:
         """A reader of one partition. ``AFTER_SEQUENCE_NUMBER`` resumes after that offset; any other start
