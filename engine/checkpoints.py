@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zlib
 from collections import deque
+from collections.abc import Iterable
 
 
 class ContiguousCheckpoint:
@@ -21,8 +22,8 @@ class ContiguousCheckpoint:
         """Records read and not yet checkpointed (the backpressure measure)."""
         return len(self._pending)
 
-    def add(self, sequence_number: str) -> None:
-        self._pending.append(sequence_number)
+    def extend(self, sequence_numbers: Iterable[str]) -> None:
+        self._pending.extend(sequence_numbers)
 
     def finish(self, sequence_numbers: list[str] | tuple[str, ...]) -> str | None:
         """Mark records finished; returns the new checkpoint when it moved, else None."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from engine.events import Envelope
@@ -80,6 +80,25 @@ def kafka_record(
         "value": _b64(value),
         "headers": [{name: signed_bytes(raw or b"")} for name, raw in headers],
     }
+
+
+def encode_kafka_record(record: Mapping[str, Any]) -> bytes:
+    """``record`` (from :func:`kafka_record`) as compact UTF-8 JSON, the bytes ``json.dumps`` would give,
+    formatted directly: the one encoding on a Kafka consumer's per-record path."""
+    headers = ",".join(
+        f"{{{json.dumps(name, ensure_ascii=False)}:[{','.join(map(str, raw))}]}}"
+        for header in record["headers"]
+        for name, raw in header.items()
+    )
+    key, value = record["key"], record["value"]
+    return (
+        f'{{"topic":{json.dumps(record["topic"], ensure_ascii=False)},"partition":{record["partition"]},'
+        f'"offset":{record["offset"]},"timestamp":{record["timestamp"]},'
+        f'"timestampType":"{record["timestampType"]}",'
+        f'"key":{"null" if key is None else f"{chr(34)}{key}{chr(34)}"},'
+        f'"value":{"null" if value is None else f"{chr(34)}{value}{chr(34)}"},'
+        f'"headers":[{headers}]}}'
+    ).encode()
 
 
 def kafka_envelope(

@@ -163,6 +163,8 @@ class StreamRecord:
     sequence_number: str
     arrival_s: float
     lane_key: str
+    #: ``record`` as compact UTF-8 JSON when the transport built it already (it is then not encoded again)
+    encoded: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,6 @@ SDK errors become :class:`SourceError` at this boundary; refused credentials say
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import ssl
 from collections.abc import Collection, Mapping, Sequence
@@ -64,7 +63,7 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
 )
 from aiokafka.helpers import create_ssl_context  # type: ignore[import-untyped]
 
-from engine.events_kafka import kafka_record, parse_partition_key, partition_key
+from engine.events_kafka import encode_kafka_record, kafka_record, parse_partition_key, partition_key
 from engine.ports import ShardInfo, ShardRead, SourceAccessDenied, SourceError, StartPosition, StreamRecord
 from engine.senders import KAFKA_SCHEME, DestinationError
 
@@ -529,12 +528,12 @@ class KafkaSource:
             message.value,
             headers,
         )
-        key: bytes | None = message.key
         return StreamRecord(
             record=record,
             sequence_number=str(message.offset),
             arrival_s=message.timestamp / 1000,
-            lane_key=base64.b64encode(key).decode("ascii") if key is not None else "",
+            lane_key=record["key"] or "",
+            encoded=encode_kafka_record(record),
         )
 
 

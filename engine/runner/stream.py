@@ -231,12 +231,15 @@ class StreamRunner:
                 continue
             dropped: list[str] = []
             per_lane: list[list[StreamRecord]] = [[] for _ in lanes]
-            for rec in read.records:
-                tracker.add(rec.sequence_number)
-                if self.filter.is_empty or self._matches(rec):
-                    per_lane[lane_of(rec.lane_key, self.lanes)].append(rec)
-                else:
-                    dropped.append(rec.sequence_number)
+            tracker.extend(rec.sequence_number for rec in read.records)
+            if self.filter.is_empty and self.lanes == 1:
+                per_lane[0] = list(read.records)
+            else:
+                for rec in read.records:
+                    if self.filter.is_empty or self._matches(rec):
+                        per_lane[lane_of(rec.lane_key, self.lanes)].append(rec)
+                    else:
+                        dropped.append(rec.sequence_number)
             for lane, recs in zip(lanes, per_lane, strict=True):
                 if recs:
                     await lane.send(recs)
@@ -441,7 +444,7 @@ class StreamRunner:
                     except anyio.EndOfStream:
                         closed = True
                         break
-                    pending += [(r, encode_record(r.record)) for r in recs]
+                    pending += [(r, r.encoded or encode_record(r.record)) for r in recs]
                 if not pending:
                     return batcher.batch.items, [], closed
                 continue
@@ -449,7 +452,7 @@ class StreamRunner:
             with anyio.move_on_after(wait):
                 try:
                     recs = await recv.receive()
-                    pending += [(r, encode_record(r.record)) for r in recs]
+                    pending += [(r, r.encoded or encode_record(r.record)) for r in recs]
                 except anyio.EndOfStream:
                     closed = True
 

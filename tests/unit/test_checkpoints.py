@@ -12,8 +12,8 @@ from engine.checkpoints import ContiguousCheckpoint, lane_of
 
 def test_checkpoint_moves_only_over_a_contiguous_finished_run() -> None:
     c = ContiguousCheckpoint()
-    for s in ("1", "2", "3", "4"):
-        c.add(s)
+    c.extend(["1", "2"])
+    c.extend(["3", "4"])
     assert c.finish(["2", "3"]) is None  # "1" still unfinished
     assert c.position is None and len(c) == 4
     assert c.finish(["1"]) == "3"
@@ -26,8 +26,7 @@ def test_checkpoint_never_passes_an_unfinished_record(n: int, seed: int) -> None
     rng = random.Random(seed)
     c = ContiguousCheckpoint()
     seqs = [str(100 + i) for i in range(n)]
-    for s in seqs:
-        c.add(s)
+    c.extend(seqs)
     order = seqs[:]
     rng.shuffle(order)
     finished: set[str] = set()

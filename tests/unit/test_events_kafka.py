@@ -7,9 +7,12 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.batching import encode_envelope, encode_record
 from engine.events_kafka import (
+    encode_kafka_record,
     kafka_envelope,
     kafka_record,
     partition_key,
@@ -132,3 +135,27 @@ def test_envelope_escapes_names() -> None:
     envelope = kafka_envelope(event_source_arn=None, bootstrap_servers=["h:1"], topic='we"ird', partition=0)
     event = json.loads(encode_envelope(envelope.prefix, [], envelope.suffix))
     assert event["records"] == {'we"ird-0': []}
+
+
+@given(
+    topic=st.text(min_size=1, max_size=20),
+    partition=st.integers(0, 10_000),
+    offset=st.integers(0, 2**63 - 1),
+    timestamp=st.integers(-1, 2**48),
+    timestamp_type=st.sampled_from([0, 1]),
+    key=st.none() | st.binary(max_size=40),
+    value=st.none() | st.binary(max_size=200),
+    headers=st.lists(st.tuples(st.text(max_size=10), st.none() | st.binary(max_size=10)), max_size=4),
+)
+def test_direct_encoding_is_the_json_of_the_record(
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp: int,
+    timestamp_type: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: list[tuple[str, bytes | None]],
+) -> None:
+    record = kafka_record(topic, partition, offset, timestamp, timestamp_type, key, value, headers)
+    assert encode_kafka_record(record) == encode_record(record)
