@@ -166,6 +166,10 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Collection[Any]) -> None:
         self.source._on_revoked(revoked)
+        try:  # still ours: what is finished is not handed over again
+            await self.source._flush_commits()
+        except SourceError as e:
+            self.source.log.warning("kafka_commit_before_rebalance_failed", error=str(e))
 
     async def on_partitions_assigned(self, assigned: Collection[Any]) -> None:
         self.source._on_assigned(assigned)
@@ -220,6 +224,11 @@ class KafkaSource:
         self._readers: dict[Any, KafkaPartitionReader] = {}
         self._identity: str | None = None
         self._producer: Any = None
+        #: offsets finished since the last commit request, by partition (committed in the background)
+        self._pending_commits: dict[Any, int] = {}
+        self._commit_wanted = asyncio.Event()
+        self._committer: asyncio.Task[None] | None = None
+        self._commit_failure: SourceError | None = None
         self.log = log.bind(topic=topic, group_id=group_id, bootstrap=",".join(self.bootstrap_servers))
 
     # --- lifecycle ------------------------------------------------------------------------------------
@@ -299,6 +308,13 @@ class KafkaSource:
         if producer is not None:
             with contextlib.suppress(KafkaError, OSError, TimeoutError):
                 await asyncio.wait_for(asyncio.shield(producer.stop()), CLOSE_TIMEOUT_S)
+        committer, self._committer = self._committer, None
+        if committer is not None:
+            committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await committer
+        with contextlib.suppress(SourceError, TimeoutError):  # what finished last is not redelivered
+            await asyncio.wait_for(self._flush_commits(), CLOSE_TIMEOUT_S)
         consumer, self._consumer = self._consumer, None
         for reader in self._readers.values():
             reader._revoked = True
@@ -476,22 +492,53 @@ class KafkaSource:
         return True
 
     async def commit(self, shard_id: str, sequence_number: str) -> None:
-        """Commits offset + 1 of ``sequence_number`` (the last finished record) for that partition.
+        """Every record of the partition up to ``sequence_number`` is finished: offset + 1 is committed
+        in the background, the partitions and batches finished meanwhile in one OffsetCommit request (and
+        before a rebalance or close). Raises the SourceError a background commit met.
 
         A partition no longer assigned to this member is not committed (its new owner resumes from the
         last committed offset: at-least-once); a commit refused by a rebalance in progress likewise (a
         later commit covers it)."""
+        if self._commit_failure is not None:
+            raise self._commit_failure
         topic, partition = parse_partition_key(shard_id)
-        consumer = await self._started()
+        await self._started()
         tp = TopicPartition(topic, partition)
         offset = int(sequence_number) + 1
         if tp not in self._assignment:
             self.log.warning("kafka_commit_skipped_not_assigned", shard=shard_id, offset=offset)
             return
+        self._pending_commits[tp] = offset
+        self._commit_wanted.set()
+        if self._committer is None:
+            self._committer = asyncio.create_task(
+                self._commit_loop(), name=f"esm-kafka-commit-{self.group_id}"
+            )
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await self._commit_wanted.wait()
+            self._commit_wanted.clear()
+            try:
+                await self._flush_commits()
+            except SourceError as e:
+                self._commit_failure = e  # the next commit() raises it: the runner restarts
+                return
+
+    async def _flush_commits(self) -> None:
+        offsets = {tp: o for tp, o in self._pending_commits.items() if tp in self._assignment}
+        self._pending_commits.clear()
+        consumer = self._consumer
+        if not offsets or consumer is None:
+            return
         try:
-            await consumer.commit({tp: offset})
+            await consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as e:
-            self.log.warning("kafka_commit_skipped_rebalance", shard=shard_id, offset=offset, error=str(e))
+            self.log.warning(
+                "kafka_commit_skipped_rebalance",
+                shards=sorted(partition_key(tp.topic, tp.partition) for tp in offsets),
+                error=str(e),
+            )
         except KafkaError as e:
             raise self._translate(e, "Commit") from e
 
