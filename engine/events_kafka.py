@@ -9,9 +9,9 @@ Kafka (``SelfManagedKafka``, no ``eventSourceArn`` at the top level).
 
 from __future__ import annotations
 
-import base64
+import binascii
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from engine.events import Envelope
@@ -53,7 +53,11 @@ def timestamp_type_name(timestamp_type: int | str) -> str:
 
 
 def _b64(raw: bytes | None) -> str | None:
-    return None if raw is None else base64.b64encode(raw).decode("ascii")
+    return None if raw is None else binascii.b2a_base64(raw, newline=False).decode("ascii")
+
+
+#: a JSON string literal as json.dumps(..., ensure_ascii=False) writes it (the C function, no encoder)
+_json_string: Callable[[str], str] = json.encoder.encode_basestring
 
 
 def kafka_record(
@@ -86,13 +90,13 @@ def encode_kafka_record(record: Mapping[str, Any]) -> bytes:
     """``record`` (from :func:`kafka_record`) as compact UTF-8 JSON, the bytes ``json.dumps`` would give,
     formatted directly: the one encoding on a Kafka consumer's per-record path."""
     headers = ",".join(
-        f"{{{json.dumps(name, ensure_ascii=False)}:[{','.join(map(str, raw))}]}}"
+        f"{{{_json_string(name)}:[{','.join(map(str, raw))}]}}"
         for header in record["headers"]
         for name, raw in header.items()
     )
     key, value = record["key"], record["value"]
     return (
-        f'{{"topic":{json.dumps(record["topic"], ensure_ascii=False)},"partition":{record["partition"]},'
+        f'{{"topic":{_json_string(record["topic"])},"partition":{record["partition"]},'
         f'"offset":{record["offset"]},"timestamp":{record["timestamp"]},'
         f'"timestampType":"{record["timestampType"]}",'
         f'"key":{"null" if key is None else f"{chr(34)}{key}{chr(34)}"},'
