@@ -1,7 +1,7 @@
 """Kafka benchmark (self-managed Apache Kafka): the engine against a raw aiokafka consumer on the same
 broker, same topic layout, same run.
 
-    .venv/bin/python bench/kafka_bench.py [--records 20000] [--partitions 4] [--repeat 3]
+    .venv/bin/python bench/kafka_bench.py [--records 100000] [--partitions 4] [--repeat 3]
 
 Raw client loop (the ceiling): one ``AIOKafkaConsumer`` in a consumer group of its own (auto-commit off,
 ``auto_offset_reset`` earliest), ``getmany(timeout_ms=500, max_records=100)`` in a loop; the handler is
@@ -19,7 +19,8 @@ of each finished batch to the group.
 Throughput: per row, a fresh topic of --partitions partitions is pre-filled with N records of ~--size bytes
 (round robin over the partitions, acks=1, sends gathered in chunks of 1000) and drained from the start:
 records/s = N / (last record handled - consumer started or mapping created), so joining the group, the
-assignment and the first fetches count. With a window, a partition's last batch waits it out unless it is
+assignment and the first fetches count (the engine's ~0.1 s against the raw consumer's ~0.03 s: the
+default 100,000 records keep that from deciding the ratio of what is a long-running consumer). With a window, a partition's last batch waits it out unless it is
 full: keep N / --partitions a multiple of 100 (as the defaults do), or the 500 ms row pays that tail.
 Latency: records are produced one at a time (each send awaited) at --rate for --seconds on a fresh topic
 while the consumer runs (started --warmup earlier); put-to-invoke = handler entry - wall clock just before
@@ -423,7 +424,7 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bootstrap", default=os.environ.get("ESM_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
-    p.add_argument("--records", type=int, default=20000, help="records pre-filled for the throughput phase")
+    p.add_argument("--records", type=int, default=100_000, help="records pre-filled for the throughput phase")
     p.add_argument("--partitions", type=int, default=4, help="partitions of every topic")
     p.add_argument("--size", type=int, default=100, help="approximate record value size in bytes")
     p.add_argument("--rate", type=float, default=200.0, help="sends/s in the latency phase")
