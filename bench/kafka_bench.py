@@ -20,8 +20,9 @@ Throughput: per row, a fresh topic of --partitions partitions is pre-filled with
 (round robin over the partitions, acks=1, sends gathered in chunks of 1000) and drained from the start:
 records/s = N / (last record handled - consumer started or mapping created), so joining the group, the
 assignment and the first fetches count (the engine's ~0.1 s against the raw consumer's ~0.03 s: the
-default 100,000 records keep that from deciding the ratio of what is a long-running consumer). With a window, a partition's last batch waits it out unless it is
-full: keep N / --partitions a multiple of 100 (as the defaults do), or the 500 ms row pays that tail.
+default 100,000 records keep that from deciding the ratio of what is a long-running consumer). With a
+window, a partition's last batch waits it out unless it is full: keep N / --partitions a multiple of 100
+(as the defaults do), or the 500 ms row pays that tail.
 Latency: records are produced one at a time (each send awaited) at --rate for --seconds on a fresh topic
 while the consumer runs (started --warmup earlier); put-to-invoke = handler entry - wall clock just before
 the send (carried in the value). A window opens at the first record, so it bounds a trickle's latency:
@@ -29,7 +30,9 @@ the window 0 rows judge the engine's own delay. Memory: peak RSS growth of this 
 (drain / latency), from the level left by the pre-fill. An untimed warm-up pass per row comes first. Each
 metric is the median over --repeat runs; engine/raw is the median of the per-run ratios (raw and engine
 drained in the same run, minutes apart at most, on a machine whose speed drifts); the order of the rows
-rotates per run. Never a timed assertion: it prints a table.
+rotates per run. CPU: this process's CPU time during the drain per record (the consumers are CPU-bound
+here; on a shared 2-core VM the same work runs at visibly different speeds from one minute to the next,
+so the CPU cost per record is the steadier comparison). Never a timed assertion: it prints a table.
 
 Service: Kafka PLAINTEXT on :9092 (scripts/services.sh start kafka). Each phase's topic is deleted after.
 """
@@ -245,17 +248,17 @@ async def throughput(ops: KafkaOps, consumer: Consumer, n: int) -> Samples:
         mem = RssPeak()
         async with anyio.create_task_group() as tg:
             tg.start_soon(mem.sample)
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), time.process_time()
             stop = await consumer(topic)
             await wait_count(n, timeout=600)
-            elapsed = time.monotonic() - t0
+            elapsed, cpu = time.monotonic() - t0, time.process_time() - cpu0
             await stop()
             tg.cancel_scope.cancel()
     finally:
         await ops.delete(topic)
     if fns.COUNT[0] != n:
         print(f"  warning: drain delivered {fns.COUNT[0]} of {n} records", file=sys.stderr)
-    return {"rps": [n / elapsed], "rss": [mem.peak - mem.start]}
+    return {"rps": [n / elapsed], "cpu_us": [cpu / n * 1e6], "rss": [mem.peak - mem.start]}
 
 
 async def latency(ops: KafkaOps, consumer: Consumer, args: argparse.Namespace) -> Samples:
@@ -357,7 +360,7 @@ async def main(args: argparse.Namespace) -> None:
                     samples = results.setdefault(name, {})
                     for key, values in got.items():
                         samples.setdefault(key, []).extend(values)
-                    rps = f"{got['rps'][0]:.0f} rec/s" if with_tp else ""
+                    rps = f"{got['rps'][0]:.0f} rec/s ({got['cpu_us'][0]:.0f} µs CPU/rec)" if with_tp else ""
                     lat = (
                         f"p50/p95/p99 {'/'.join(f'{got[p][0]:.1f}' for p in ('p50', 'p95', 'p99'))} ms"
                         if with_lat
@@ -380,6 +383,7 @@ async def main(args: argparse.Namespace) -> None:
         ("consumer", 46),
         ("records/s", 9),
         ("engine/raw", 10),
+        ("CPU µs/rec", 10),
         ("p50 ms", 7),
         ("p95 ms", 7),
         ("p99 ms", 7),
@@ -413,9 +417,9 @@ async def main(args: argparse.Namespace) -> None:
                 if raw is not None and not name.startswith("raw")
                 else None
             )
-            tp = [f"{r['rps']:.0f}", "—" if ratio is None else f"{ratio:.2f}"]
+            tp = [f"{r['rps']:.0f}", "—" if ratio is None else f"{ratio:.2f}", f"{r['cpu_us']:.0f}"]
         else:
-            tp = ["—", "—"]
+            tp = ["—", "—", "—"]
         percentiles = [f"{r[p]:.1f}" for p in ("p50", "p95", "p99")] if "p50" in r else ["—"] * 3
         rss = " / ".join(f"{r[k]:.1f}" if k in r else "—" for k in ("rss", "rss_lat"))
         print(line([name, *tp, *percentiles, rss]))

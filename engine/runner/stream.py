@@ -543,7 +543,7 @@ class StreamRunner:
             record = self.shape.failure_record(failure)
             key = None
             if destination_kind(self.destination) == "s3":
-                record = with_payload(record, json.loads(event_payload))
+                record = with_payload(record, event_payload)
                 key = s3_key(self.mapping.uuid, shard.shard_id, now, str(uuidlib.uuid4()))
             destination = self.destination
 

@@ -424,8 +424,12 @@ def _partitions_of(engine: RunningEngine, topic: str) -> set[str]:
         store.close()
 
 
+@pytest.mark.parametrize("mechanism", ["SASL_SCRAM_512_AUTH", "SASL_SCRAM_256_AUTH"])
 def test_scram_right_and_wrong(
-    start_engine: Callable[..., RunningEngine], unique_name: Callable[..., str], bootstrap: str
+    start_engine: Callable[..., RunningEngine],
+    unique_name: Callable[..., str],
+    bootstrap: str,
+    mechanism: str,
 ) -> None:
     scram = require_service("kafka", setting(KAFKA_SCRAM))
     user, password = setting(KAFKA_SCRAM_USER), setting(KAFKA_SCRAM_PASSWORD)
@@ -440,7 +444,7 @@ def test_scram_right_and_wrong(
     def body(secret: str) -> dict[str, Any]:
         return {
             **self_managed(scram, topic, "fn-kafka_ok"),
-            "SourceAccessConfigurations": [{"Type": "SASL_SCRAM_512_AUTH", "URI": secret}],
+            "SourceAccessConfigurations": [{"Type": mechanism, "URI": secret}],
         }
 
     with capture_logs() as logs:
@@ -469,7 +473,7 @@ def test_scram_right_and_wrong(
     # the user fixes the secret: an update starts the consumer again
     engine.lambda_client.update_event_source_mapping(
         UUID=wrong["UUID"],
-        SourceAccessConfigurations=[{"Type": "SASL_SCRAM_512_AUTH", "URI": SCRAM_SECRET}],
+        SourceAccessConfigurations=[{"Type": mechanism, "URI": SCRAM_SECRET}],
     )
     (event,) = wait_for(lambda: esm_test_fns.kafka_calls(topic), timeout=60)
     assert event["bootstrapServers"] == scram
@@ -635,3 +639,37 @@ def test_broker_restart_mid_stream_loses_nothing(
     wait_for(
         lambda: engine.lambda_client.get_event_source_mapping(UUID=m["UUID"])["LastProcessingResult"] == "OK"
     )
+
+
+def test_retry_exhaustion_to_s3_carries_the_whole_event(
+    start_engine: Callable[..., RunningEngine],
+    unique_name: Callable[..., str],
+    bootstrap: str,
+    moto_endpoint: str,
+) -> None:
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name=REGION)
+    bucket = unique_name("kafka-failures")
+    s3.create_bucket(Bucket=bucket)
+    topic = create_topic(bootstrap, unique_name("to-s3"))
+    produce(bootstrap, topic, [(b"k", b"POISON", None)])
+    engine = start_engine(None, endpoints={"s3": moto_endpoint})
+    m = create(
+        engine,
+        self_managed(
+            bootstrap,
+            topic,
+            "fn-kafka_poison",
+            MaximumRetryAttempts=0,
+            DestinationConfig={"OnFailure": {"Destination": f"arn:aws:s3:::{bucket}"}},
+        ),
+    )
+    keys = wait_for(lambda: [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])])
+    (key,) = keys
+    assert key.startswith(f"aws/lambda/{m['UUID']}/{topic}-0/")
+    failure = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert failure["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert failure["requestContext"]["approximateInvokeCount"] == 1
+    event = json.loads(failure["payload"])  # the invocation event, as an escaped JSON string
+    assert event["eventSource"] == "SelfManagedKafka"
+    assert value(event["records"][f"{topic}-0"][0]) == "POISON"
+    assert failure["KafkaBatchInfo"]["payloadSize"] == len(failure["payload"].encode())
