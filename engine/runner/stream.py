@@ -27,6 +27,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from engine.batching import Admission, Batcher, encode_envelope, encode_record
 from engine.checkpoints import ContiguousCheckpoint, lane_of
 from engine.destinations import MAXIMUM_PAYLOAD_SIZE_EXCEEDED, s3_key, with_payload
+from engine.events import Envelope
 from engine.filtering import RecordFilter, filter_view
 from engine.model import EventSourceMapping, SourceKind
 from engine.ports import (
@@ -111,6 +112,7 @@ class StreamRunner:
         #: shards another consumer took over while their records were queued here (Kafka rebalance)
         self._released: set[str] = set()
         self._last_result_text: str | None = None
+        self._envelopes: dict[str, Envelope] = {}
         self.log = log.bind(mapping=mapping.uuid, source=self.stream_arn, function=mapping.function_arn)
 
     def drain(self) -> None:
@@ -414,7 +416,7 @@ class StreamRunner:
         """
         batcher: Batcher[tuple[StreamRecord, bytes]] = Batcher(
             self.policy,
-            envelope_bytes=self.shape.envelope(shard.shard_id).overhead,
+            envelope_bytes=self._envelope(shard.shard_id).overhead,
             now=anyio.current_time(),
             open_on_first_record=isinstance(self.shape, KafkaShape),
         )
@@ -456,11 +458,17 @@ class StreamRunner:
                 except anyio.EndOfStream:
                     closed = True
 
+    def _envelope(self, shard_id: str) -> Envelope:
+        envelope = self._envelopes.get(shard_id)
+        if envelope is None:
+            envelope = self._envelopes[shard_id] = self.shape.envelope(shard_id)
+        return envelope
+
     async def _process(self, shard: ShardInfo, lane: int, batch: list[tuple[StreamRecord, bytes]]) -> None:
         scope = shard.shard_id if self.lanes == 1 else f"{shard.shard_id}/lane-{lane}"
         records = [r for r, _ in batch]
         encoded = {r.sequence_number: e for r, e in batch}
-        envelope = self.shape.envelope(shard.shard_id)
+        envelope = self._envelope(shard.shard_id)
 
         def payload(recs: Sequence[StreamRecord]) -> bytes:
             return encode_envelope(
