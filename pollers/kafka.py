@@ -90,6 +90,8 @@ _DENIED_ERRORS: tuple[type[BaseException], ...] = (
 #: StateTransitionReason codes of a stopped consumer (spec 6.6)
 AUTHN_ERROR = "EVENT_SOURCE_AUTHN_ERROR"
 AUTHZ_ERROR = "EVENT_SOURCE_AUTHZ_ERROR"
+#: how often the topic's partitions are looked up again
+METADATA_MAX_AGE_MS = 5_000
 #: the deadline of ``aclose`` (leaving the group included)
 CLOSE_TIMEOUT_S = 10.0
 
@@ -251,6 +253,8 @@ class KafkaSource:
                 "client_id": self.client_id,
                 "enable_auto_commit": False,
                 "auto_offset_reset": "latest" if self.starting_position == "LATEST" else "earliest",
+                # a topic created (or grown) after the mapping is seen within seconds, not aiokafka's 5 min
+                "metadata_max_age_ms": METADATA_MAX_AGE_MS,
                 **self.security.client_kwargs(),
                 **self.consumer_options,
             }

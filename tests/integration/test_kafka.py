@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic  # type: ignore[import-untyped]
 from structlog.testing import capture_logs
 
 from engine.store.sqlite import SqliteStore
@@ -673,3 +673,26 @@ def test_retry_exhaustion_to_s3_carries_the_whole_event(
     assert event["eventSource"] == "SelfManagedKafka"
     assert value(event["records"][f"{topic}-0"][0]) == "POISON"
     assert failure["KafkaBatchInfo"]["payloadSize"] == len(failure["payload"].encode())
+
+
+def test_partitions_added_to_the_topic_are_picked_up(
+    start_engine: Callable[..., RunningEngine], unique_name: Callable[..., str], bootstrap: str
+) -> None:
+    topic = create_topic(bootstrap, unique_name("grows"))
+    engine = start_engine(None)
+    m = create(engine, self_managed(bootstrap, topic, "fn-kafka_ok"))
+
+    async def grow() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.create_partitions({topic: NewPartitions(total_count=3)})
+        finally:
+            await admin.close()
+
+    asyncio.run(grow())
+    produce(bootstrap, topic, [(None, b"p0", 0), (None, b"p2", 2)])
+    # the group sees the new partitions at the next metadata refresh (seconds) and assigns them
+    wait_for(lambda: len(esm_test_fns.kafka_records(topic)) == 2, timeout=30)
+    assert sorted(value(r) for r in esm_test_fns.kafka_records(topic)) == ["p0", "p2"]
+    wait_for(lambda: committed(bootstrap, m["UUID"]) == {0: 1, 2: 1})
