@@ -411,14 +411,13 @@ class StreamRunner:
     ) -> tuple[list[tuple[StreamRecord, bytes]], list[tuple[StreamRecord, bytes]], bool]:
         """One batch of a lane: (records with their encoding, what did not fit, whether input ended).
 
-        The window opens when collection starts, i.e. when the previous invocation completed, or for
-        Kafka when the first record arrives (spec 3.2).
+        The window opens as the shape says (spec 3.2).
         """
         batcher: Batcher[tuple[StreamRecord, bytes]] = Batcher(
             self.policy,
             envelope_bytes=self._envelope(shard.shard_id).overhead,
             now=anyio.current_time(),
-            open_on_first_record=isinstance(self.shape, KafkaShape),
+            open_on_first_record=self.shape.window_opens_at_first_record,
         )
         pending = carry
         while True:
