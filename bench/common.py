@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import TYPE_CHECKING
 
 import anyio
@@ -51,3 +52,41 @@ async def delete_mapping(engine: Engine, uuid: str) -> None:
                 await anyio.sleep(0.02)
         while engine.store.get_mapping(uuid) is not None:
             await anyio.sleep(0.01)
+
+
+Samples = dict[str, list[float]]
+
+
+def medians(samples: Samples) -> dict[str, float]:
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
+def latency_ms(latencies_s: list[float]) -> Samples:
+    """p50 / p95 / p99 of put-to-invoke latencies (seconds in, milliseconds out)."""
+    lat = [x * 1000 for x in latencies_s]
+    return {"p50": [pct(lat, 50)], "p95": [pct(lat, 95)], "p99": [pct(lat, 99)]}
+
+
+async def wait_count(count: list[int], n: int, timeout: float, poll_s: float = 0.005) -> None:
+    """Until a benchmark function's record counter reaches ``n``."""
+    with anyio.fail_after(timeout):
+        while count[0] < n:
+            await anyio.sleep(poll_s)
+
+
+def markdown_table(columns: list[tuple[str, int]], rows: list[list[str]]) -> str:
+    """A table with the first column left-aligned and the others right-aligned to the given widths."""
+
+    def line(cells: list[str]) -> str:
+        first, *rest = cells
+        padded = [f"{first:{columns[0][1]}}"] + [
+            f"{c:>{w}}" for c, (_, w) in zip(rest, columns[1:], strict=True)
+        ]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = (
+        "|"
+        + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, (_, w) in enumerate(columns))
+        + "|"
+    )
+    return "\n".join([line([title for title, _ in columns]), rule, *(line(r) for r in rows)])

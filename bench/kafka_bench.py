@@ -64,7 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import kafka_bench_fns as fns
-from common import RssPeak, delete_mapping, pct
+from common import RssPeak, Samples, delete_mapping, latency_ms, markdown_table, medians, wait_count
 
 from engine.app import Engine, EngineSettings
 from engine.config import EngineConfig, FunctionConfig
@@ -216,12 +216,6 @@ def via_engine(engine: Engine, bootstrap: str, batch_size: int, window: float | 
 # --- measurement ------------------------------------------------------------------------------------
 
 
-async def wait_count(n: int, timeout: float) -> None:
-    with anyio.fail_after(timeout):
-        while fns.COUNT[0] < n:
-            await anyio.sleep(0.002)
-
-
 async def warm_up(ops: KafkaOps, consumer: Consumer) -> None:
     """One untimed pass (connections, group join, handler import) so that no row pays for first use."""
     topic = ops.topic_name()
@@ -230,13 +224,10 @@ async def warm_up(ops: KafkaOps, consumer: Consumer) -> None:
         await ops.prefill(topic, 10)
         fns.reset()
         stop = await consumer(topic)
-        await wait_count(10, timeout=60)
+        await wait_count(fns.COUNT, 10, timeout=60, poll_s=0.002)
         await stop()
     finally:
         await ops.delete(topic)
-
-
-Samples = dict[str, list[float]]
 
 
 async def throughput(ops: KafkaOps, consumer: Consumer, n: int) -> Samples:
@@ -250,7 +241,7 @@ async def throughput(ops: KafkaOps, consumer: Consumer, n: int) -> Samples:
             tg.start_soon(mem.sample)
             t0, cpu0 = time.monotonic(), time.process_time()
             stop = await consumer(topic)
-            await wait_count(n, timeout=600)
+            await wait_count(fns.COUNT, n, timeout=600, poll_s=0.002)
             elapsed, cpu = time.monotonic() - t0, time.process_time() - cpu0
             await stop()
             tg.cancel_scope.cancel()
@@ -277,24 +268,14 @@ async def latency(ops: KafkaOps, consumer: Consumer, args: argparse.Namespace) -
                 await ops.put_one(topic, sent)
                 sent += 1
                 await anyio.sleep(max(0.0, t0 + sent / args.rate - time.monotonic()))
-            await wait_count(sent, timeout=60)
+            await wait_count(fns.COUNT, sent, timeout=60, poll_s=0.002)
             await stop()
             tg.cancel_scope.cancel()
     finally:
         await ops.delete(topic)
     if fns.COUNT[0] != sent:
         print(f"  warning: latency phase delivered {fns.COUNT[0]} of {sent} records", file=sys.stderr)
-    lat = [x * 1000 for x in fns.LATENCIES]
-    return {
-        "p50": [pct(lat, 50)],
-        "p95": [pct(lat, 95)],
-        "p99": [pct(lat, 99)],
-        "rss_lat": [mem.peak - mem.start],
-    }
-
-
-def medians(samples: Samples) -> dict[str, float]:
-    return {key: statistics.median(values) for key, values in samples.items()}
+    return latency_ms(fns.LATENCIES) | {"rss_lat": [mem.peak - mem.start]}
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -390,23 +371,7 @@ async def main(args: argparse.Namespace) -> None:
         ("peak RSS growth MiB", 19),
     ]
 
-    def line(cells: list[str]) -> str:
-        first, *rest = cells
-        return (
-            "| "
-            + " | ".join(
-                [f"{first:{columns[0][1]}}"]
-                + [f"{c:>{w}}" for c, (_, w) in zip(rest, columns[1:], strict=True)]
-            )
-            + " |"
-        )
-
-    print(line([title for title, _ in columns]))
-    print(
-        "|"
-        + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, (_, w) in enumerate(columns))
-        + "|"
-    )
+    rows: list[list[str]] = []
     raw = next((s["rps"] for name, s in results.items() if name.startswith("raw") and "rps" in s), None)
     for name, samples in results.items():
         r = medians(samples)
@@ -422,7 +387,8 @@ async def main(args: argparse.Namespace) -> None:
             tp = ["—", "—", "—"]
         percentiles = [f"{r[p]:.1f}" for p in ("p50", "p95", "p99")] if "p50" in r else ["—"] * 3
         rss = " / ".join(f"{r[k]:.1f}" if k in r else "—" for k in ("rss", "rss_lat"))
-        print(line([name, *tp, *percentiles, rss]))
+        rows.append([name, *tp, *percentiles, rss])
+    print(markdown_table(columns, rows))
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import mq_bench_fns as fns
-from common import RssPeak, delete_mapping, pct
+from common import RssPeak, Samples, delete_mapping, latency_ms, markdown_table, medians, wait_count
 
 from engine.app import Engine, EngineSettings
 from engine.config import EngineConfig, FunctionConfig
@@ -276,12 +276,6 @@ def via_engine(engine: Engine, ops: Ops, batch_size: int, window: float | None) 
 # --- measurement ------------------------------------------------------------------------------------
 
 
-async def wait_count(n: int, timeout: float) -> None:
-    with anyio.fail_after(timeout):
-        while fns.COUNT[0] < n:
-            await anyio.sleep(0.002)
-
-
 async def warm_up(ops: Ops, consumer: Consumer) -> None:
     """One untimed pass (connections, handler import, first batches) so that no row pays for first use."""
     queue = ops.queue_name()
@@ -289,12 +283,9 @@ async def warm_up(ops: Ops, consumer: Consumer) -> None:
     await ops.prefill(queue, 10)
     fns.reset()
     stop = await consumer(queue)
-    await wait_count(10, timeout=60)
+    await wait_count(fns.COUNT, 10, timeout=60, poll_s=0.002)
     await stop()
     await ops.delete(queue)
-
-
-Samples = dict[str, list[float]]
 
 
 async def throughput(ops: Ops, consumer: Consumer, n: int, profile: Path | None = None) -> Samples:
@@ -311,7 +302,7 @@ async def throughput(ops: Ops, consumer: Consumer, n: int, profile: Path | None 
                 profiler.enable()
             t0, cpu0 = time.monotonic(), time.process_time()
             stop = await consumer(queue)
-            await wait_count(n, timeout=600)
+            await wait_count(fns.COUNT, n, timeout=600, poll_s=0.002)
             elapsed, cpu = time.monotonic() - t0, time.process_time() - cpu0
             if profiler is not None and profile is not None:
                 profiler.disable()
@@ -346,24 +337,14 @@ async def latency(ops: Ops, consumer: Consumer, args: argparse.Namespace) -> Sam
                 await ops.put_one(queue)
                 sent += 1
                 await anyio.sleep(max(0.0, t0 + sent / args.rate - time.monotonic()))
-            await wait_count(sent, timeout=60)
+            await wait_count(fns.COUNT, sent, timeout=60, poll_s=0.002)
             await stop()
             tg.cancel_scope.cancel()
     finally:
         await ops.delete(queue)
     if fns.COUNT[0] != sent:
         print(f"  warning: latency phase delivered {fns.COUNT[0]} of {sent} messages", file=sys.stderr)
-    lat = [x * 1000 for x in fns.LATENCIES]
-    return {
-        "p50": [pct(lat, 50)],
-        "p95": [pct(lat, 95)],
-        "p99": [pct(lat, 99)],
-        "rss_lat": [mem.peak - mem.start],
-    }
-
-
-def medians(samples: Samples) -> dict[str, float]:
-    return {key: statistics.median(values) for key, values in samples.items()}
+    return latency_ms(fns.LATENCIES) | {"rss_lat": [mem.peak - mem.start]}
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -455,27 +436,11 @@ async def main(args: argparse.Namespace) -> None:
         ("ΔRSS latency MiB", 16),
     ]
 
-    def line(cells: list[str]) -> str:
-        first, *rest = cells
-        return (
-            "| "
-            + " | ".join(
-                [f"{first:{columns[0][1]}}"]
-                + [f"{c:>{w}}" for c, (_, w) in zip(rest, columns[1:], strict=True)]
-            )
-            + " |"
-        )
-
-    print(line([title for title, _ in columns]))
-    print(
-        "|"
-        + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, (_, w) in enumerate(columns))
-        + "|"
-    )
+    table: list[list[str]] = []
     for label in dict.fromkeys(lab for lab, _ in results):
         section = {name: samples for (lab, name), samples in results.items() if lab == label}
         raw = next((samples["rps"] for name, samples in section.items() if name.startswith("raw")), None)
-        print(line([f"**{label}**"] + [""] * (len(columns) - 1)))
+        table.append([f"**{label}**"] + [""] * (len(columns) - 1))
         for name, samples in section.items():
             r = medians(samples)
             if "rps" in r:
@@ -494,19 +459,18 @@ async def main(args: argparse.Namespace) -> None:
                 rss = f"{r['rss']:.1f}"
             else:
                 tp, rss = ["—"] * 4, "—"
-            print(
-                line(
-                    [
-                        name,
-                        *tp,
-                        f"{r['p50']:.1f}",
-                        f"{r['p95']:.1f}",
-                        f"{r['p99']:.1f}",
-                        rss,
-                        f"{r['rss_lat']:.1f}",
-                    ]
-                )
+            table.append(
+                [
+                    name,
+                    *tp,
+                    f"{r['p50']:.1f}",
+                    f"{r['p95']:.1f}",
+                    f"{r['p99']:.1f}",
+                    rss,
+                    f"{r['rss_lat']:.1f}",
+                ]
             )
+    print(markdown_table(columns, table))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_fns
-from common import RssPeak, delete_mapping, pct
+from common import RssPeak, delete_mapping, pct, wait_count
 
 from engine.app import Engine, EngineSettings
 from engine.config import EngineConfig, FunctionConfig
@@ -93,12 +93,6 @@ async def raw_consumer(sqs: Any, url: str, stop: anyio.Event) -> None:
         )
 
 
-async def wait_count(n: int, timeout: float) -> None:
-    with anyio.fail_after(timeout):
-        while bench_fns.COUNT[0] < n:
-            await anyio.sleep(0.005)
-
-
 Consumer = Callable[[str, str], Awaitable[Callable[[], Awaitable[None]]]]
 
 
@@ -114,7 +108,7 @@ async def measure(
         tg.start_soon(mem.sample)
         t0 = time.monotonic()
         stop = await start_consumer(url, arn)
-        await wait_count(n, timeout=600)
+        await wait_count(bench_fns.COUNT, n, timeout=600)
         elapsed = time.monotonic() - t0
         await stop()
         tg.cancel_scope.cancel()
@@ -125,7 +119,7 @@ async def measure(
     stop = await start_consumer(url, arn)
     await anyio.sleep(1.0)  # pollers are up and long-polling
     sent = await steady_send(sqs, url, rate, seconds)
-    await wait_count(sent, timeout=60)
+    await wait_count(bench_fns.COUNT, sent, timeout=60)
     await stop()
     await sqs.delete_queue(QueueUrl=url)
     lat = [x * 1000 for x in bench_fns.LATENCIES]

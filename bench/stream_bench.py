@@ -31,7 +31,6 @@ import base64
 import contextlib
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -48,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import stream_bench_fns as fns
-from common import RssPeak, delete_mapping, pct
+from common import RssPeak, Samples, delete_mapping, latency_ms, medians, wait_count
 
 from engine.app import Engine, EngineSettings
 from engine.config import EngineConfig, FunctionConfig
@@ -309,24 +308,15 @@ def via_engine(engine: Engine, ops: Ops, **extra: Any) -> Consumer:
 # --- measurement ------------------------------------------------------------------------------------
 
 
-async def wait_count(n: int, timeout: float) -> None:
-    with anyio.fail_after(timeout):
-        while fns.COUNT[0] < n:
-            await anyio.sleep(0.005)
-
-
 async def warm_up(ops: Ops, consumer: Consumer) -> None:
     """One untimed pass (clients, botocore models, handler import) so that no row pays for first use."""
     src = await ops.create()
     await prefill(ops, src, 10, 1)
     fns.reset()
     stop = await consumer(src)
-    await wait_count(10, timeout=60)
+    await wait_count(fns.COUNT, 10, timeout=60)
     await stop()
     await ops.delete(src)
-
-
-Samples = dict[str, list[float]]
 
 
 async def drain_once(consumer: Consumer, src: Source, n: int) -> tuple[float, float]:
@@ -337,7 +327,7 @@ async def drain_once(consumer: Consumer, src: Source, n: int) -> tuple[float, fl
         tg.start_soon(mem.sample)
         t0 = time.monotonic()
         stop = await consumer(src)
-        await wait_count(n, timeout=600)
+        await wait_count(fns.COUNT, n, timeout=600)
         elapsed = time.monotonic() - t0
         await stop()
         tg.cancel_scope.cancel()
@@ -377,24 +367,14 @@ async def latency(ops: Ops, consumer: Consumer, args: argparse.Namespace) -> Sam
             stop = await consumer(src)
             await anyio.sleep(args.warmup)  # shards listed, iterators taken, first (empty) reads done
             sent = await steady_put(ops, src, args.rate, args.seconds)
-            await wait_count(sent, timeout=60)
+            await wait_count(fns.COUNT, sent, timeout=60)
             await stop()
             tg.cancel_scope.cancel()
     finally:
         await ops.delete(src)
     if fns.COUNT[0] != sent:
         print(f"  warning: latency phase delivered {fns.COUNT[0]} of {sent} records", file=sys.stderr)
-    lat = [x * 1000 for x in fns.LATENCIES]
-    return {
-        "p50": [pct(lat, 50)],
-        "p95": [pct(lat, 95)],
-        "p99": [pct(lat, 99)],
-        "rss_lat": [mem.peak - mem.start],
-    }
-
-
-def medians(samples: Samples) -> dict[str, float]:
-    return {key: statistics.median(values) for key, values in samples.items()}
+    return latency_ms(fns.LATENCIES) | {"rss_lat": [mem.peak - mem.start]}
 
 
 async def main(args: argparse.Namespace) -> None:

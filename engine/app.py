@@ -28,12 +28,13 @@ from engine.senders import DestinationSender
 from engine.store.sqlite import SqliteStore
 from engine.stream_shapes import RecordsShape
 from engine.supervisor import Runner, Supervisor
-from pollers.dynamodb import DynamoDbSourceFactory, DynamoDbStreamsClients
+from pollers.aws import AwsClients
+from pollers.dynamodb import DynamoDbSourceFactory
 from pollers.kafka_factory import KafkaSourceFactory
-from pollers.kinesis import KinesisClients, KinesisSourceFactory
+from pollers.kinesis import KinesisSourceFactory
 from pollers.mq import MqSourceFactory
 from pollers.resolve import BrokerDirectory
-from pollers.sqs import SqsClients, SqsSourceFactory
+from pollers.sqs import SqsSourceFactory
 
 log = structlog.get_logger("engine.app")
 
@@ -82,10 +83,10 @@ class Engine:
             region=settings.region,
             account_id=settings.account_id,
         )
-        self.sqs = SqsSourceFactory(SqsClients(settings.endpoint_for("sqs")))
-        self.kinesis = KinesisSourceFactory(KinesisClients(settings.endpoint_for("kinesis")))
+        self.sqs = SqsSourceFactory(AwsClients("sqs", settings.endpoint_for("sqs")))
+        self.kinesis = KinesisSourceFactory(AwsClients("kinesis", settings.endpoint_for("kinesis")))
         self.dynamodb = DynamoDbSourceFactory(
-            DynamoDbStreamsClients(settings.endpoint_for("dynamodbstreams"))
+            AwsClients("dynamodbstreams", settings.endpoint_for("dynamodbstreams"))
         )
         self.destinations = DestinationSender(settings.endpoint_for, region=settings.region)
         self.brokers = BrokerDirectory(config.sections, settings.endpoint_for)

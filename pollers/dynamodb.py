@@ -12,7 +12,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
 
 from engine.events import parse_arn
@@ -40,19 +39,6 @@ DYNAMODB_MAX_LIMIT = 1000
 _DESCRIBE_PAGE = 100
 
 
-class DynamoDbStreamsClients(AwsClients):
-    def __init__(
-        self,
-        endpoint_url: str | None,
-        session: AioSession | None = None,
-        pool_size: int = 64,
-        max_attempts: int = 2,
-    ) -> None:
-        super().__init__(
-            "dynamodbstreams", endpoint_url, session=session, pool_size=pool_size, max_attempts=max_attempts
-        )
-
-
 def dynamodb_stream_parts(arn: str) -> tuple[str, str, str]:
     """``arn:aws:dynamodb:REGION:ACCOUNT:table/TABLE/stream/LABEL`` -> (table name, label, region)."""
     parts = parse_arn(arn)
@@ -70,7 +56,7 @@ def dynamodb_stream_parts(arn: str) -> tuple[str, str, str]:
 
 
 class DynamoDbSourceFactory(StreamSourceFactory):
-    def __init__(self, clients: DynamoDbStreamsClients) -> None:
+    def __init__(self, clients: AwsClients) -> None:
         self.clients = clients
 
     def open_stream(

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
 
 from engine.events import RECORDS_ENVELOPE, Envelope, parse_arn
@@ -82,19 +81,6 @@ def default_identity_arn(mapping: EventSourceMapping) -> str:
     except ValueError:
         account = "000000000000"
     return f"arn:aws:iam::{account}:role/{DEFAULT_ROLE_NAME}"
-
-
-class KinesisClients(AwsClients):
-    def __init__(
-        self,
-        endpoint_url: str | None,
-        session: AioSession | None = None,
-        pool_size: int = 64,
-        max_attempts: int = 2,
-    ) -> None:
-        super().__init__(
-            "kinesis", endpoint_url, session=session, pool_size=pool_size, max_attempts=max_attempts
-        )
 
 
 # --- the iterator reader shared with DynamoDB Streams ---------------------------------------------------
@@ -261,7 +247,7 @@ class StreamSourceFactory:
 
 
 class KinesisSourceFactory(StreamSourceFactory):
-    def __init__(self, clients: KinesisClients) -> None:
+    def __init__(self, clients: AwsClients) -> None:
         self.clients = clients
 
     def open_stream(

@@ -12,7 +12,6 @@ from typing import Any
 
 import anyio
 import structlog
-from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
 
 from engine.events import RECORDS_ENVELOPE, Envelope, parse_arn, sqs_record
@@ -33,13 +32,6 @@ def _is_missing_queue(e: ClientError) -> bool:
     return e.response.get("Error", {}).get("Code", "") in _MISSING_QUEUE_CODES
 
 
-class SqsClients(AwsClients):
-    def __init__(
-        self, endpoint_url: str | None, session: AioSession | None = None, pool_size: int = 64
-    ) -> None:
-        super().__init__("sqs", endpoint_url, session=session, pool_size=pool_size)
-
-
 async def queue_url(client: Any, queue_arn: str) -> str:
     arn = parse_arn(queue_arn)
     try:
@@ -54,7 +46,7 @@ async def queue_url(client: Any, queue_arn: str) -> str:
 
 
 class SqsSourceFactory:
-    def __init__(self, clients: SqsClients) -> None:
+    def __init__(self, clients: AwsClients) -> None:
         self.clients = clients
 
     async def describe(self, mapping: EventSourceMapping) -> SourceDescription:
@@ -79,7 +71,7 @@ class SqsSourceFactory:
 
 
 class SqsQueue:
-    def __init__(self, clients: SqsClients, mapping: EventSourceMapping) -> None:
+    def __init__(self, clients: AwsClients, mapping: EventSourceMapping) -> None:
         arn = mapping.event_source_arn
         assert arn is not None
         self.arn = arn

@@ -21,6 +21,7 @@ from engine.model import EventSourceMapping, SourceKind
 from engine.ports import InvokeError, Invoker, QueueMessage, QueueSource
 from engine.responses import ResponseKind, parse_batch_item_failures
 from engine.retry import Backoff
+from engine.runner.status import LastProcessingResult
 from engine.store.sqlite import JournalEntry, SqliteStore
 
 log = structlog.get_logger("engine.runner.queue")
@@ -61,6 +62,7 @@ class QueueRunner:
         self.invoker = invoker
         self.filter = record_filter
         self.store = store
+        self.last_result = LastProcessingResult(store, mapping.uuid)
         self.settings = settings
         self.clock = clock
         self.policy = mapping.batching
@@ -222,9 +224,7 @@ class QueueRunner:
             outcome, failed = "success", ()
         failed_ids = {m.item_id for m in failed}
         if self.mapping.kind is not SourceKind.SQS:  # SQS mappings show no LastProcessingResult
-            self.store.set_last_processing_result(
-                self.mapping.uuid, "OK" if outcome == "success" else "PROBLEM: Function call failed"
-            )
+            self.last_result.report(function_failed=outcome != "success")
         done = [m for m in items if m.item_id not in failed_ids]
         if done:
             await self.source.ack(done)

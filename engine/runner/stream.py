@@ -46,6 +46,7 @@ from engine.ports import (
 )
 from engine.responses import ResponseKind, parse_batch_item_failures
 from engine.retry import Backoff
+from engine.runner.status import LastProcessingResult
 from engine.senders import DestinationError, DestinationSender, destination_kind, kafka_destination_topic
 from engine.store.sqlite import JournalEntry, SqliteStore
 from engine.stream_policy import Attempt, Discard, process_batch
@@ -111,7 +112,7 @@ class StreamRunner:
         self._finished: set[str] = set()
         #: shards another consumer took over while their records were queued here (Kafka rebalance)
         self._released: set[str] = set()
-        self._last_result_text: str | None = None
+        self.last_result = LastProcessingResult(store, mapping.uuid)
         self._envelopes: dict[str, Envelope] = {}
         self.log = log.bind(mapping=mapping.uuid, source=self.stream_arn, function=mapping.function_arn)
 
@@ -506,14 +507,8 @@ class StreamRunner:
         self._journal(
             scope, attempt, "function_error" if result.function_error else "invoked", result.duration_ms, {}
         )
-        self._last_result(result)
+        self.last_result.report(function_failed=result.function_error is not None)
         return result
-
-    def _last_result(self, result: InvokeResult) -> None:
-        text = "PROBLEM: Function call failed" if result.function_error else "OK"
-        if text != self._last_result_text:  # a write per change, not per invocation
-            self.store.set_last_processing_result(self.mapping.uuid, text)
-            self._last_result_text = text
 
     async def _send_failure(self, shard: ShardInfo, d: Discard, event_payload: bytes) -> None:
         self.log.warning(

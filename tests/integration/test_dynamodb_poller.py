@@ -19,8 +19,10 @@ from botocore.exceptions import ClientError
 
 from engine.model import EventSourceMapping, SourceKind, State
 from engine.ports import ShardInfo, SourceNotFound, SourceThrottled, StartPosition, StreamRecord
-from pollers.dynamodb import DynamoDbSourceFactory, DynamoDbStream, DynamoDbStreamsClients
+from pollers.aws import AwsClients
+from pollers.dynamodb import DynamoDbSourceFactory, DynamoDbStream
 from pollers.kinesis import IteratorShardReader
+from tests.integration.faults import FaultyClients
 
 pytestmark = pytest.mark.service("moto")
 
@@ -53,34 +55,6 @@ async def read_all(reader: IteratorShardReader, expected: int, limit: int = 100)
     return out
 
 
-class FaultyClients(DynamoDbStreamsClients):
-    """Real clients whose calls named in ``faults`` first raise the given SDK error codes, in order."""
-
-    def __init__(self, endpoint_url: str, faults: dict[str, list[str]]) -> None:
-        super().__init__(endpoint_url, max_attempts=0)
-        self.faults = faults
-
-    async def client(self, region: str) -> Any:
-        return _FaultyClient(await super().client(region), self.faults)
-
-
-class _FaultyClient:
-    def __init__(self, client: Any, faults: dict[str, list[str]]) -> None:
-        self._client = client
-        self._faults = faults
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        pending = self._faults.get(name)
-        if not pending:
-            return attr
-
-        async def failing(**kwargs: Any) -> Any:
-            raise ClientError({"Error": {"Code": pending.pop(0), "Message": "injected"}}, name)
-
-        return failing
-
-
 # --- fixtures -----------------------------------------------------------------------------------------
 
 
@@ -90,14 +64,14 @@ def dynamodb(moto_endpoint: str) -> Any:
 
 
 @pytest.fixture
-async def clients(moto_endpoint: str) -> AsyncIterator[DynamoDbStreamsClients]:
-    c = DynamoDbStreamsClients(moto_endpoint)
+async def clients(moto_endpoint: str) -> AsyncIterator[AwsClients]:
+    c = AwsClients("dynamodbstreams", moto_endpoint)
     yield c
     await c.aclose()
 
 
 @pytest.fixture
-def factory(clients: DynamoDbStreamsClients) -> DynamoDbSourceFactory:
+def factory(clients: AwsClients) -> DynamoDbSourceFactory:
     return DynamoDbSourceFactory(clients)
 
 
@@ -304,7 +278,7 @@ async def test_expired_iterator_trimmed_position_and_throttling(
     for i in range(4):
         dynamodb.put_item(TableName=table, Item=key("k", i))
     faults: dict[str, list[str]] = {}
-    clients = FaultyClients(moto_endpoint, faults)
+    clients = FaultyClients("dynamodbstreams", moto_endpoint, faults)
     try:
         stream = DynamoDbSourceFactory(clients).open_stream(mapping_for(arn))
         shard = await only_shard(stream)

@@ -21,7 +21,8 @@ from botocore.exceptions import ClientError
 
 from engine.model import EventSourceMapping, SourceKind, State
 from engine.ports import ShardRead, SourceError, SourceThrottled, StartPosition, StreamRecord
-from pollers.kinesis import KinesisClients, KinesisSourceFactory, KinesisStream
+from pollers.aws import AwsClients
+from pollers.kinesis import KinesisSourceFactory, KinesisStream
 from pollers.kinesis_efo import SubscribeShardReader
 from tests.services import require_service
 
@@ -86,7 +87,7 @@ def kinesis(endpoint: str) -> Any:
 
 @pytest.fixture
 async def factory(endpoint: str) -> AsyncIterator[KinesisSourceFactory]:
-    clients = KinesisClients(endpoint)
+    clients = AwsClients("kinesis", endpoint)
     yield KinesisSourceFactory(clients)
     await clients.aclose()
 

@@ -30,7 +30,9 @@ from engine.ports import (
     StartPosition,
     StreamRecord,
 )
-from pollers.kinesis import IteratorShardReader, KinesisClients, KinesisSourceFactory, KinesisStream
+from pollers.aws import AwsClients
+from pollers.kinesis import IteratorShardReader, KinesisSourceFactory, KinesisStream
+from tests.integration.faults import FaultyClients
 from tests.services import endpoint_for
 
 pytestmark = pytest.mark.service("kinesis")
@@ -128,35 +130,6 @@ def aged_iterator(iterator: str, age_s: float = 301.0) -> str:
     return base64.b64encode(header + encryptor.update(padded) + encryptor.finalize()).decode()
 
 
-class FaultyClients(KinesisClients):
-    """Real clients whose calls named in ``faults`` first raise the given SDK error codes, in order."""
-
-    def __init__(self, endpoint_url: str, faults: dict[str, list[str]]) -> None:
-        super().__init__(endpoint_url, max_attempts=0)
-        self.faults = faults
-
-    async def client(self, region: str) -> Any:
-        return _FaultyClient(await super().client(region), self.faults)
-
-
-class _FaultyClient:
-    def __init__(self, client: Any, faults: dict[str, list[str]]) -> None:
-        self._client = client
-        self._faults = faults
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        pending = self._faults.get(name)
-        if not pending:
-            return attr
-
-        async def failing(**kwargs: Any) -> Any:
-            code = pending.pop(0)
-            raise ClientError({"Error": {"Code": code, "Message": "injected"}}, name)
-
-        return failing
-
-
 # --- fixtures -----------------------------------------------------------------------------------------
 
 
@@ -171,14 +144,14 @@ def kinesis(kinesis_endpoint: str) -> Any:
 
 
 @pytest.fixture
-async def clients(kinesis_endpoint: str) -> AsyncIterator[KinesisClients]:
-    c = KinesisClients(kinesis_endpoint)
+async def clients(kinesis_endpoint: str) -> AsyncIterator[AwsClients]:
+    c = AwsClients("kinesis", kinesis_endpoint)
     yield c
     await c.aclose()
 
 
 @pytest.fixture
-def factory(clients: KinesisClients) -> KinesisSourceFactory:
+def factory(clients: AwsClients) -> KinesisSourceFactory:
     return KinesisSourceFactory(clients)
 
 
@@ -467,7 +440,7 @@ async def test_throttling_raises_source_throttled_and_the_next_read_loses_nothin
     name, arn = make_stream()
     seqs = [put(kinesis, name, f"r{i}".encode(), "k")[1] for i in range(4)]
     faults: dict[str, list[str]] = {}
-    clients = FaultyClients(kinesis_endpoint, faults)
+    clients = FaultyClients("kinesis", kinesis_endpoint, faults)
     try:
         stream = KinesisSourceFactory(clients).open_stream(mapping_for(arn), invoke_identity_arn=ROLE)
         reader = await stream.open_shard("shardId-000000000000", StartPosition("TRIM_HORIZON"))
@@ -491,7 +464,7 @@ async def test_throttling_raises_source_throttled_and_the_next_read_loses_nothin
 
 async def test_other_sdk_errors_are_source_errors(make_stream: Any, kinesis_endpoint: str) -> None:
     _, arn = make_stream()
-    no_retries = KinesisClients(kinesis_endpoint, max_attempts=0)
+    no_retries = AwsClients("kinesis", kinesis_endpoint, max_attempts=0)
     try:
         stream = KinesisSourceFactory(no_retries).open_stream(mapping_for(arn))
         reader = await stream.open_shard("shardId-000000000000", StartPosition("TRIM_HORIZON"))
@@ -503,7 +476,7 @@ async def test_other_sdk_errors_are_source_errors(make_stream: Any, kinesis_endp
     finally:
         await no_retries.aclose()
 
-    unreachable = KinesisClients("http://127.0.0.1:9", max_attempts=0)
+    unreachable = AwsClients("kinesis", "http://127.0.0.1:9", max_attempts=0)
     try:
         stream = KinesisSourceFactory(unreachable).open_stream(mapping_for(arn))
         with pytest.raises(SourceError):

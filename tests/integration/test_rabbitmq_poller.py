@@ -30,7 +30,7 @@ from pamqp import commands as spec
 from engine.batching import encode_envelope, encode_record
 from engine.ports import QueueMessage, SourceError, SourceNotFound
 from pollers.rabbitmq import RabbitMqQueue, parse_rabbitmq_endpoint
-from tests.services import endpoint_for, in_ci, is_up
+from tests.services import endpoint_for, is_up, skip_unless_ci
 
 pytestmark = pytest.mark.service("rabbitmq")
 
@@ -127,10 +127,9 @@ def test_vhost() -> str:
     for args in (("add_vhost", VHOST), ("set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*")):
         done = services("rabbitmqctl", *args, timeout=60)
         if done.returncode != 0:
-            msg = f"rabbitmqctl {' '.join(args)} failed: {done.stderr.strip() or done.stdout.strip()}"
-            if in_ci():
-                pytest.fail(msg)
-            pytest.skip(msg)
+            skip_unless_ci(
+                f"rabbitmqctl {' '.join(args)} failed: {done.stderr.strip() or done.stdout.strip()}"
+            )
     return VHOST
 
 
@@ -523,10 +522,7 @@ def _broker_is_ours() -> bool:
 
 async def test_broker_restart_raises_source_error_and_loses_nothing(broker: Broker, qname: str) -> None:
     if not _broker_is_ours():
-        msg = "the broker was not started by scripts/services.sh: this test cannot restart it"
-        if in_ci():
-            pytest.fail(msg)
-        pytest.skip(msg)
+        skip_unless_ci("the broker was not started by scripts/services.sh: this test cannot restart it")
     await broker.declare(qname)
     quorum = await broker.declare(f"{qname}-qq", **{"x-queue-type": "quorum"})
     for i in range(5):
