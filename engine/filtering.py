@@ -48,9 +48,11 @@ MAX_NESTING: Final = 32
 #: refused "Rule is too complex". The exact AWS limit is unpublished [UNVERIFIED].
 MAX_WILDCARD_COMPLEXITY: Final = 10
 
-#: Rule 6 switch. False (default, Lambda docs): literal numbers are equal only as canonical JSON text, so
-#: ``300`` != ``300.0``. True (EventBridge as observed): compare them as numbers.
-LITERAL_NUMBERS_BY_VALUE = False
+#: Rule 6 switch. True (default, what AWS did: the EventBridge-validated case ``number_comparison_float``
+#: has pattern ``[300]`` match event ``300.0``): literal numbers compare as numbers. False (the reading of
+#: the Lambda docs, "compared via their string representation"): literal numbers are equal only as
+#: canonical JSON text, so ``300`` != ``300.0``.
+LITERAL_NUMBERS_BY_VALUE = True
 
 _DATA_KEY: Final[Mapping[SourceKind, str]] = {
     SourceKind.SQS: "body",

@@ -47,20 +47,30 @@ def test_table_covers_every_rule_and_names_are_unique() -> None:
     assert rules == set(range(1, 16))
 
 
-def test_numbers_compared_by_value_when_switched() -> None:
-    # rule 6, EventBridge's observed behaviour (number_comparison_float): 300 == 300.0
+def test_numbers_compared_by_value_by_default() -> None:
+    # rule 6, what AWS did (EventBridge-validated number_comparison_float): 300 == 300.0
     text = '{"number": [300]}'
-    assert not compile_pattern(text).matches({"number": 300.0})
-    assert compile_pattern(text, literal_numbers_by_value=True).matches({"number": 300.0})
+    assert compile_pattern(text).matches({"number": 300.0})
+    assert compile_pattern('{"number": [300.0]}').matches({"number": 300})
     not_300 = '{"n": [{"anything-but": [300]}]}'
-    assert not compile_pattern(not_300, literal_numbers_by_value=True).matches({"n": 300.0})
-    assert compile_pattern(not_300).matches({"n": 300.0})
+    assert not compile_pattern(not_300).matches({"n": 300.0})
+    sqs_filter = compile_filters(['{"body": {"number": [300]}}'], SourceKind.SQS)
+    assert sqs_filter.matches({"body": {"number": 300.0}})
+
+
+def test_numbers_compared_as_text_when_switched_off() -> None:
+    # rule 6, the Lambda docs' reading ("compared via their string representation"): 300 != 300.0
+    text = '{"number": [300]}'
+    assert not compile_pattern(text, literal_numbers_by_value=False).matches({"number": 300.0})
+    assert compile_pattern(text, literal_numbers_by_value=False).matches({"number": 300})
+    not_300 = '{"n": [{"anything-but": [300]}]}'
+    assert compile_pattern(not_300, literal_numbers_by_value=False).matches({"n": 300.0})
 
 
 def test_module_switch_is_read_at_compile_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(filtering, "LITERAL_NUMBERS_BY_VALUE", True)
-    assert compile_pattern('{"number": [300]}').matches({"number": 300.0})
-    assert not compile_pattern('{"number": [300]}', literal_numbers_by_value=False).matches({"number": 300.0})
+    monkeypatch.setattr(filtering, "LITERAL_NUMBERS_BY_VALUE", False)
+    assert not compile_pattern('{"number": [300]}').matches({"number": 300.0})
+    assert compile_pattern('{"number": [300]}', literal_numbers_by_value=True).matches({"number": 300.0})
 
 
 def test_duplicate_keys_last_wins() -> None:

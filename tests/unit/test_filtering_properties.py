@@ -190,9 +190,19 @@ def test_equals_ignore_case(text: str, value: Any) -> None:
 
 @PROPERTY
 @given(NUMBERS, NUMBERS)
-def test_literal_number_by_value_is_numeric_equality(literal: Any, value: Any) -> None:
-    pattern = compile_pattern(json.dumps({"a": [literal]}), literal_numbers_by_value=True)
-    assert pattern.matches({"a": value}) == matches({"a": [{"numeric": ["=", literal]}]}, {"a": value})
+def test_literal_number_is_numeric_equality_by_default(literal: Any, value: Any) -> None:
+    # rule 6: AWS compares literal numbers by value (EventBridge-validated number_comparison_float)
+    by_numeric = matches({"a": [{"numeric": ["=", literal]}]}, {"a": value})
+    assert matches({"a": [literal]}, {"a": value}) == by_numeric
+
+
+@PROPERTY
+@given(NUMBERS, NUMBERS)
+def test_literal_number_as_text_is_json_text_equality(literal: Any, value: Any) -> None:
+    # rule 6 switched to the Lambda docs' reading: equal only as canonical JSON text, so an integer never
+    # equals a float (300 != 300.0)
+    pattern = compile_pattern(json.dumps({"a": [literal]}), literal_numbers_by_value=False)
+    assert pattern.matches({"a": value}) == (type(literal) is type(value) and literal == value)
 
 
 @PROPERTY
