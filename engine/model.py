@@ -12,6 +12,8 @@ from typing import Any
 DEFAULT_MAX_PAYLOAD_BYTES = 6_291_456
 #: Kafka: infinite retries with an on-failure destination are capped at 10 (spec 6.4)
 KAFKA_MAX_RETRIES_WITH_DESTINATION = 10
+#: ProvisionedPollerConfig defaults (the API model's documentation)
+SQS_DEFAULT_MIN_POLLERS, KAFKA_DEFAULT_MIN_POLLERS, DEFAULT_MAX_POLLERS = 2, 1, 200
 
 
 class SourceKind(enum.StrEnum):
@@ -144,8 +146,23 @@ class EventSourceMapping:
         mc = sc.get("MaximumConcurrency")
         return int(mc) if mc is not None else None
 
+    @property
+    def provisioned_pollers(self) -> tuple[int, int] | None:
+        """ProvisionedPollerConfig as (MinimumPollers, MaximumPollers), None in on-demand mode."""
+        pc = self.params.get("ProvisionedPollerConfig")
+        if not pc:
+            return None
+        default_low = SQS_DEFAULT_MIN_POLLERS if self.kind is SourceKind.SQS else KAFKA_DEFAULT_MIN_POLLERS
+        low = int(pc.get("MinimumPollers", default_low))
+        return low, max(low, int(pc.get("MaximumPollers", DEFAULT_MAX_POLLERS)))
+
     def with_state(self, state: State, **changes: Any) -> EventSourceMapping:
         return replace(self, state=state, **changes)
+
+
+def user_initiated_reason(kind: SourceKind) -> str:
+    """StateTransitionReason after a user's change: AWS words it per source (spec 8.2)."""
+    return "User action" if kind.is_stream else "USER_INITIATED"
 
 
 def function_name_part(function_ref: str) -> str:

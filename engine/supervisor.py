@@ -2,7 +2,12 @@
 
 The control plane writes a mapping (in a transitional state) and notifies; the supervisor starts, stops or
 restarts that mapping's runner and settles the state (Creating -> Enabled, Disabling -> Disabled, ...).
-A temporary source failure (SourceError) stays inside its mapping: its runner restarts with back-off.
+Each mapping has its own reconcile worker (Kopf's one worker per object): a mapping's changes apply in
+order, and no mapping's start or stop waits for another's.
+A temporary source failure (SourceError) stays inside its mapping: its runner restarts with back-off,
+and each new problem is reported once (LastProcessingResult, one log event), not once per retry. A
+source that no longer exists (SourceNotFound) also says so in StateTransitionReason, since SQS
+mappings show no LastProcessingResult; both are restored when the source is back.
 A source that refuses the mapping's credentials (SourceAccessDenied) stops the mapping's consumer until
 the mapping changes, as Lambda does (spec 6.6): no restart loop. Any other exception is a bug and crashes
 the engine loudly.
@@ -20,7 +25,7 @@ import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from engine.errors import TooManyRequestsException
-from engine.model import EventSourceMapping, State
+from engine.model import EventSourceMapping, State, user_initiated_reason
 from engine.ports import FunctionNotFound, InvokeError, SourceAccessDenied, SourceError, SourceNotFound
 from engine.retry import Backoff
 from engine.store.sqlite import SqliteStore
@@ -29,6 +34,9 @@ log = structlog.get_logger("engine.supervisor")
 
 #: errors that keep a mapping from running for now; the runner is restarted with back-off
 TEMPORARY_ERRORS = (SourceError, SourceNotFound, FunctionNotFound, InvokeError)
+#: StateTransitionReason while the mapping's source does not exist [UNVERIFIED]: AWS's code for a
+#: mapping whose configuration no longer works (it keeps the mapping and retries, as the engine does)
+SOURCE_MISSING_REASON = "ESM_CONFIG_NOT_VALID"
 
 
 class Runner(Protocol):
@@ -72,6 +80,8 @@ class Supervisor:
         self._recv: MemoryObjectReceiveStream[str]
         self._send, self._recv = anyio.create_memory_object_stream[str](max_pending_changes)
         self._handles: dict[str, _Handle] = {}
+        #: the reconcile workers running, by mapping: set when the mapping changed again meanwhile
+        self._changed: dict[str, anyio.Event] = {}
         self._tg: anyio.abc.TaskGroup | None = None
 
     def notify(self, uuid: str) -> None:
@@ -88,12 +98,14 @@ class Supervisor:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             try:
-                for m in self.store.list_mappings():
-                    await self._reconcile(m.uuid)
+                # started once every stored mapping has settled, each on its own
+                async with anyio.create_task_group() as first:
+                    for m in self.store.list_mappings():
+                        self._dispatch(m.uuid, first)
                 task_status.started()
                 async with self._recv:
                     async for uuid in self._recv:
-                        await self._reconcile(uuid)
+                        self._dispatch(uuid, tg)
             finally:
                 with anyio.CancelScope(shield=True):
                     await self.stop_all()
@@ -102,6 +114,22 @@ class Supervisor:
         async with anyio.create_task_group() as tg:
             for uuid in list(self._handles):
                 tg.start_soon(self._stop, uuid)
+
+    def _dispatch(self, uuid: str, tg: anyio.abc.TaskGroup) -> None:
+        changed = self._changed.get(uuid)
+        if changed is None:
+            self._changed[uuid] = changed = anyio.Event()
+            tg.start_soon(self._reconcile_worker, uuid, name=f"esm-reconcile-{uuid}")
+        changed.set()
+
+    async def _reconcile_worker(self, uuid: str) -> None:
+        """Reconciles one mapping until no change is left; changes that arrive meanwhile coalesce."""
+        try:
+            while self._changed[uuid].is_set():
+                self._changed[uuid] = anyio.Event()
+                await self._reconcile(uuid)
+        finally:
+            del self._changed[uuid]
 
     async def _reconcile(self, uuid: str) -> None:
         m = self.store.get_mapping(uuid)
@@ -153,30 +181,47 @@ class Supervisor:
         m = handle.mapping
         backoff = self.restart_backoff()
         bound = log.bind(mapping=m.uuid, source=m.event_source_arn, function=m.function_arn)
+        reported: str | None = None  # the problem the store and the log show now
+        source_missing = False
+
+        def ready() -> None:
+            nonlocal reported, source_missing
+            if source_missing or m.state_transition_reason == SOURCE_MISSING_REASON:
+                self.store.set_stopped_reason(m.uuid, user_initiated_reason(m.kind), None)
+                bound.info("mapping_source_found")
+            reported, source_missing = None, False
+            handle.ready.set()
+
         try:
             with handle.scope:
                 while True:
                     try:
                         handle.runner = await self.runner_factory(m)
                         bound.info("mapping_started", kind=m.kind.value)
-                        await handle.runner.run(handle.ready.set)
+                        await handle.runner.run(ready)
                         return
                     except* TEMPORARY_ERRORS as group:  # raised directly or from a runner's task group
                         e = _first_leaf(group)
                         handle.runner = None
+                        problem = f"PROBLEM: {e}"
                         if isinstance(e, SourceAccessDenied):
-                            self.store.set_stopped_reason(m.uuid, e.reason, f"PROBLEM: {e}")
+                            self.store.set_stopped_reason(m.uuid, e.reason, problem)
                             bound.error("mapping_consumer_stopped", reason=e.reason, error=str(e))
                             handle.ready.set()
                             await anyio.sleep_forever()  # until the mapping is updated, disabled or deleted
                         delay = backoff.next_delay()
-                        self.store.set_last_processing_result(m.uuid, f"PROBLEM: {e}")
-                        bound.warning(
-                            "mapping_interrupted",
-                            error=str(e),
-                            error_type=type(e).__name__,
-                            restart_in_s=round(delay, 2),
-                        )
+                        if problem != reported:
+                            reported = problem
+                            if isinstance(e, SourceNotFound):
+                                source_missing = True
+                                self.store.set_stopped_reason(m.uuid, SOURCE_MISSING_REASON, problem)
+                                bound.error("mapping_source_missing", error=str(e))
+                            else:
+                                self.store.set_last_processing_result(m.uuid, problem)
+                                bound.warning(
+                                    "mapping_interrupted", error=str(e), error_type=type(e).__name__
+                                )
+                        bound.debug("mapping_restart_scheduled", restart_in_s=round(delay, 2))
                         handle.ready.set()  # the state settles; LastProcessingResult says what is wrong
                         await anyio.sleep(delay)
         finally:

@@ -119,7 +119,8 @@ class SubscribeShardReader(IteratorShardReader):
 
     async def _subscribe(self) -> None:
         position = self._resume_position()
-        client = await self.stream.clients.client(self.stream.region)
+        # a subscription holds its connection for up to 5 minutes
+        client = await self.stream.clients.waiting_client(self.stream.region)
         try:
             resp = await client.subscribe_to_shard(
                 ConsumerARN=self.consumer_arn,

@@ -107,13 +107,14 @@ def start_engine(tmp_path: Path) -> Iterator[Callable[..., RunningEngine]]:
         run_supervisor: bool = True,
         endpoints: dict[str, str] | None = None,
         clock: Callable[[], float] = time.time,
+        queue: QueueRunnerSettings | None = None,
     ) -> RunningEngine:
         settings = EngineSettings(
             port=0,
             data_dir=data_dir or tmp_path / "data",
             endpoints={**({"sqs": endpoint_url} if endpoint_url else {}), **(endpoints or {})},
             account_id=account_id,
-            queue=QueueRunnerSettings(long_poll_s=1.0),
+            queue=queue or QueueRunnerSettings(long_poll_s=1.0),
             stream=StreamRunnerSettings(poll_interval_s=0.1, discovery_interval_s=1.0),
             drain_timeout_s=2.0,
         )
