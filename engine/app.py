@@ -17,7 +17,7 @@ import structlog
 from aiohttp import web
 
 from engine.api.app import ControlPlane, build_app
-from engine.config import EngineConfig
+from engine.config import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, AwsSettings, EngineConfig
 from engine.filtering import compile_filters
 from engine.invoke.registry import FunctionRegistry
 from engine.model import EventSourceMapping, SourceKind
@@ -44,12 +44,14 @@ class EngineSettings:
     host: str = "127.0.0.1"
     port: int = 9001
     data_dir: Path = Path(".data")
+    # The four AWS settings are final: `esm serve` merges them (engine.config.merge_aws: command line >
+    # ESM_* environment > config file's aws section > defaults) and every AWS client reads them from here.
     #: endpoint of every AWS API the engine calls (None: AWS itself)...
     aws_endpoint_url: str | None = None
     #: ...unless a service has its own here, keyed by botocore service name ("sqs", "lambda", ...)
     endpoints: Mapping[str, str] = field(default_factory=dict)
-    region: str = "us-east-1"
-    account_id: str = "123456789012"
+    region: str = DEFAULT_REGION
+    account_id: str = DEFAULT_ACCOUNT_ID
     queue: QueueRunnerSettings = field(default_factory=QueueRunnerSettings)
     #: Kinesis: AWS polls a shard about once a second
     stream: StreamRunnerSettings = field(default_factory=StreamRunnerSettings)
@@ -60,8 +62,12 @@ class EngineSettings:
     kafka_discovery_interval_s: float = 1.0
     drain_timeout_s: float = 10.0
 
+    @property
+    def aws(self) -> AwsSettings:
+        return AwsSettings(self.aws_endpoint_url, self.endpoints, self.region, self.account_id)
+
     def endpoint_for(self, service: str) -> str | None:
-        return self.endpoints.get(service, self.aws_endpoint_url)
+        return self.aws.endpoint_for(service)
 
     @property
     def store_path(self) -> Path:

@@ -7,13 +7,23 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
 
-from engine.config import ConfigError, EngineConfig, load_config
+from engine.config import (
+    DEFAULT_ACCOUNT_ID,
+    DEFAULT_REGION,
+    AwsConfig,
+    AwsSettings,
+    ConfigError,
+    EngineConfig,
+    load_config,
+    merge_aws,
+    parse_endpoints,
+)
 
 DESCRIPTION = """\
 A local AWS Lambda event-source-mapping engine. `esm serve` runs the Lambda event-source-mapping API
@@ -34,20 +44,6 @@ every option of `serve` can also be set by an environment variable (shown in its
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
-
-
-def _endpoint_env() -> list[str]:
-    return [e for e in (_env("ESM_ENDPOINTS") or "").split(",") if e]
-
-
-def _endpoints(pairs: list[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        service, sep, url = pair.partition("=")
-        if not sep or not service or not url:
-            raise SystemExit(f"esm: --endpoint takes SERVICE=URL, got {pair!r}")
-        out[service.strip().lower()] = url.strip()
-    return out
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,16 +77,17 @@ def _parser() -> argparse.ArgumentParser:
         default=_env("ESM_CONFIG"),
         help="engine config file, YAML or JSON: functions, brokers, secrets [ESM_CONFIG]",
     )
+    # The four AWS options default to None: engine.config.merge_aws applies the one precedence, command
+    # line > environment (the ESM_* variable in brackets) > config file's aws section > default.
     s.add_argument(
         "--aws-endpoint-url",
-        default=_env("ESM_AWS_ENDPOINT_URL"),
         help="endpoint of every AWS API the engine calls: SQS, Lambda Invoke, ... "
-        "(LocalStack, moto, ElasticMQ; default: AWS itself) [ESM_AWS_ENDPOINT_URL]",
+        "(LocalStack, moto, ElasticMQ; default: AWS itself) [ESM_AWS_ENDPOINT_URL; file: aws.endpoint_url]",
     )
     s.add_argument(
         "--endpoint",
         action="append",
-        default=_endpoint_env(),
+        default=[],
         metavar="SERVICE=URL",
         help="endpoint of one AWS service, over --aws-endpoint-url; repeatable, e.g. "
         "--endpoint sqs=http://127.0.0.1:9324 --endpoint lambda=http://127.0.0.1:4566 "
@@ -98,19 +95,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--region",
-        default=_env("ESM_REGION", _env("AWS_DEFAULT_REGION", "us-east-1")),
-        help="region of the function ARNs the API returns [ESM_REGION] (us-east-1)",
+        help="region of the function ARNs the API returns "
+        f"[ESM_REGION; file: aws.region; AWS_DEFAULT_REGION] ({DEFAULT_REGION})",
     )
     s.add_argument(
         "--account-id",
-        default=_env("ESM_ACCOUNT_ID", "123456789012"),
-        help="account of the function ARNs the API returns [ESM_ACCOUNT_ID] (123456789012)",
+        help=f"account of the function ARNs the API returns [ESM_ACCOUNT_ID; file: aws.account_id] "
+        f"({DEFAULT_ACCOUNT_ID})",
     )
     s.add_argument(
         "--embedded-aws",
         action="store_true",
         default=_env("ESM_EMBEDDED_AWS") == "1",
-        help="start moto's server in-process and use it as the AWS endpoint [ESM_EMBEDDED_AWS=1]",
+        help="start moto's server in-process and use it as the AWS endpoint, in place of "
+        "--aws-endpoint-url [ESM_EMBEDDED_AWS=1]",
     )
     s.add_argument(
         "--embedded-aws-port",
@@ -170,22 +168,22 @@ def _serve(args: argparse.Namespace) -> None:
 
     configure(args.log_level, json_lines=args.log_format == "json")
     config = _load(args.config)
-    endpoint = args.aws_endpoint_url or config.aws.endpoint_url
+    aws = _aws_settings(args, config)  # fails early on a malformed --endpoint / ESM_ENDPOINTS
     embedded = None
     if args.embedded_aws:
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
         embedded = EmbeddedAws(port=args.embedded_aws_port)
         embedded.start()
-        endpoint = embedded.endpoint_url
+        aws = _aws_settings(args, config, embedded_endpoint_url=embedded.endpoint_url)
     settings = EngineSettings(
         host=args.host,
         port=args.port,
         data_dir=args.data_dir,
-        aws_endpoint_url=endpoint,
-        endpoints=_endpoints(args.endpoint),
-        region=config.aws.region or args.region,
-        account_id=config.aws.account_id or args.account_id,
+        aws_endpoint_url=aws.endpoint_url,
+        endpoints=aws.endpoints,
+        region=aws.region,
+        account_id=aws.account_id,
         stream=StreamRunnerSettings(poll_interval_s=args.kinesis_poll_interval),
         dynamodb_poll_interval_s=args.dynamodb_poll_interval,
     )
@@ -194,6 +192,27 @@ def _serve(args: argparse.Namespace) -> None:
     finally:
         if embedded:
             embedded.stop()
+
+
+def _aws_settings(
+    args: argparse.Namespace,
+    config: EngineConfig,
+    *,
+    environ: Mapping[str, str] | None = None,
+    embedded_endpoint_url: str | None = None,
+) -> AwsSettings:
+    """The AWS settings of `esm serve`, merged by engine.config.merge_aws (command line > ESM_* > file);
+    the embedded emulator, when started, is the command line's endpoint of every service."""
+    try:
+        command_line = AwsConfig(
+            endpoint_url=embedded_endpoint_url or args.aws_endpoint_url,
+            region=args.region,
+            account_id=args.account_id,
+            endpoints=parse_endpoints(args.endpoint or []),
+        )
+        return merge_aws(command_line, config.aws, environ)
+    except ValueError as e:
+        raise SystemExit(f"esm: {e}") from None
 
 
 def _store(data_dir: Path):  # type: ignore[no-untyped-def]

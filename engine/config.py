@@ -88,11 +88,94 @@ class FunctionConfig:
 
 @dataclass(frozen=True)
 class AwsConfig:
-    """Defaults for AWS clients; None leaves the value to the engine's settings and the AWS chain."""
+    """One source of AWS settings: the config file's ``aws`` section, the ESM_* environment variables or
+    the command line. None (and no ``endpoints`` entry) leaves the value to the next source; ``merge_aws``
+    decides. ``endpoints`` (per botocore service name) only comes from the environment and command line.
+    """
 
     endpoint_url: str | None = None
     region: str | None = None
     account_id: str | None = None
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+
+
+#: Last in the precedence: the region when no source names one (after AWS_DEFAULT_REGION), and moto's
+#: account, the one AWS uses in its documentation examples.
+DEFAULT_REGION = "us-east-1"
+DEFAULT_ACCOUNT_ID = "123456789012"
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """The AWS settings the engine runs with, merged by ``merge_aws``."""
+
+    endpoint_url: str | None = None  # None: AWS itself
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+    region: str = DEFAULT_REGION
+    account_id: str = DEFAULT_ACCOUNT_ID
+
+    def endpoint_for(self, service: str) -> str | None:
+        return self.endpoints.get(service, self.endpoint_url)
+
+
+def parse_endpoints(pairs: list[str], what: str = "--endpoint") -> dict[str, str]:
+    """``SERVICE=URL`` pairs (``--endpoint``, ``ESM_ENDPOINTS``) by lower-case service name; ValueError
+    names a malformed pair."""
+    out = {}
+    for pair in pairs:
+        service, sep, url = pair.partition("=")
+        if not sep or not service.strip() or not url.strip():
+            raise ValueError(f"{what} takes SERVICE=URL, got {pair!r}")
+        out[service.strip().lower()] = url.strip()
+    return out
+
+
+def aws_from_environ(environ: Mapping[str, str]) -> AwsConfig:
+    """The ESM_* variables: ESM_AWS_ENDPOINT_URL, ESM_ENDPOINTS (``sqs=URL,lambda=URL``), ESM_REGION,
+    ESM_ACCOUNT_ID. Empty values count as unset."""
+    pairs = [e for e in environ.get("ESM_ENDPOINTS", "").split(",") if e.strip()]
+    return AwsConfig(
+        endpoint_url=environ.get("ESM_AWS_ENDPOINT_URL") or None,
+        region=environ.get("ESM_REGION") or None,
+        account_id=environ.get("ESM_ACCOUNT_ID") or None,
+        endpoints=parse_endpoints(pairs, "ESM_ENDPOINTS"),
+    )
+
+
+def merge_aws(
+    command_line: AwsConfig,
+    file: AwsConfig,
+    environ: Mapping[str, str] | None = None,
+    *,
+    default_region: str | None = None,
+) -> AwsSettings:
+    """The one precedence of every AWS setting: command line > environment (ESM_*; ``environ`` defaults
+    to os.environ) > config file > defaults (region: ``default_region``, else AWS_DEFAULT_REGION, else
+    us-east-1; account: 123456789012; endpoint: AWS itself).
+
+    Endpoints: for one service, the first source that names either that service (``--endpoint
+    SERVICE=URL``) or every service (``--aws-endpoint-url``) decides, the service's own entry first. So
+    ``--aws-endpoint-url`` on the command line beats ``ESM_ENDPOINTS=lambda=...``, and the command
+    line's ``--endpoint lambda=...`` beats the file's ``aws.endpoint_url``.
+    """
+    env = os.environ if environ is None else environ
+    sources = (command_line, aws_from_environ(env), file)
+    endpoints: dict[str, str] = {}
+    endpoint_url = None
+    for source in sources:
+        for service, url in source.endpoints.items():
+            endpoints.setdefault(service, url)
+        if source.endpoint_url is not None:
+            endpoint_url = source.endpoint_url
+            break  # sources below lose to this one for every service
+    region = next((s.region for s in sources if s.region), None)
+    account_id = next((s.account_id for s in sources if s.account_id), None)
+    return AwsSettings(
+        endpoint_url=endpoint_url,
+        endpoints=endpoints,
+        region=region or default_region or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION,
+        account_id=account_id or DEFAULT_ACCOUNT_ID,
+    )
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,12 @@ import anyio
 import structlog
 from aiobotocore.session import AioSession, get_session
 
-from engine.config import EngineConfig, FunctionConfig
+from engine.config import AwsConfig, EngineConfig, FunctionConfig, merge_aws
 from engine.invoke.lambda_api import LambdaApiInvoker, default_region
 from engine.invoke.python import InProcessInvoker
 from engine.ports import FunctionInfo, FunctionNotFound, InvokeError, Invoker
 
 log = structlog.get_logger(__name__)
-
-#: moto's account, and the one AWS uses in its documentation examples
-DEFAULT_ACCOUNT_ID = "123456789012"
 
 #: name, name:qualifier, ACCOUNT:function:name[:qualifier], arn:PARTITION:lambda:REGION:ACCOUNT:function:...
 _FUNCTION_REF = re.compile(
@@ -53,8 +50,10 @@ def _parse(ref: str) -> _Ref:
 class FunctionRegistry:
     """The engine's FunctionResolver, one invoker per function, kept until ``aclose()``.
 
-    Region, account and Lambda endpoint come from the config file's ``aws`` section first, then from
-    the arguments (the engine's settings), then the AWS chain (region) and built-in defaults.
+    Region, account and Lambda endpoint: the arguments (the engine's settings, already merged by
+    engine.config.merge_aws: command line > ESM_* environment > config file) win; an argument left None
+    falls back, by the same merge, to the config file's ``aws`` section, then the AWS chain (region)
+    and the built-in account. A function's own ``invoke.endpoint_url`` / ``region`` beat all of them.
     """
 
     def __init__(
@@ -68,9 +67,12 @@ class FunctionRegistry:
     ) -> None:
         self.config = config
         self._session = session or get_session()
-        self.endpoint_url = config.aws.endpoint_url or lambda_endpoint_url
-        self.region = config.aws.region or region or default_region(self._session)
-        self.account_id = config.aws.account_id or account_id or DEFAULT_ACCOUNT_ID
+        given = AwsConfig(endpoint_url=lambda_endpoint_url, region=region, account_id=account_id)
+        # the environment is in the arguments already; no region anywhere: the AWS chain's
+        aws = merge_aws(given, config.aws, {}, default_region=default_region(self._session))
+        self.endpoint_url = aws.endpoint_url
+        self.region = aws.region
+        self.account_id = aws.account_id
         self._invokers: dict[str, Invoker] = {}
         self._locks: dict[str, anyio.Lock] = {}
         self._stack = AsyncExitStack()

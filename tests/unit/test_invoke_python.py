@@ -345,7 +345,8 @@ async def test_registry_resolves_every_form_by_name(ref: str) -> None:
 
 
 async def test_registry_uses_configured_timeout_role_region_and_account() -> None:
-    registry = _registry(aws=AwsConfig(region="eu-west-1", account_id="000000000000"), region="us-west-2")
+    # region and account from the file's aws section when the engine's settings leave them out
+    registry = _registry(aws=AwsConfig(region="eu-west-1", account_id="000000000000"))
     invoker = await registry.resolve("slow")
     assert invoker.info == FunctionInfo(
         function_arn="arn:aws:lambda:eu-west-1:000000000000:function:slow",
