@@ -112,12 +112,15 @@ class Engine:
                 SourceKind.SELF_MANAGED_KAFKA: self.kafka.describe,
             },
             function_arn=self.functions.function_arn,
+            max_filters=config.limits.filters_per_mapping,
         )
         self.port = settings.port
 
     async def build_runner(self, m: EventSourceMapping) -> Runner:
         invoker = await self.functions.resolve(m.function_arn)
-        record_filter = compile_filters(m.filter_patterns, m.kind)
+        record_filter = compile_filters(
+            m.filter_patterns, m.kind, max_filters=self.config.limits.filters_per_mapping
+        )
         if m.kind is SourceKind.SQS:
             desc = await self.sqs.describe(m)
             queue_settings = self.settings.queue

@@ -178,6 +178,17 @@ def merge_aws(
     )
 
 
+#: Lambda's filter quota per mapping: 5 by default, raised up to 10 on request (spec 2.1).
+DEFAULT_FILTERS_PER_MAPPING, MAX_FILTERS_PER_MAPPING = 5, 10
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Quotas AWS raises on request: the config file's ``limits`` section."""
+
+    filters_per_mapping: int = DEFAULT_FILTERS_PER_MAPPING
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """The whole file. ``base_dir`` (the file's folder) goes on sys.path for in-process handlers;
@@ -186,6 +197,7 @@ class EngineConfig:
     base_dir: Path = field(default_factory=Path.cwd)
     functions: Mapping[str, FunctionConfig] = field(default_factory=dict)
     aws: AwsConfig = field(default_factory=AwsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     sections: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -285,7 +297,8 @@ class _Validator:
             base_dir=base_dir,
             functions={name: self.function(name, spec) for name, spec in functions.items()},
             aws=self.aws(top.get("aws")),
-            sections={k: v for k, v in top.items() if k not in ("functions", "aws")},
+            limits=self.limits(top.get("limits")),
+            sections={k: v for k, v in top.items() if k not in ("functions", "aws", "limits")},
         )
 
     def mapping(self, value: Any, key: str, *, optional: bool = False) -> dict[str, Any]:
@@ -408,3 +421,18 @@ class _Validator:
             region=self.optional(spec, "region", "aws"),
             account_id=account,
         )
+
+    def limits(self, raw: Any) -> LimitsConfig:
+        spec = self.mapping(raw, "limits", optional=True)
+        self.keys(spec, "limits", ("filters_per_mapping",))
+        filters = spec.get("filters_per_mapping", DEFAULT_FILTERS_PER_MAPPING)
+        if isinstance(filters, bool) or not isinstance(filters, int):
+            got = f"{_type_name(filters)} {filters!r}"
+            raise self.error("limits.filters_per_mapping", f"must be an integer, got {got}")
+        if not 1 <= filters <= MAX_FILTERS_PER_MAPPING:
+            raise self.error(
+                "limits.filters_per_mapping",
+                f"must be from 1 to {MAX_FILTERS_PER_MAPPING} (AWS raises the quota of "
+                f"{DEFAULT_FILTERS_PER_MAPPING} up to {MAX_FILTERS_PER_MAPPING}), got {filters}",
+            )
+        return LimitsConfig(filters_per_mapping=filters)

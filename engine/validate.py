@@ -16,7 +16,7 @@ import functools
 import re
 import sys
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -60,6 +60,20 @@ SCALING_AND_PROVISIONED = (
 CONSUMER_GROUP_IMMUTABLE = "ConsumerGroupId cannot be changed after the event source mapping is created."
 VIRTUAL_HOST_IMMUTABLE = "The VIRTUAL_HOST source access configuration cannot be changed."
 KAFKA_DESTINATION_SAME_TOPIC = "The Kafka on-failure destination topic must differ from the source topic."
+KAFKA_POLLERS_ORDER = "MaximumPollers must be greater than or equal to MinimumPollers"
+TOO_MANY_TAGS = "Number of tags exceeds resource tag limit."
+#: What AWS answered to TagResource with no tags (LocalStack's AWS-validated snapshot).
+NO_TAGS = "An error occurred and the request cannot be processed."
+
+#: Lambda's quota of tags per resource.
+MAX_TAGS_PER_RESOURCE = 50
+#: Kafka's MaximumPollers range (the model's doc string; the model's shape allows SQS's 10,000).
+KAFKA_MAX_POLLERS = 2000
+KAFKA_MAX_POLLERS_RANGE = f"MaximumPollers must be between 1 and {KAFKA_MAX_POLLERS} inclusive"
+#: Metrics the model's doc string names "(Amazon MSK and self-managed Apache Kafka)".
+KAFKA_ONLY_METRICS = frozenset({"ErrorCount", "KafkaMetrics"})
+
+TAG_RESOURCE, UNTAG_RESOURCE = "TagResource", "UntagResource"
 
 
 def unsupported_destination(destination: str) -> str:
@@ -76,6 +90,19 @@ def batch_size_range(maximum: int) -> str:
 
 def unsupported_access_type(access_type: str) -> str:
     return f"Unsupported SourceAccessConfigurations type {access_type} for given event source mapping type."
+
+
+def unsupported_metric(metric: str) -> str:
+    return f"Unsupported metric {metric} for given event source mapping type."
+
+
+def unsupported_tagging_resource(resource: str) -> str:
+    """Observed (hashicorp/terraform-provider-aws#39849): AWS's answer to an ARN it cannot tag."""
+    return f"Unsupported resource type for tagging or invalid arn: {resource}"
+
+
+def reserved_tag_key(key: str) -> str:
+    return f"Tag keys starting with 'aws:' are reserved for AWS use: {key}"
 
 
 @dataclass(frozen=True)
@@ -121,12 +148,14 @@ def validate_create(body: Mapping[str, Any], *, new_uuid: str) -> CreateRequest:
         if name not in _NOT_PARAMS and value is not None:
             _store(kind, params, name, value)
     _check_source_rules(kind, params)
+    tags = dict(body.get("Tags") or {})
+    check_tags(tags)
     return CreateRequest(
         kind=kind,
         function_name=body["FunctionName"],
         enabled=body.get("Enabled") is not False,
         params=params,
-        tags=dict(body.get("Tags") or {}),
+        tags=tags,
     )
 
 
@@ -159,6 +188,58 @@ def model_shape_names() -> dict[str, str]:
     """The model's input shape per operation validated here."""
     operations = _model()["operations"]
     return {op: operations[op]["input"]["shape"] for op in (CREATE_OPERATION, UPDATE_OPERATION)}
+
+
+# --- tagging (TagResource, UntagResource, ListTags on event source mapping ARNs) ----------------------
+
+
+def tagged_mapping_uuid(resource: str) -> str:
+    """The UUID an event source mapping ARN names. Any other ARN, valid or not, is one this engine
+    cannot tag: it holds no functions or code signing configurations."""
+    pattern = _shape(_input_member(TAG_RESOURCE, "Resource")["shape"])["pattern"]
+    resource_type, _, resource_id = resource.split(":", 5)[-1].partition(":")
+    if not _java_pattern(pattern).fullmatch(resource) or resource_type != "event-source-mapping":
+        raise InvalidParameterValueException(unsupported_tagging_resource(resource))
+    return resource_id.lower()
+
+
+def validate_tag_resource(body: Mapping[str, Any]) -> dict[str, str]:
+    """The tags of a TagResource body (model constraints on keys and values, AWS's rules on the rest)."""
+    _inspect(_input_shape(TAG_RESOURCE), body).raise_violations()
+    tags = dict(body["Tags"])
+    if not tags:
+        raise InvalidParameterValueException(NO_TAGS)
+    check_tags(tags)
+    return tags
+
+
+def validate_untag_keys(keys: Sequence[str] | None) -> list[str]:
+    """UntagResource's ``tagKeys`` query parameters (required, each a model TagKey)."""
+    member = _input_member(UNTAG_RESOURCE, "TagKeys")
+    inspection = _Inspection()
+    given = None if keys is None else list(keys)
+    inspection.member(member["shape"], given, member["locationName"], member["locationName"])
+    inspection.raise_violations()
+    return given or []
+
+
+def check_tags(tags: Mapping[str, str]) -> None:
+    """The rules beyond the model on a resource's whole tag set (texts [UNVERIFIED])."""
+    if len(tags) > MAX_TAGS_PER_RESOURCE:
+        raise InvalidParameterValueException(TOO_MANY_TAGS)
+    for key in tags:
+        if key.lower().startswith("aws:"):
+            raise InvalidParameterValueException(reserved_tag_key(key))
+
+
+def _input_shape(operation: str) -> str:
+    shape: str = _model()["operations"][operation]["input"]["shape"]
+    return shape
+
+
+def _input_member(operation: str, member: str) -> dict[str, Any]:
+    found: dict[str, Any] = _shape(_input_shape(operation))["members"][member]
+    return found
 
 
 # --- source-specific rules (spec 8.4) ---------------------------------------------------------------
@@ -296,6 +377,20 @@ def _check_source_rules(kind: SourceKind, params: Mapping[str, Any]) -> None:
     _check_destination(kind, params)
     if kind is SourceKind.SQS and params.get("ScalingConfig") and params.get("ProvisionedPollerConfig"):
         raise InvalidParameterValueException(SCALING_AND_PROVISIONED)
+    if kind.is_kafka:
+        _check_kafka_pollers(params.get("ProvisionedPollerConfig") or {})
+    for metric in (params.get("MetricsConfig") or {}).get("Metrics") or []:
+        if metric in KAFKA_ONLY_METRICS and not kind.is_kafka:
+            raise InvalidParameterValueException(unsupported_metric(metric))
+
+
+def _check_kafka_pollers(config: Mapping[str, Any]) -> None:
+    """Texts [UNVERIFIED]. Defaults (1 and 200) cannot break the order, so only given values are checked."""
+    low, high = config.get("MinimumPollers"), config.get("MaximumPollers")
+    if high is not None and high > KAFKA_MAX_POLLERS:
+        raise InvalidParameterValueException(KAFKA_MAX_POLLERS_RANGE)
+    if low is not None and high is not None and high < low:
+        raise InvalidParameterValueException(KAFKA_POLLERS_ORDER)
 
 
 def _check_access(kind: SourceKind, configurations: list[dict[str, Any]] | None) -> None:

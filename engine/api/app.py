@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import time
 import uuid as uuidlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from aiohttp import web
 
+from engine.config import DEFAULT_FILTERS_PER_MAPPING
 from engine.errors import (
     InvalidParameterValueException,
     LambdaError,
@@ -40,11 +41,19 @@ from engine.ports import (
 )
 from engine.store.sqlite import SqliteStore
 from engine.supervisor import Supervisor
-from engine.validate import validate_create, validate_update
+from engine.validate import (
+    check_tags,
+    tagged_mapping_uuid,
+    validate_create,
+    validate_tag_resource,
+    validate_untag_keys,
+    validate_update,
+)
 
 log = structlog.get_logger("engine.api")
 
 BASE = "/2015-03-31/event-source-mappings"
+TAGS = "/2017-03-31/tags"
 NOT_FOUND = "The resource you requested does not exist."
 LIST_PAGE_MAX = 100
 
@@ -59,23 +68,28 @@ class ControlPlane:
     #: source existence and properties, by kind (kinds without one are not checked at create)
     describe_source: Mapping[SourceKind, Describe]
     function_arn: Callable[[str], str]
-    max_filters: int = 5
+    max_filters: int = DEFAULT_FILTERS_PER_MAPPING
 
     # --- rendering ----------------------------------------------------------------------------------
 
-    def render(self, m: EventSourceMapping) -> dict[str, Any]:
-        arn = parse_arn(m.function_arn)
+    def render(self, m: EventSourceMapping, *, listed: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"UUID": m.uuid, **m.params}
+        if listed and "KMSKeyArn" in m.params:
+            # AWS lists filters encrypted with a customer key as null; Get and Delete show them (spec 2.1)
+            out.pop("FilterCriteria", None)
         out["FunctionArn"] = m.function_arn
         out["LastModified"] = m.last_modified
         if m.kind is not SourceKind.SQS:
             out["LastProcessingResult"] = m.last_processing_result or "No records processed"
         out["State"] = m.state.value
         out["StateTransitionReason"] = m.state_transition_reason
-        out["EventSourceMappingArn"] = (
-            f"arn:{arn.partition}:lambda:{arn.region}:{arn.account}:event-source-mapping:{m.uuid}"
-        )
+        out["EventSourceMappingArn"] = self.mapping_arn(m)
         return dict(sorted(out.items()))
+
+    @staticmethod
+    def mapping_arn(m: EventSourceMapping) -> str:
+        arn = parse_arn(m.function_arn)
+        return f"arn:{arn.partition}:lambda:{arn.region}:{arn.account}:event-source-mapping:{m.uuid}"
 
     # --- checks shared by create and update -----------------------------------------------------------
 
@@ -143,6 +157,8 @@ class ControlPlane:
         await self._check_source(m, timeout_s)
         self._check_duplicate(m)
         m = self.store.insert_mapping(m)
+        if req.tags:
+            self.store.put_tags(m.uuid, req.tags)
         log.info(
             "mapping_created",
             mapping=m.uuid,
@@ -151,6 +167,7 @@ class ControlPlane:
             source=m.event_source_arn,
             enabled=m.enabled,
         )
+        _log_not_applied(m)
         self.supervisor.notify(m.uuid)
         return m
 
@@ -198,6 +215,7 @@ class ControlPlane:
         self._check_duplicate(m)
         self.store.save_mapping(m)
         log.info("mapping_updated", mapping=uuid, state=state.value)
+        _log_not_applied(m)
         self.supervisor.notify(uuid)
         return m
 
@@ -237,6 +255,43 @@ class ControlPlane:
         page = min(max_items or LIST_PAGE_MAX, LIST_PAGE_MAX)
         next_marker = str(items[page - 1].seq) if len(items) > page else None
         return items[:page], next_marker
+
+    # --- tagging (mapping ARNs only: the engine holds no functions) ----------------------------------
+
+    def _tagged(self, uuid: str, resource: str) -> EventSourceMapping:
+        m = self.store.get_mapping(uuid)
+        # the ARN's partition, region and account must be the mapping's too
+        if m is None or self.mapping_arn(m).lower() != resource.lower():
+            raise ResourceNotFoundException(NOT_FOUND)
+        return m
+
+    def list_tags(self, resource: str) -> dict[str, str]:
+        return self.store.tags(self._tagged(tagged_mapping_uuid(resource), resource).uuid)
+
+    def tag_resource(self, resource: str, body: Mapping[str, Any]) -> None:
+        uuid = tagged_mapping_uuid(resource)
+        tags = validate_tag_resource(body)
+        m = self._tagged(uuid, resource)
+        check_tags({**self.store.tags(m.uuid), **tags})
+        self.store.put_tags(m.uuid, tags)
+
+    def untag_resource(self, resource: str, keys: Sequence[str] | None) -> None:
+        uuid = tagged_mapping_uuid(resource)
+        tag_keys = validate_untag_keys(keys)
+        self.store.remove_tags(self._tagged(uuid, resource).uuid, tag_keys)
+
+
+#: Settings accepted, stored and returned that change nothing here yet (the README's Parameters table).
+_NOT_APPLIED = ("LoggingConfig", "SchemaRegistryConfig")
+
+
+def _log_not_applied(m: EventSourceMapping) -> None:
+    found = [name for name in _NOT_APPLIED if name in m.params]
+    for value in m.params.values():  # SchemaRegistryConfig sits inside the Kafka source config
+        if isinstance(value, dict):
+            found += [name for name in _NOT_APPLIED if name in value]
+    if found:
+        log.warning("mapping_settings_not_applied", mapping=m.uuid, settings=sorted(found))
 
 
 def _seconds(v: float) -> str:
@@ -368,7 +423,7 @@ def build_app(plane: ControlPlane) -> web.Application:
         items, next_marker = plane.list(
             q.get("EventSourceArn"), q.get("FunctionName"), q.get("Marker"), _max_items(q.get("MaxItems"))
         )
-        body: dict[str, Any] = {"EventSourceMappings": [plane.render(m) for m in items]}
+        body: dict[str, Any] = {"EventSourceMappings": [plane.render(m, listed=True) for m in items]}
         if next_marker:
             body["NextMarker"] = next_marker
         return web.json_response(body)
@@ -382,6 +437,17 @@ def build_app(plane: ControlPlane) -> web.Application:
     async def delete(request: web.Request) -> web.Response:
         return _reply(plane.delete(request.match_info["uuid"]), plane, 202)
 
+    async def list_tags(request: web.Request) -> web.Response:
+        return web.json_response({"Tags": plane.list_tags(request.match_info["resource"])})
+
+    async def tag_resource(request: web.Request) -> web.Response:
+        plane.tag_resource(request.match_info["resource"], await _json_body(request))
+        return web.Response(status=204)
+
+    async def untag_resource(request: web.Request) -> web.Response:
+        plane.untag_resource(request.match_info["resource"], request.query.getall("tagKeys", None))
+        return web.Response(status=204)
+
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "running": sorted(plane.supervisor.running())})
 
@@ -391,5 +457,8 @@ def build_app(plane: ControlPlane) -> web.Application:
     app.router.add_get(BASE + "/{uuid}", get)
     app.router.add_put(BASE + "/{uuid}", update)
     app.router.add_delete(BASE + "/{uuid}", delete)
+    app.router.add_get(TAGS + "/{resource:.+}", list_tags)
+    app.router.add_post(TAGS + "/{resource:.+}", tag_resource)
+    app.router.add_delete(TAGS + "/{resource:.+}", untag_resource)
     app.router.add_get("/health", health)
     return app

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,15 @@ MIGRATIONS: tuple[str, ...] = (
         detail TEXT NOT NULL DEFAULT '{}'
     );
     CREATE INDEX journal_by_mapping ON journal (mapping_uuid, id);
+    """,
+    # tags of a mapping's ARN (TagResource / ListTags), removed with the mapping
+    """
+    CREATE TABLE tags (
+        mapping_uuid TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (mapping_uuid, key)
+    );
     """,
 )
 
@@ -138,7 +147,29 @@ class SqliteStore:
         self._db.execute("BEGIN")
         self._db.execute("DELETE FROM mappings WHERE uuid=?", (uuid,))
         self._db.execute("DELETE FROM checkpoints WHERE mapping_uuid=?", (uuid,))
+        self._db.execute("DELETE FROM tags WHERE mapping_uuid=?", (uuid,))
         self._db.execute("COMMIT")
+
+    # --- tags -------------------------------------------------------------------------------------
+
+    def tags(self, mapping_uuid: str) -> dict[str, str]:
+        rows = self._db.execute(
+            "SELECT key, value FROM tags WHERE mapping_uuid=? ORDER BY key", (mapping_uuid,)
+        )
+        return {r["key"]: r["value"] for r in rows}
+
+    def put_tags(self, mapping_uuid: str, tags: Mapping[str, str]) -> None:
+        """Add tags, replacing the values of keys the mapping already has."""
+        self._db.executemany(
+            "INSERT INTO tags VALUES (?,?,?)"
+            " ON CONFLICT (mapping_uuid, key) DO UPDATE SET value=excluded.value",
+            [(mapping_uuid, k, v) for k, v in tags.items()],
+        )
+
+    def remove_tags(self, mapping_uuid: str, keys: Iterable[str]) -> None:
+        self._db.executemany(
+            "DELETE FROM tags WHERE mapping_uuid=? AND key=?", [(mapping_uuid, k) for k in keys]
+        )
 
     # --- checkpoints ------------------------------------------------------------------------------
 

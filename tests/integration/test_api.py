@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
-from tests.integration.conftest import RunningEngine
+from engine.config import LimitsConfig
+from tests.integration.conftest import RunningEngine, esm_test_fns, functions_config, wait_for
 
 FN = "fn-ok"
 
@@ -311,3 +315,145 @@ def test_aws_cli_drives_the_engine_unchanged(eng: RunningEngine, queue_arn: str,
     bad = cli("create-event-source-mapping", "--function-name", "ghost", "--event-source-arn", queue_arn)
     assert bad.returncode != 0 and "InvalidParameterValueException" in bad.stderr
     assert "Function does not exist" in bad.stderr
+
+
+# --- tags and the settings AWS accepts (issue 11, item 4) -----------------------------------------------
+
+
+def _missing_arn(arn: str) -> str:
+    return arn.rsplit(":", 1)[0] + ":00000000-0000-4000-8000-000000000000"
+
+
+def test_tags_on_create_and_the_tagging_api(eng: RunningEngine, queue_arn: str) -> None:
+    lam = eng.lambda_client
+    created = lam.create_event_source_mapping(
+        EventSourceArn=queue_arn, FunctionName=FN, Tags={"team": "orders", "équipe": "données 1"}
+    )
+    uuid, arn = created["UUID"], created["EventSourceMappingArn"]
+    assert "Tags" not in created  # tags belong to the ARN, not to the configuration
+    assert lam.list_tags(Resource=arn)["Tags"] == {"team": "orders", "équipe": "données 1"}
+
+    reply = lam.tag_resource(Resource=arn, Tags={"team": "billing", "env": "dev"})
+    assert reply["ResponseMetadata"]["HTTPStatusCode"] == 204
+    assert lam.list_tags(Resource=arn)["Tags"] == {"team": "billing", "env": "dev", "équipe": "données 1"}
+    reply = lam.untag_resource(Resource=arn, TagKeys=["équipe", "env", "never-set"])
+    assert reply["ResponseMetadata"]["HTTPStatusCode"] == 204
+    assert lam.list_tags(Resource=arn)["Tags"] == {"team": "billing"}
+
+    eng.wait_state(uuid, "Enabled")
+    lam.delete_event_source_mapping(UUID=uuid)
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        for _ in range(200):
+            lam.list_tags(Resource=arn)
+            time.sleep(0.02)
+    assert eng.engine.store.tags(uuid) == {}  # removed with the mapping
+
+
+def test_tagging_errors(eng: RunningEngine, queue_arn: str) -> None:
+    lam = eng.lambda_client
+    arn = lam.create_event_source_mapping(
+        EventSourceArn=queue_arn, FunctionName=FN, Tags={f"k{i}": "v" for i in range(45)}
+    )["EventSourceMappingArn"]
+    other_account = arn.replace(":123456789012:", ":210987654321:")
+    for resource in (_missing_arn(arn), other_account):
+        with pytest.raises(
+            lam.exceptions.ResourceNotFoundException, match=r"The resource you requested does not exist\."
+        ):
+            lam.list_tags(Resource=resource)
+        with pytest.raises(lam.exceptions.ResourceNotFoundException):
+            lam.tag_resource(Resource=resource, Tags={"a": "b"})
+        with pytest.raises(lam.exceptions.ResourceNotFoundException):
+            lam.untag_resource(Resource=resource, TagKeys=["a"])
+    for resource in (
+        "arn:aws:lambda:us-west-2::event-source-mapping:xxx-xxx-xxx",
+        "arn:aws:lambda:us-east-1:123456789012:function:fn-ok",
+        "not-an-arn",
+    ):
+        with pytest.raises(
+            lam.exceptions.InvalidParameterValueException,
+            match=re.escape(f"Unsupported resource type for tagging or invalid arn: {resource}") + "$",
+        ):
+            lam.list_tags(Resource=resource)
+
+    with pytest.raises(
+        lam.exceptions.InvalidParameterValueException, match=r": Number of tags exceeds resource tag limit\.$"
+    ):
+        lam.tag_resource(Resource=arn, Tags={f"new{i}": "v" for i in range(6)})
+    lam.tag_resource(Resource=arn, Tags={f"new{i}": "v" for i in range(5)})  # 50 in all
+    assert len(lam.list_tags(Resource=arn)["Tags"]) == 50
+    with pytest.raises(lam.exceptions.InvalidParameterValueException, match="Number of tags"):
+        lam.create_event_source_mapping(
+            EventSourceArn=queue_arn + "x", FunctionName=FN, Tags={f"k{i}": "v" for i in range(51)}
+        )
+    with pytest.raises(lam.exceptions.InvalidParameterValueException, match="reserved for AWS use: aws:x"):
+        lam.tag_resource(Resource=arn, Tags={"aws:x": "v"})
+    with pytest.raises(lam.exceptions.InvalidParameterValueException, match="cannot be processed"):
+        lam.tag_resource(Resource=arn, Tags={})
+
+    status, headers, reply = _raw(
+        eng, "POST", f"/2017-03-31/tags/{arn}", json.dumps({"Tags": {"k" * 129: "v"}}).encode()
+    )
+    assert (status, headers["x-amzn-ErrorType"]) == (400, "ValidationException")
+    assert reply["message"].startswith("1 validation error detected: Value '{" + "k" * 129 + "=v}' at 'tags'")
+    status, headers, reply = _raw(eng, "DELETE", f"/2017-03-31/tags/{arn}")
+    assert (status, headers["x-amzn-ErrorType"]) == (400, "ValidationException")
+    assert reply["message"] == (
+        "1 validation error detected: Value null at 'tagKeys' failed to satisfy constraint: "
+        "Member must not be null"
+    )
+    assert len(lam.list_tags(Resource=arn)["Tags"]) == 50  # nothing changed
+
+
+def test_kms_key_is_returned_and_hides_filters_from_list_only(frozen: RunningEngine, queue_arn: str) -> None:
+    lam = frozen.lambda_client
+    key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    filters = {"Filters": [{"Pattern": '{"body": {"a": [1]}}'}]}
+    uuid = lam.create_event_source_mapping(
+        EventSourceArn=queue_arn, FunctionName=FN, KMSKeyArn=key, FilterCriteria=filters
+    )["UUID"]
+    got = lam.get_event_source_mapping(UUID=uuid)
+    assert got["KMSKeyArn"] == key and got["FilterCriteria"] == filters
+    [listed] = lam.list_event_source_mappings()["EventSourceMappings"]
+    assert listed["KMSKeyArn"] == key and "FilterCriteria" not in listed
+
+
+def test_metrics_config_is_returned_and_kafka_metrics_are_kafka_only(
+    frozen: RunningEngine, queue_arn: str
+) -> None:
+    lam = frozen.lambda_client
+    uuid = lam.create_event_source_mapping(
+        EventSourceArn=queue_arn, FunctionName=FN, MetricsConfig={"Metrics": ["EventCount"]}
+    )["UUID"]
+    assert lam.get_event_source_mapping(UUID=uuid)["MetricsConfig"] == {"Metrics": ["EventCount"]}
+    [listed] = lam.list_event_source_mappings()["EventSourceMappings"]
+    assert listed["MetricsConfig"] == {"Metrics": ["EventCount"]}
+    with pytest.raises(
+        lam.exceptions.InvalidParameterValueException,
+        match=r": Unsupported metric ErrorCount for given event source mapping type\.$",
+    ):
+        lam.create_event_source_mapping(
+            EventSourceArn=queue_arn + "x", FunctionName=FN, MetricsConfig={"Metrics": ["ErrorCount"]}
+        )
+
+
+def test_filter_quota_comes_from_the_config_file(
+    start_engine: Any, sqs_endpoint: str, queue_arn: str
+) -> None:
+    patterns = [{"Pattern": json.dumps({"body": {"n": [i]}})} for i in range(6)]
+    default = start_engine(sqs_endpoint)
+    with pytest.raises(default.lambda_client.exceptions.InvalidParameterValueException):
+        default.lambda_client.create_event_source_mapping(
+            EventSourceArn=queue_arn, FunctionName=FN, FilterCriteria={"Filters": patterns}
+        )
+    default.stop()
+
+    raised = start_engine(sqs_endpoint, config=replace(functions_config(), limits=LimitsConfig(6)))
+    raised.lambda_client.create_event_source_mapping(
+        EventSourceArn=queue_arn, FunctionName=FN, FilterCriteria={"Filters": patterns}
+    )
+    sqs = boto3.client("sqs", endpoint_url=sqs_endpoint, region_name="us-east-1")
+    url = sqs.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[1])["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"n": 5}))  # only the sixth filter matches
+    # the runner compiles the mapping's filters with the same quota
+    records = wait_for(lambda: esm_test_fns.records_for(queue_arn))
+    assert [json.loads(r["body"]) for r in records] == [{"n": 5}]

@@ -13,6 +13,7 @@ from engine.config import (
     EngineConfig,
     FunctionConfig,
     InvokeTarget,
+    LimitsConfig,
     load_config,
 )
 
@@ -205,3 +206,20 @@ def test_directory_is_not_a_file(tmp_path: Path) -> None:
     (tmp_path / "dir.yaml").mkdir()
     with pytest.raises(ConfigError, match="cannot read the file"):
         load_config(tmp_path / "dir.yaml")
+
+
+def test_limits_filters_per_mapping(tmp_path: Path) -> None:
+    assert load_config(_write(tmp_path, "functions: {}\n")).limits == LimitsConfig(filters_per_mapping=5)
+    config = load_config(_write(tmp_path, "limits: {filters_per_mapping: 10}\n"))
+    assert config.limits.filters_per_mapping == 10 and "limits" not in config.sections
+    for value, problem in (
+        ("11", "must be from 1 to 10"),
+        ("0", "must be from 1 to 10"),
+        ("'6'", "must be an integer, got str '6'"),
+        ("true", "must be an integer"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            load_config(_write(tmp_path, f"limits: {{filters_per_mapping: {value}}}\n"))
+        assert info.value.key == "limits.filters_per_mapping" and problem in info.value.problem
+    with pytest.raises(ConfigError, match="unknown key 'filters'"):
+        load_config(_write(tmp_path, "limits: {filters: 6}\n"))

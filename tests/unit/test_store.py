@@ -43,3 +43,17 @@ def test_roundtrip_and_reopen(tmp_path: Path) -> None:
     again.delete_mapping("a")
     assert again.get_mapping("a") is None and again.checkpoints("a") == {}
     assert again._db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+def test_tags_are_kept_per_mapping_and_removed_with_it(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.sqlite3")
+    store.insert_mapping(_mapping("a"))
+    store.insert_mapping(_mapping("b"))
+    store.put_tags("a", {"team": "orders", "env": "dev"})
+    store.put_tags("b", {"team": "billing"})
+    store.put_tags("a", {"env": "prod"})  # a key already set takes the new value
+    assert store.tags("a") == {"env": "prod", "team": "orders"}
+    store.remove_tags("a", ["env", "absent"])
+    assert store.tags("a") == {"team": "orders"}
+    store.delete_mapping("a")
+    assert store.tags("a") == {} and store.tags("b") == {"team": "billing"}

@@ -19,7 +19,10 @@ from engine.validate import (
     CreateRequest,
     UpdateRequest,
     model_shape_names,
+    tagged_mapping_uuid,
     validate_create,
+    validate_tag_resource,
+    validate_untag_keys,
     validate_update,
 )
 
@@ -1157,3 +1160,133 @@ def test_validated_kafka_mapping_with_a_destination_caps_infinite_retries(source
     assert mapping(source, **on_failure(DLQ_ARN)).retry.max_retry_attempts == 10
     assert mapping(source, MaximumRetryAttempts=2, **on_failure(DLQ_ARN)).retry.max_retry_attempts == 2
     assert mapping("kinesis", **on_failure(DLQ_ARN)).retry.max_retry_attempts == -1
+
+
+# --- tags and the settings AWS accepts (issue 11, item 4) -----------------------------------------------
+
+ESM_ARN = f"arn:aws:lambda:us-east-1:{ACCOUNT}:event-source-mapping:{UUID}"
+
+
+def test_tagged_mapping_uuid_takes_mapping_arns_only() -> None:
+    assert tagged_mapping_uuid(ESM_ARN) == UUID
+    assert tagged_mapping_uuid(ESM_ARN.replace(UUID, UUID.upper())) == UUID  # the model allows A-F
+    for resource in (
+        f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:f",  # a valid ARN the engine holds nothing for
+        f"arn:aws:lambda:us-east-1:{ACCOUNT}:code-signing-config:csc-0123456789abcdef0",
+        f"arn:aws:lambda:us-east-1::event-source-mapping:{UUID}",
+        f"arn:aws:lambda:us-east-1:{ACCOUNT}:event-source-mapping:not-a-uuid",
+        "",
+    ):
+        err = error_of(tagged_mapping_uuid, resource)
+        assert type(err) is InvalidParameterValueException
+        assert err.message == f"Unsupported resource type for tagging or invalid arn: {resource}"
+
+
+def test_tag_resource_body_is_checked_against_the_model() -> None:
+    assert validate_tag_resource({"Tags": {"team": "a", "k": ""}}) == {"team": "a", "k": ""}
+    err = error_of(validate_tag_resource, {})
+    assert type(err) is ValidationException
+    assert err.message == coral(at(None, "tags", "Member must not be null"))
+    err = error_of(validate_tag_resource, {"Tags": {"k": "x" * 257}})
+    assert type(err) is ValidationException
+    assert err.message == coral(
+        at("{k=" + "x" * 257 + "}", "tags", f"Map value must satisfy constraint: [{LEN_LE.format(256)}]")
+    )
+    err = error_of(validate_tag_resource, {"Tags": {"k": "v"}, "Other": 1})
+    assert type(err) is ValidationException and '"Other"' in err.message
+    err = error_of(validate_tag_resource, {"Tags": {}})
+    assert type(err) is InvalidParameterValueException and err.message == validate.NO_TAGS
+
+
+def test_untag_keys_are_required_model_tag_keys() -> None:
+    assert validate_untag_keys(["a", "b"]) == ["a", "b"]
+    err = error_of(validate_untag_keys, None)
+    assert type(err) is ValidationException
+    assert err.message == coral(at(None, "tagKeys", "Member must not be null"))
+    err = error_of(validate_untag_keys, ["k" * 129])
+    assert type(err) is ValidationException
+    assert err.message == coral(
+        at("[" + "k" * 129 + "]", "tagKeys", f"Member must satisfy constraint: [{LEN_LE.format(128)}]")
+    )
+
+
+def test_tag_limits() -> None:
+    validate.check_tags({f"k{i}": "v" for i in range(validate.MAX_TAGS_PER_RESOURCE)})
+    err = error_of(validate.check_tags, {f"k{i}": "v" for i in range(validate.MAX_TAGS_PER_RESOURCE + 1)})
+    assert type(err) is InvalidParameterValueException and err.message == validate.TOO_MANY_TAGS
+    err = error_of(create, "sqs", Tags={f"k{i}": "v" for i in range(51)})
+    assert type(err) is InvalidParameterValueException and err.message == validate.TOO_MANY_TAGS
+    err = error_of(create, "sqs", Tags={"AWS:team": "v"})
+    assert type(err) is InvalidParameterValueException
+    assert err.message == validate.reserved_tag_key("AWS:team")
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize("metric", ["ErrorCount", "KafkaMetrics"])
+def test_error_and_kafka_metrics_are_kafka_only(source: str, metric: str) -> None:
+    members = {"MetricsConfig": {"Metrics": ["EventCount", metric]}}
+    if source in KAFKA:
+        assert create(source, **members).params["MetricsConfig"] == members["MetricsConfig"]
+        return
+    err = error_of(create, source, **members)
+    assert type(err) is InvalidParameterValueException
+    assert err.message == f"Unsupported metric {metric} for given event source mapping type."
+    err = error_of(update, source, members)
+    assert type(err) is InvalidParameterValueException
+
+
+@pytest.mark.parametrize("source", sorted(KAFKA))
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"MinimumPollers": 1, "MaximumPollers": 2000}, None),
+        ({"MinimumPollers": 200}, None),  # the default maximum, 200, is not below
+        ({"MaximumPollers": 1}, None),  # nor is the default minimum, 1, above
+        ({"MinimumPollers": 5, "MaximumPollers": 5, "PollerGroupName": "g"}, None),
+        ({"MaximumPollers": 2001}, validate.KAFKA_MAX_POLLERS_RANGE),
+        ({"MinimumPollers": 6, "MaximumPollers": 5}, validate.KAFKA_POLLERS_ORDER),
+    ],
+)
+def test_kafka_provisioned_pollers(source: str, config: dict[str, Any], message: str | None) -> None:
+    if message is None:
+        assert create(source, ProvisionedPollerConfig=config).params["ProvisionedPollerConfig"] == config
+        return
+    err = error_of(create, source, ProvisionedPollerConfig=config)
+    assert type(err) is InvalidParameterValueException and err.message == message
+    err = error_of(update, source, {"ProvisionedPollerConfig": config})
+    assert type(err) is InvalidParameterValueException and err.message == message
+
+
+def test_kafka_pollers_out_of_model_range_are_validation_errors() -> None:
+    err = error_of(create, "smk", ProvisionedPollerConfig={"MinimumPollers": 201})
+    assert type(err) is ValidationException
+    assert err.message == coral(at("201", "provisionedPollerConfig.minimumPollers", LE.format(200)))
+
+
+def test_schema_registry_config_is_validated_and_kept() -> None:
+    registry = {
+        "SchemaRegistryURI": f"arn:aws:glue:us-east-1:{ACCOUNT}:registry/r",
+        "EventRecordFormat": "JSON",
+        "AccessConfigs": [{"Type": "BASIC_AUTH", "URI": SECRET}],
+        "SchemaValidationConfigs": [{"Attribute": "VALUE"}],
+    }
+    key = "AmazonManagedKafkaEventSourceConfig"
+    assert create("msk", **{key: {"SchemaRegistryConfig": registry}}).params[key] == {
+        "ConsumerGroupId": UUID,
+        "SchemaRegistryConfig": registry,
+    }
+    avro = {**registry, "EventRecordFormat": "AVRO"}
+    err = error_of(create, "msk", **{key: {"SchemaRegistryConfig": avro}})
+    assert type(err) is ValidationException
+    assert "amazonManagedKafkaEventSourceConfig.schemaRegistryConfig.eventRecordFormat" in err.message
+
+
+def test_logging_config_is_validated_and_kept() -> None:
+    assert create("smk", LoggingConfig={"SystemLogLevel": "WARN"}).params["LoggingConfig"] == {
+        "SystemLogLevel": "WARN"
+    }
+    err = error_of(create, "smk", LoggingConfig={"SystemLogLevel": "ERROR"})
+    assert type(err) is ValidationException
+    assert err.message == coral(
+        at("ERROR", "loggingConfig.systemLogLevel", "Member must satisfy enum value set: [DEBUG, INFO, WARN]")
+    )
