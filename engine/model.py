@@ -154,7 +154,7 @@ class EventSourceMapping:
             return None
         default_low = SQS_DEFAULT_MIN_POLLERS if self.kind is SourceKind.SQS else KAFKA_DEFAULT_MIN_POLLERS
         low = int(pc.get("MinimumPollers", default_low))
-        return low, max(low, int(pc.get("MaximumPollers", DEFAULT_MAX_POLLERS)))
+        return low, int(pc.get("MaximumPollers", DEFAULT_MAX_POLLERS))  # validated: not below low
 
     def with_state(self, state: State, **changes: Any) -> EventSourceMapping:
         return replace(self, state=state, **changes)

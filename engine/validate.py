@@ -24,7 +24,14 @@ from typing import Any
 from botocore.loaders import create_loader
 
 from engine.errors import InvalidParameterValueException, SerializationException, ValidationException
-from engine.model import EventSourceMapping, SourceKind, source_kind
+from engine.model import (
+    DEFAULT_MAX_POLLERS,
+    KAFKA_DEFAULT_MIN_POLLERS,
+    SQS_DEFAULT_MIN_POLLERS,
+    EventSourceMapping,
+    SourceKind,
+    source_kind,
+)
 from engine.senders import destination_kind, kafka_destination_topic
 
 #: The API allows BatchSize 10,000 for DynamoDB today (spec 3.1); older tools (CDK) still cap it at 1,000.
@@ -60,16 +67,21 @@ SCALING_AND_PROVISIONED = (
 CONSUMER_GROUP_IMMUTABLE = "ConsumerGroupId cannot be changed after the event source mapping is created."
 VIRTUAL_HOST_IMMUTABLE = "The VIRTUAL_HOST source access configuration cannot be changed."
 KAFKA_DESTINATION_SAME_TOPIC = "The Kafka on-failure destination topic must differ from the source topic."
-KAFKA_POLLERS_ORDER = "MaximumPollers must be greater than or equal to MinimumPollers"
+POLLERS_ORDER = "MaximumPollers must be greater than or equal to MinimumPollers"
 TOO_MANY_TAGS = "Number of tags exceeds resource tag limit."
 #: What AWS answered to TagResource with no tags (LocalStack's AWS-validated snapshot).
 NO_TAGS = "An error occurred and the request cannot be processed."
 
 #: Lambda's quota of tags per resource.
 MAX_TAGS_PER_RESOURCE = 50
-#: Kafka's MaximumPollers range (the model's doc string; the model's shape allows SQS's 10,000).
-KAFKA_MAX_POLLERS = 2000
-KAFKA_MAX_POLLERS_RANGE = f"MaximumPollers must be between 1 and {KAFKA_MAX_POLLERS} inclusive"
+#: (MinimumPollers, MaximumPollers) ranges per source, from the model's doc strings: its shapes allow
+#: MinimumPollers 1-200 and MaximumPollers 1-10,000 for both
+POLLER_RANGES = {SourceKind.SQS: ((2, 200), (2, 10_000)), SourceKind.MSK: ((1, 200), (1, 2000))}
+
+
+def pollers_range(name: str, low: int, high: int) -> str:
+    return f"{name} must be between {low} and {high} inclusive"
+
 #: Metrics the model's doc string names "(Amazon MSK and self-managed Apache Kafka)".
 KAFKA_ONLY_METRICS = frozenset({"ErrorCount", "KafkaMetrics"})
 
@@ -377,20 +389,24 @@ def _check_source_rules(kind: SourceKind, params: Mapping[str, Any]) -> None:
     _check_destination(kind, params)
     if kind is SourceKind.SQS and params.get("ScalingConfig") and params.get("ProvisionedPollerConfig"):
         raise InvalidParameterValueException(SCALING_AND_PROVISIONED)
-    if kind.is_kafka:
-        _check_kafka_pollers(params.get("ProvisionedPollerConfig") or {})
+    if params.get("ProvisionedPollerConfig"):
+        _check_pollers(kind, params["ProvisionedPollerConfig"])
     for metric in (params.get("MetricsConfig") or {}).get("Metrics") or []:
         if metric in KAFKA_ONLY_METRICS and not kind.is_kafka:
             raise InvalidParameterValueException(unsupported_metric(metric))
 
 
-def _check_kafka_pollers(config: Mapping[str, Any]) -> None:
-    """Texts [UNVERIFIED]. Defaults (1 and 200) cannot break the order, so only given values are checked."""
-    low, high = config.get("MinimumPollers"), config.get("MaximumPollers")
-    if high is not None and high > KAFKA_MAX_POLLERS:
-        raise InvalidParameterValueException(KAFKA_MAX_POLLERS_RANGE)
-    if low is not None and high is not None and high < low:
-        raise InvalidParameterValueException(KAFKA_POLLERS_ORDER)
+def _check_pollers(kind: SourceKind, config: Mapping[str, Any]) -> None:
+    """Texts [UNVERIFIED]. The order is checked with the defaults applied (SQS: 2 and 200, Kafka: 1 and
+    200), as the engine will run them."""
+    ranges = POLLER_RANGES[SourceKind.SQS if kind is SourceKind.SQS else SourceKind.MSK]
+    for name, (low, high) in zip(("MinimumPollers", "MaximumPollers"), ranges, strict=True):
+        value = config.get(name)
+        if value is not None and not low <= value <= high:
+            raise InvalidParameterValueException(pollers_range(name, low, high))
+    low_default = SQS_DEFAULT_MIN_POLLERS if kind is SourceKind.SQS else KAFKA_DEFAULT_MIN_POLLERS
+    if config.get("MaximumPollers", DEFAULT_MAX_POLLERS) < config.get("MinimumPollers", low_default):
+        raise InvalidParameterValueException(POLLERS_ORDER)
 
 
 def _check_access(kind: SourceKind, configurations: list[dict[str, Any]] | None) -> None:

@@ -1243,11 +1243,30 @@ def test_error_and_kafka_metrics_are_kafka_only(source: str, metric: str) -> Non
         ({"MinimumPollers": 200}, None),  # the default maximum, 200, is not below
         ({"MaximumPollers": 1}, None),  # nor is the default minimum, 1, above
         ({"MinimumPollers": 5, "MaximumPollers": 5, "PollerGroupName": "g"}, None),
-        ({"MaximumPollers": 2001}, validate.KAFKA_MAX_POLLERS_RANGE),
-        ({"MinimumPollers": 6, "MaximumPollers": 5}, validate.KAFKA_POLLERS_ORDER),
+        ({"MaximumPollers": 2001}, validate.pollers_range("MaximumPollers", 1, 2000)),
+        ({"MinimumPollers": 6, "MaximumPollers": 5}, validate.POLLERS_ORDER),
     ],
 )
 def test_kafka_provisioned_pollers(source: str, config: dict[str, Any], message: str | None) -> None:
+    _check_provisioned_pollers(source, config, message)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"MinimumPollers": 2, "MaximumPollers": 10_000}, None),
+        ({"MinimumPollers": 200}, None),  # the default maximum, 200, is not below
+        ({"MaximumPollers": 2}, None),  # nor is the default minimum, 2, above
+        ({"MinimumPollers": 1}, validate.pollers_range("MinimumPollers", 2, 200)),
+        ({"MaximumPollers": 1}, validate.pollers_range("MaximumPollers", 2, 10_000)),
+        ({"MinimumPollers": 6, "MaximumPollers": 5}, validate.POLLERS_ORDER),
+    ],
+)
+def test_sqs_provisioned_pollers(config: dict[str, Any], message: str | None) -> None:
+    _check_provisioned_pollers("sqs", config, message)
+
+
+def _check_provisioned_pollers(source: str, config: dict[str, Any], message: str | None) -> None:
     if message is None:
         assert create(source, ProvisionedPollerConfig=config).params["ProvisionedPollerConfig"] == config
         return
