@@ -143,7 +143,10 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("functions", help="list the functions the config file declares")
     f.add_argument("--config", type=Path, default=_env("ESM_CONFIG"))
 
-    j = sub.add_parser("journal", help="list invocation attempts (outcome, attempt, size, duration)")
+    j = sub.add_parser(
+        "journal",
+        help="list invocation attempts, discards and destination deliveries (outcome, attempt, size, detail)",
+    )
     j.add_argument("--data-dir", type=Path, default=Path(_env("ESM_DATA_DIR", ".data") or ".data"))
     j.add_argument("--mapping", help="only this mapping's UUID")
     j.add_argument("--limit", type=int, default=50)
@@ -266,14 +269,17 @@ def _journal(args: argparse.Namespace) -> None:
         return
     print(
         f"{'AT':24}  {'MAPPING':8}  {'SCOPE':24}  {'ATTEMPT':>7}  {'DEPTH':>5}  {'SIZE':>5}  "
-        f"{'OUTCOME':18}  {'MS':>8}  ITEMS"
+        f"{'OUTCOME':18}  {'MS':>8}  ITEMS  DETAIL"
     )
     for e in entries:
         # items indented by bisect depth: a poison record's bisect tree reads top to bottom
         items = "  " * e.bisect_depth + (f"{e.first_item}..{e.last_item}" if e.first_item else "(no records)")
+        # why a record was discarded, where its failure record went, what a delivery failed on
+        detail = " ".join(f"{k}={v}" for k, v in e.detail.items())
         print(
             f"{_ts(e.at):24}  {e.mapping_uuid[:8]:8}  {e.scope[:24]:24}  {e.attempt:>7}  "
-            f"{e.bisect_depth:>5}  {e.batch_size:>5}  {e.outcome:18}  {e.duration_ms:>8.1f}  {items}"
+            f"{e.bisect_depth:>5}  {e.batch_size:>5}  {e.outcome:18}  {e.duration_ms:>8.1f}  {items}  "
+            f"{detail[:200]}".rstrip()
         )
 
 

@@ -103,6 +103,12 @@ class QueueSource(Protocol):
         """Processing failed: hand the messages back for redelivery as the broker does it."""
         ...
 
+    async def reject(self, messages: Sequence[QueueMessage], reason: str) -> None:
+        """Processing can never succeed (``reason``, e.g. MaximumPayloadSizeExceeded): dead-letter the
+        messages as the broker does it (RabbitMQ: the queue's dead-letter exchange; ActiveMQ: its DLQ;
+        SQS: the redrive policy once the visibility timeout returns them). Never deletes them."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

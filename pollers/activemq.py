@@ -31,6 +31,7 @@ So ``release`` plays the JMS client's part:
   the process, so a restarted runner keeps the count; an engine restart starts it again);
 * a message failing for the 7th time (1 delivery + 6 redeliveries) is NACKed: the broker moves it to its
   dead-letter queue (``ActiveMQ.DLQ`` by default, or whatever the broker's deadLetterStrategy says);
+  ``reject`` (a message that can never succeed, e.g. over 6 MB) NACKs at once, the same way;
 * the others go back by retiring the subscription that holds them: it stops handing out messages at once,
   a fresh subscription takes over, and the old one is unsubscribed as soon as every other message
   delivered through it has been acked or released. Batches in flight on the same subscription therefore
@@ -787,17 +788,7 @@ class ActiveMqQueue:
                 # the lost connection already handed them back; a due dead-lettering happens next time
                 self.log.info("release_on_lost_connection", count=len(items))
                 continue
-            nacks = []
-            for m in dead:
-                d: Delivery = m.handle
-                nacks.append(encode_ack(b"NACK", d.ack_id, d.subscription.id))
-                self.ledger.forget(m.item_id)
-                self.log.warning(
-                    "message_dead_lettered",
-                    message_id=m.item_id,
-                    deliveries=self.max_redeliveries + 1,
-                )
-            await s.write([], b"".join(nacks))
+            await self._dead_letter(s, dead, f"redelivered {self.max_redeliveries} times")
             for m in items:
                 m.handle.subscription.outstanding -= 1
             for m in back:
@@ -808,6 +799,29 @@ class ActiveMqQueue:
             if back:
                 await s.ensure_active()
                 self.log.debug("released", count=len(back))
+
+    async def reject(self, messages: Sequence[QueueMessage], reason: str) -> None:
+        """Can never succeed: straight to the broker's DLQ (a NACK), as after the redelivery limit."""
+        for s, group in self._by_session(messages).items():
+            items = self._unsettled(group)
+            if not s.usable:
+                # the lost connection handed them back: they are rejected again when they return
+                self.log.info("reject_on_lost_connection", count=len(items))
+                continue
+            await self._dead_letter(s, items, reason)
+            for m in items:
+                m.handle.subscription.outstanding -= 1
+            await s.settle({m.handle.subscription for m in items})
+
+    async def _dead_letter(self, s: _Session, messages: Sequence[QueueMessage], reason: str) -> None:
+        """NACK: a poison ack, the broker moves the messages to its dead-letter queue at once."""
+        nacks = []
+        for m in messages:
+            d: Delivery = m.handle
+            nacks.append(encode_ack(b"NACK", d.ack_id, d.subscription.id))
+            self.ledger.forget(m.item_id)
+            self.log.warning("message_dead_lettered", message_id=m.item_id, reason=reason)
+        await s.write([], b"".join(nacks))
 
     async def aclose(self) -> None:
         """Disconnect (unacknowledged messages go back to the queue); shielded, bounded in time."""

@@ -1,5 +1,6 @@
-"""An in-memory queue for unit tests of the queue runner's policy: receive, ack and release are recorded,
-released messages come back at once with their attempt count raised (a visibility timeout of zero)."""
+"""An in-memory queue for unit tests of the queue runner's policy: receive, ack, release and reject are
+recorded, released messages come back at once with their attempt count raised (a visibility timeout of
+zero), rejected ones are kept aside as a dead-letter queue would."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ class MemoryQueue:
         self._seq = 0
         self.acked: list[str] = []
         self.released: list[str] = []
+        #: (item id, reason) of the messages rejected, in order: the dead-letter queue
+        self.rejected: list[tuple[str, str]] = []
         self.receives = 0
         self._arrived = anyio.Event()
         for body in bodies:
@@ -55,6 +58,9 @@ class MemoryQueue:
         for m in messages:
             self.released.append(m.item_id)
             self.put(m.record["body"], attempt=int(m.extra["attempt"]) + 1, item_id=m.item_id)
+
+    async def reject(self, messages: Sequence[QueueMessage], reason: str) -> None:
+        self.rejected += [(m.item_id, reason) for m in messages]
 
     async def aclose(self) -> None:
         pass

@@ -4,7 +4,8 @@ The broker pushes up to ``prefetch`` unacknowledged deliveries (``basic.qos``) i
 ``receive`` waits for the first and takes whatever else is already buffered. ``ack`` acknowledges (one
 ``multiple`` ack when the messages are exactly the lowest outstanding delivery tags), ``release`` nacks
 with requeue, so the broker redelivers them with ``redelivered=True`` (a quorum queue's
-``x-delivery-limit`` and the queue's dead-letter exchange apply as configured on the broker).
+``x-delivery-limit`` and the queue's dead-letter exchange apply as configured on the broker), ``reject``
+nacks without requeue, so the queue's dead-letter exchange applies at once.
 
 No reconnection here: when the connection or channel is lost, ``receive``/``ack``/``release`` raise
 SourceError and the engine's supervisor restarts the runner with back-off; the broker requeues every
@@ -334,14 +335,21 @@ class RabbitMqQueue:
         ``x-delivery-limit``; past it the broker dead-letters or drops the message)."""
         await self._settle(messages, requeue=True)
 
+    async def reject(self, messages: Sequence[QueueMessage], reason: str) -> None:
+        """basic.nack without requeue: the queue's dead-letter exchange gets them (``x-death`` says
+        ``rejected``); a queue without one drops them, as RabbitMQ does."""
+        await self._settle(messages, requeue=False)
+        self.log.debug("rejected", count=len(messages), reason=reason)
+
     async def _settle(self, messages: Sequence[QueueMessage], *, requeue: bool | None) -> None:
+        """``requeue``: None acks, True nacks for redelivery, False nacks for dead-lettering."""
         if not messages:
             return
         self._check()
         channel = self._underlay
         if channel is None:
             raise SourceError(f"RabbitMQ source for {self.where} is not connected")
-        verb = "ack" if requeue is None else "nack"
+        verb = "ack" if requeue is None else "nack" if requeue else "reject"
         async with self._settle_lock:
             tags = sorted({int(m.handle.delivery_tag) for m in messages})
             unknown = [t for t in tags if t not in self._unsettled]
@@ -366,7 +374,7 @@ class RabbitMqQueue:
                     if requeue is None:
                         await channel.basic_ack(tag, multiple=multiple, wait=last)
                     else:
-                        await channel.basic_nack(tag, multiple=multiple, requeue=True, wait=last)
+                        await channel.basic_nack(tag, multiple=multiple, requeue=requeue, wait=last)
             except _AMQP_FAILURES as e:
                 self._check()
                 raise SourceError(f"RabbitMQ {verb} on {self.where} failed: {_reason(e)}") from e

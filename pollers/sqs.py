@@ -149,3 +149,7 @@ class SqsQueue:
 
     async def aclose(self) -> None:
         """The clients belong to the engine."""
+
+    async def reject(self, messages: Sequence[QueueMessage], reason: str) -> None:
+        """Nothing, never a delete: the messages come back after their visibility timeout, and the queue's
+        redrive policy moves them to its dead-letter queue after maxReceiveCount receives."""

@@ -15,6 +15,7 @@ import anyio
 import structlog
 
 from engine.batching import Admission, Batch, Batcher, encode_envelope, encode_record
+from engine.destinations import MAXIMUM_PAYLOAD_SIZE_EXCEEDED
 from engine.events import Envelope
 from engine.filtering import RecordFilter, filter_view
 from engine.model import EventSourceMapping, SourceKind
@@ -22,7 +23,7 @@ from engine.ports import InvokeError, Invoker, QueueMessage, QueueSource
 from engine.responses import ResponseKind, parse_batch_item_failures
 from engine.retry import Backoff
 from engine.runner.status import LastProcessingResult
-from engine.store.sqlite import JournalEntry, SqliteStore
+from engine.store.sqlite import DISCARDED, JournalEntry, SqliteStore
 
 log = structlog.get_logger("engine.runner.queue")
 
@@ -146,8 +147,12 @@ class QueueRunner:
                 if verdict is Admission.WOULD_EXCEED:
                     return batcher.batch, pending[i:], True
                 if verdict is Admission.TOO_LARGE:
-                    self.log.warning("record_too_large", item=msg.item_id, bytes=len(encoded))
-                    await self.source.ack([msg])
+                    # never invocable: the broker dead-letters it (never a delete), the journal says so
+                    reason = MAXIMUM_PAYLOAD_SIZE_EXCEEDED
+                    self.log.warning("record_rejected", item=msg.item_id, bytes=len(encoded), reason=reason)
+                    await self.source.reject([msg], reason)
+                    attempt = int(msg.extra.get("attempt", 1))
+                    self._journal([msg], attempt, DISCARDED, 0.0, {"reason": reason, "bytes": len(encoded)})
             pending = []
             now = self.clock()
             if batcher.should_flush(now) or self._draining.is_set():

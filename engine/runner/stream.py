@@ -26,7 +26,12 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from engine.batching import Admission, Batcher, encode_envelope, encode_record
 from engine.checkpoints import ContiguousCheckpoint, lane_of
-from engine.destinations import MAXIMUM_PAYLOAD_SIZE_EXCEEDED, s3_key, with_payload
+from engine.destinations import (
+    MAXIMUM_PAYLOAD_SIZE_EXCEEDED,
+    RETRY_ATTEMPTS_EXHAUSTED,
+    s3_key,
+    with_payload,
+)
 from engine.events import Envelope
 from engine.filtering import RecordFilter, filter_view
 from engine.model import EventSourceMapping, SourceKind
@@ -48,7 +53,13 @@ from engine.responses import ResponseKind, parse_batch_item_failures
 from engine.retry import Backoff
 from engine.runner.status import LastProcessingResult
 from engine.senders import DestinationError, DestinationSender, destination_kind, kafka_destination_topic
-from engine.store.sqlite import JournalEntry, SqliteStore
+from engine.store.sqlite import (
+    DESTINATION_FAILED,
+    DESTINATION_SENT,
+    DISCARDED,
+    JournalEntry,
+    SqliteStore,
+)
 from engine.stream_policy import Attempt, Discard, process_batch
 from engine.stream_shapes import Failure, KafkaShape, StreamShape
 from engine.windows import Invocation, WindowTracker, parse_window_response
@@ -328,7 +339,7 @@ class StreamRunner:
         if step.records:
 
             async def discard(d: Discard) -> None:
-                await self._send_failure(shard, d, windows.payload(step, d.records))
+                await self._send_failure(shard, shard.shard_id, d, windows.payload(step, d.records))
 
             await process_batch(
                 list(step.records),
@@ -353,6 +364,10 @@ class StreamRunner:
             failures += 1
             if 0 <= self.retry.max_retry_attempts < failures:
                 self.log.error("window_final_invoke_abandoned", shard=shard.shard_id, attempts=failures)
+                # no records, but the window's final state never reached the function
+                abandoned = Attempt(records=(), attempt=failures, bisect_depth=0)
+                detail = {"reason": RETRY_ATTEMPTS_EXHAUSTED, "final_window_invocation": True}
+                self._journal(shard.shard_id, abandoned, DISCARDED, 0.0, detail)
                 return
             await self.sleep(backoff.next_delay())
 
@@ -478,14 +493,14 @@ class StreamRunner:
         if len(batch) == 1 and envelope.overhead + len(batch[0][1]) > self.policy.max_payload_bytes:
             # alone over the invocation limit: never invoked, straight to the destination (spec 6.3)
             too_large = Discard(tuple(records), MAXIMUM_PAYLOAD_SIZE_EXCEEDED, 0, None)
-            await self._send_failure(shard, too_large, payload(records))
+            await self._send_failure(shard, scope, too_large, payload(records))
             return
 
         async def invoke(attempt: Attempt) -> InvokeResult:
             return await self._invoke_journaled(scope, attempt, payload(attempt.records))
 
         async def discard(d: Discard) -> None:
-            await self._send_failure(shard, d, payload(d.records))
+            await self._send_failure(shard, scope, d, payload(d.records))
 
         await process_batch(
             records,
@@ -510,7 +525,9 @@ class StreamRunner:
         self.last_result.report(function_failed=result.function_error is not None)
         return result
 
-    async def _send_failure(self, shard: ShardInfo, d: Discard, event_payload: bytes) -> None:
+    async def _send_failure(self, shard: ShardInfo, scope: str, d: Discard, event_payload: bytes) -> None:
+        """Journal the discard, then deliver its failure record to the on-failure destination (if any),
+        journaling every delivery attempt."""
         self.log.warning(
             "records_discarded",
             shard=shard.shard_id,
@@ -521,6 +538,10 @@ class StreamRunner:
             invoke_count=d.approximate_invoke_count,
             destination=self.destination,
         )
+        # the journal's view of the discard: the records given up on, after how many invocations
+        given_up = Attempt(records=d.records, attempt=d.approximate_invoke_count, bisect_depth=0)
+        discarded = {"reason": d.condition, "destination": self.destination}
+        self._journal(scope, given_up, DISCARDED, 0.0, discarded)
         if not self.destination:
             return
         now = self.now()
@@ -553,13 +574,19 @@ class StreamRunner:
                 await self.destinations.send(destination, record, s3_key=key)
 
         backoff = Backoff(base_s=0.5, cap_s=30.0)
+        sent = {"destination": self.destination, "reason": d.condition}
         while True:  # the shard waits: a record is never dropped because a destination is down
+            started = anyio.current_time()
             try:
                 await send()
                 self.log.info("failure_record_sent", destination=self.destination, condition=d.condition)
+                self._journal(scope, given_up, DESTINATION_SENT, _ms_since(started), sent)
                 return
             except DestinationError as e:
                 delay = backoff.next_delay()
+                self._journal(
+                    scope, given_up, DESTINATION_FAILED, _ms_since(started), {**sent, "error": str(e)}
+                )
                 self.log.error(
                     "destination_failed",
                     destination=self.destination,
@@ -586,3 +613,7 @@ class StreamRunner:
                 detail=detail,
             )
         )
+
+
+def _ms_since(started: float) -> float:
+    return (anyio.current_time() - started) * 1000

@@ -67,8 +67,19 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+#: records given up on without being invoked successfully; ``detail["reason"]`` says why (the failure
+#: condition: MaximumPayloadSizeExceeded, RetryAttemptsExhausted, RecordAgeExceeded)
+DISCARDED = "discarded"
+#: one attempt to deliver a failure record to the on-failure destination (``detail["destination"]``)
+DESTINATION_SENT = "destination_sent"
+DESTINATION_FAILED = "destination_failed"
+
+
 @dataclass(frozen=True)
 class JournalEntry:
+    """One line of the journal: an invocation attempt (outcome success, partial_failure, function_error,
+    invalid_response, invoke_error, invoked), a discard or an on-failure destination delivery."""
+
     mapping_uuid: str
     scope: str
     first_item: str | None

@@ -434,6 +434,23 @@ async def test_seventh_failure_moves_the_message_to_the_dlq(
 
 
 @needs_broker
+async def test_reject_moves_the_message_to_the_dlq_at_once(
+    open_source: SourceFactory, unique_name: Any
+) -> None:
+    queue = unique_name("amq-reject")
+    token = uuid.uuid4().hex
+    await publish(queue, [b"never", b"fine"], headers=lambda i: {"esmTest": token, "n": str(i)})
+    src = open_source(queue)
+    never, fine = await collect(src, 2)
+    await src.reject([never], "MaximumPayloadSizeExceeded")
+    await src.ack([fine])
+    assert await src.receive(10, 1.0) == []  # not redelivered
+    (dead,) = await dead_letters(token, expect=1)
+    assert dead.headers["message-id"] == never.item_id and dead.body == b"never"
+    assert dead.headers["original-destination"] == f"/queue/{queue}"
+
+
+@needs_broker
 async def test_broker_itself_sets_no_redelivery_limit_over_stomp(
     open_source: SourceFactory, unique_name: Any
 ) -> None:

@@ -294,6 +294,12 @@ def test_retry_exhaustion_to_a_kafka_topic_destination(
     assert all(d["KafkaBatchInfo"]["batchSize"] == 1 for d in docs)
     payload = docs[1]["payload"]
     assert payload["eventSource"] == "SelfManagedKafka" and payload["bootstrapServers"] == bootstrap
+    # journaled once the producer has its acknowledgement, maybe just after the consumer saw the messages
+    sent = wait_for(
+        lambda: [e for e in engine.engine.store.journal(limit=100) if e.outcome == "destination_sent"]
+    )
+    assert [(e.first_item, e.last_item, e.attempt) for e in sent] == [("0", "2", 2)]
+    assert sent[0].detail == {"destination": f"kafka://{dlq_topic}", "reason": "RetryAttemptsExhausted"}
     (record,) = payload["records"][f"{topic}-0"]
     assert value(record) == "POISON" and record["offset"] == 1
 
@@ -526,6 +532,14 @@ def test_a_record_over_6_mb_goes_to_the_destination_uninvoked(
     info = failure["KafkaBatchInfo"]
     assert info["batchSize"] == 1 and info["payloadSize"] > 6 * 1024 * 1024
     assert info["recordsInfo"][f"{topic}-0"]["firstRecordOffset"] == "1"
+    # the journal shows the discard and the delivery, not only the invocations
+    given_up = [
+        (e.outcome, e.first_item, e.attempt, e.detail)
+        for e in engine.engine.store.journal(m["UUID"], 100)
+        if e.outcome != "invoked"
+    ]
+    reason = {"reason": "MaximumPayloadSizeExceeded", "destination": dlq_arn}
+    assert given_up == [("discarded", "1", 0, reason), ("destination_sent", "1", 0, reason)]
 
 
 def test_mutual_tls_with_the_server_ca_and_a_client_certificate(

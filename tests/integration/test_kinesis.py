@@ -347,6 +347,72 @@ def test_record_age_expiry_on_a_scaled_clock(
     assert failure["KinesisBatchInfo"]["startSequenceNumber"] == seqs[0]
 
 
+def test_discards_and_every_destination_delivery_are_journaled(
+    kinesis: Any,
+    kinesis_endpoint: str,
+    sqs_endpoint: str,
+    moto_endpoint: str,
+    start_engine: Any,
+    unique_name: Any,
+) -> None:
+    name = unique_name("journal")
+    arn = _stream(kinesis, name)
+    # the destination queue does not exist yet: the first deliveries fail, the shard waits
+    sqs, _, probe_arn = _dlq(sqs_endpoint, unique_name("probe"))
+    dlq_name = unique_name("late-dlq")
+    dlq_arn = probe_arn.rsplit(":", 1)[0] + ":" + dlq_name
+    [seq] = _put(kinesis, name, [("k", "POISON")])
+    eng = _engine(start_engine, kinesis_endpoint, sqs_endpoint, moto_endpoint)
+    uuid = _map(
+        eng,
+        arn,
+        "fn-stream_poison",
+        MaximumRetryAttempts=0,
+        DestinationConfig={"OnFailure": {"Destination": dlq_arn}},
+    )
+
+    def outcomes() -> list[str]:
+        return [e.outcome for e in eng.engine.store.journal(uuid, 100)]
+
+    wait_for(lambda: "destination_failed" in outcomes())
+    url = sqs.create_queue(QueueName=dlq_name)["QueueUrl"]
+    [failure] = _failure_records(sqs, url, 1)
+    assert failure["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    wait_for(lambda: "destination_sent" in outcomes())
+    entries = list(eng.engine.store.journal(uuid, 100))
+    assert [e.outcome for e in entries][:3] == ["function_error", "discarded", "destination_failed"]
+    assert set(outcomes()[2:-1]) == {"destination_failed"} and outcomes()[-1] == "destination_sent"
+    invoked, discarded, *deliveries = entries
+    assert (discarded.first_item, discarded.last_item, discarded.batch_size) == (seq, seq, 1)
+    assert discarded.attempt == 1  # approximateInvokeCount
+    assert discarded.detail == {"reason": "RetryAttemptsExhausted", "destination": dlq_arn}
+    for d in deliveries:
+        assert (d.first_item, d.scope) == (seq, invoked.scope)
+        assert d.detail["destination"] == dlq_arn and d.detail["reason"] == "RetryAttemptsExhausted"
+    assert dlq_arn in deliveries[0].detail["error"]  # what failed and where
+    assert "error" not in deliveries[-1].detail
+
+
+def test_a_discard_without_destination_is_journaled(
+    kinesis: Any,
+    kinesis_endpoint: str,
+    sqs_endpoint: str,
+    moto_endpoint: str,
+    start_engine: Any,
+    unique_name: Any,
+) -> None:
+    name = unique_name("nodest")
+    arn = _stream(kinesis, name)
+    [seq, _] = _put(kinesis, name, [("k", "POISON"), ("k", "after")])
+    eng = _engine(start_engine, kinesis_endpoint, sqs_endpoint, moto_endpoint)
+    uuid = _map(eng, arn, "fn-stream_poison", BatchSize=1, MaximumRetryAttempts=0)
+    wait_for(lambda: "after" in [_data(r) for r in esm_test_fns.records_for(arn)])
+    discarded = [e for e in eng.engine.store.journal(uuid, 100) if e.outcome == "discarded"]
+    assert [(e.first_item, e.detail) for e in discarded] == [
+        (seq, {"reason": "RetryAttemptsExhausted", "destination": None})
+    ]
+
+
 def test_parallelization_factor_keeps_per_key_order_on_thousands_of_records(
     kinesis: Any,
     kinesis_endpoint: str,

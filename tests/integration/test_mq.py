@@ -31,6 +31,8 @@ class Broker:
         self.engine = engine
         self.arn = _broker_arn(engine)
         self.secret = SECRET.format(engine=engine)
+        #: RabbitMQ queue arguments by queue name (a queue is re-declared with the same ones)
+        self.arguments: dict[str, dict[str, Any]] = {}
         if engine == "rabbitmq":
             self.url = require_service("rabbitmq", endpoint_for("rabbitmq"))
             self.endpoint = self.url.replace("guest:guest@", "")
@@ -49,10 +51,12 @@ class Broker:
             out.append({"Type": "VIRTUAL_HOST", "URI": vhost})
         return out
 
-    def publish(self, queue: str, bodies: list[str], vhost: str = "/") -> None:
-        anyio.run(self._publish, queue, bodies, vhost)
+    def publish(
+        self, queue: str, bodies: list[str], vhost: str = "/", headers: dict[str, str] | None = None
+    ) -> None:
+        anyio.run(self._publish, queue, bodies, vhost, {"origin": "test", **(headers or {})})
 
-    async def _publish(self, queue: str, bodies: list[str], vhost: str) -> None:
+    async def _publish(self, queue: str, bodies: list[str], vhost: str, headers: dict[str, str]) -> None:
         if self.engine == "rabbitmq":
             import aio_pika
 
@@ -60,13 +64,11 @@ class Broker:
             conn = await aio_pika.connect(url)
             async with conn:
                 ch = await conn.channel()
-                await ch.declare_queue(queue, durable=True)
+                await ch.declare_queue(queue, durable=True, arguments=self.arguments.get(queue))
                 for b in bodies:
                     await ch.default_exchange.publish(
                         aio_pika.Message(
-                            b.encode(),
-                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                            headers={"origin": "test"},
+                            b.encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers=headers
                         ),
                         routing_key=queue,
                     )
@@ -84,12 +86,40 @@ class Broker:
                     await client.send(
                         b.encode(),
                         destination=f"/queue/{queue}",
-                        headers={"persistent": "true", "origin": "test"},
+                        headers={"persistent": "true", **headers},
                     )
 
     def declare(self, queue: str, vhost: str = "/") -> None:
         if self.engine == "rabbitmq":
             self.publish(queue, [], vhost)
+
+    def declare_with_dead_letters(self, queue: str) -> None:
+        """RabbitMQ: ``queue`` dead-letters into ``<queue>-dlq``; ActiveMQ: its broker-wide ActiveMQ.DLQ."""
+        if self.engine == "rabbitmq":
+            self.declare(f"{queue}-dlq")
+            dlx = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{queue}-dlq"}
+            self.arguments[queue] = dlx
+            self.declare(queue)
+
+    def dead_letters(self, queue: str, token: str) -> list[bytes]:
+        """The bodies dead-lettered from ``queue`` (published with header ``esmTest`` = ``token``)."""
+        return anyio.run(self._dead_letters, queue, token)
+
+    async def _dead_letters(self, queue: str, token: str) -> list[bytes]:
+        if self.engine == "rabbitmq":
+            from tests.integration.test_rabbitmq_poller import open_broker
+
+            admin = await open_broker()
+            try:
+                with anyio.fail_after(10):
+                    while not (bodies := await admin.get_all(f"{queue}-dlq")):
+                        await anyio.sleep(0.05)
+                return bodies
+            finally:
+                await admin.connection.close()
+        from tests.integration.test_activemq_poller import dead_letters
+
+        return [frame.body for frame in await dead_letters(token, expect=1)]
 
 
 @pytest.fixture(params=["rabbitmq", "activemq"])
@@ -210,6 +240,25 @@ def test_failure_redelivers_with_the_redelivered_flag(
         return sum(m["redelivered"] for m in msgs) >= 2
 
     wait_for(redelivered, timeout=60)
+
+
+def test_a_message_over_6_mb_is_dead_lettered_and_journaled_never_dropped(
+    broker: Broker, start_engine: Any, unique_name: Any
+) -> None:
+    queue = unique_name("big")
+    token = uuid.uuid4().hex
+    broker.declare_with_dead_letters(queue)
+    eng = _engine(start_engine, broker)
+    uuid_ = _map(eng, broker, queue, BatchSize=10, MaximumBatchingWindowInSeconds=1)
+    big = "x" * 5_000_000  # 6.7 MB once base64-encoded in the event: never invocable
+    broker.publish(queue, [big, "after"], headers={"esmTest": token})
+    wait_for(lambda: "after" in esm_test_fns.mq_bodies(broker.arn))
+    assert esm_test_fns.mq_bodies(broker.arn) == ["after"]
+    assert broker.dead_letters(queue, token) == [big.encode()]
+    [discarded] = [e for e in eng.engine.store.journal(uuid_) if e.outcome == "discarded"]
+    assert discarded.batch_size == 1 and discarded.attempt == 1
+    assert discarded.detail["reason"] == "MaximumPayloadSizeExceeded"
+    assert discarded.detail["bytes"] > 6 * 1024 * 1024
 
 
 def test_partial_batch_responses_are_not_supported_for_mq(broker: Broker, start_engine: Any) -> None:

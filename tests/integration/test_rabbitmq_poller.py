@@ -431,6 +431,23 @@ async def test_quorum_queue_delivery_limit_dead_letters(broker: Broker, qname: s
     assert await broker.depth(qname) == 0
 
 
+async def test_reject_dead_letters_through_the_queue_exchange(broker: Broker, qname: str) -> None:
+    dlq = await broker.declare(f"{qname}-dlq")
+    await broker.declare(qname, **{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq})
+    await broker.publish(qname, b"never")
+    await broker.publish(qname, b"fine")
+    async with source(qname) as q:
+        never, fine = await receive_n(q, 2)
+        await q.reject([never], "MaximumPayloadSizeExceeded")
+        await q.ack([fine])
+        await assert_nothing_more(q, 0.5)  # not requeued
+    with anyio.fail_after(10):
+        while not (dead := await broker.get_all(dlq)):
+            await anyio.sleep(0.05)
+    assert dead == [b"never"]
+    assert await broker.depth(qname) == 0
+
+
 async def test_vhost_selects_the_queue(broker: Broker, qname: str, test_vhost: str) -> None:
     other = await open_broker(test_vhost)
     try:

@@ -9,9 +9,13 @@ import json
 import time
 from typing import Any
 
+import anyio
 import boto3
 import pytest
 
+from engine.model import EventSourceMapping, SourceKind, State
+from pollers.aws import AwsClients
+from pollers.sqs import SqsQueue
 from tests.integration.conftest import RunningEngine, esm_test_fns, functions_config, wait_for
 from tests.services import MOTO_ACCOUNT
 
@@ -344,3 +348,36 @@ def test_visibility_timeout_shorter_than_function_timeout_is_refused(
     assert e.value.response["Error"]["Message"] == (
         "Queue visibility timeout: 2 seconds is less than Function timeout: 5 seconds"
     )
+
+
+def test_reject_never_deletes_the_message(sqs_endpoint: str, unique_name: Any) -> None:
+    """A message that can never succeed is left to the queue: back after its visibility timeout, so the
+    redrive policy can move it to the dead-letter queue."""
+    sqs = _sqs(sqs_endpoint)
+    url, arn = _queue(sqs, unique_name("reject"), VisibilityTimeout="1")
+    [message_id] = _send(sqs, url, ["never"])
+    mapping = EventSourceMapping(
+        uuid="reject",
+        kind=SourceKind.SQS,
+        function_arn="arn:aws:lambda:us-east-1:000000000000:function:f",
+        params={"EventSourceArn": arn},
+        enabled=True,
+        state=State.ENABLED,
+        state_transition_reason="USER_INITIATED",
+        last_modified=0.0,
+    )
+
+    async def receive_and_reject() -> None:
+        clients = AwsClients("sqs", sqs_endpoint)
+        try:
+            queue = SqsQueue(clients, mapping)
+            [msg] = await queue.receive(10, 5.0)
+            await queue.reject([msg], "MaximumPayloadSizeExceeded")
+        finally:
+            await clients.aclose()
+
+    anyio.run(receive_and_reject)
+    [again] = wait_for(
+        lambda: sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1, AttributeNames=["All"]).get("Messages")
+    )
+    assert again["MessageId"] == message_id and again["Attributes"]["ApproximateReceiveCount"] == "2"

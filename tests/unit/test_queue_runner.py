@@ -195,3 +195,16 @@ async def test_window_collects_several_receives_up_to_batch_size() -> None:
     inv = ScriptedInvoker(ok)
     await _run(_mapping(BatchSize=30, MaximumBatchingWindowInSeconds=1), q, inv, lambda: len(q.acked) == 35)
     assert len(inv.events[0]["Records"]) == 30
+
+
+async def test_a_message_alone_over_6_mb_is_rejected_never_acknowledged_and_journaled() -> None:
+    q = MemoryQueue(["x" * 6_300_000, "fine"])
+    inv = ScriptedInvoker(ok)
+    store = await _run(_mapping(), q, inv, lambda: q.acked == ["m2"] and bool(q.rejected))
+    assert q.rejected == [("m1", "MaximumPayloadSizeExceeded")]
+    assert [r["body"] for e in inv.events for r in e["Records"]] == ["fine"]
+    discarded, invoked = store.journal("u1")
+    assert (discarded.outcome, discarded.first_item, discarded.batch_size) == ("discarded", "m1", 1)
+    assert discarded.detail["reason"] == "MaximumPayloadSizeExceeded"
+    assert discarded.detail["bytes"] > 6_291_456
+    assert invoked.outcome == "success"
