@@ -145,6 +145,7 @@ class Engine:
             mq_settings = replace(
                 self.settings.queue,
                 initial_pollers=pollers,
+                idle_pollers=pollers,  # they wait on the broker's push buffer, not on a connection
                 default_max_pollers=pollers,
                 receive_max=m.batching.batch_size,  # a broker's buffer, not SQS's 10 per call
             )

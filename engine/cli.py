@@ -237,21 +237,30 @@ def _mappings(args: argparse.Namespace) -> None:
         print(
             json.dumps(
                 [
-                    {"UUID": m.uuid, "State": m.state.value, "FunctionArn": m.function_arn, **m.params}
+                    {
+                        "UUID": m.uuid,
+                        "State": m.state.value,
+                        "StateTransitionReason": m.state_transition_reason,
+                        "LastProcessingResult": m.last_processing_result,
+                        "FunctionArn": m.function_arn,
+                        **m.params,
+                    }
                     for m in items
                 ],
                 indent=2,
             )
         )
         return
-    print(f"{'UUID':36}  {'STATE':9}  {'SOURCE':60}  FUNCTION")
+    print(f"{'UUID':36}  {'STATE':9}  {'SOURCE':60}  {'FUNCTION':60}  PROBLEM")
     for m in items:
         source = m.event_source_arn or ",".join(
             (m.params.get("SelfManagedEventSource") or {})
             .get("Endpoints", {})
             .get("KAFKA_BOOTSTRAP_SERVERS", [])
         )
-        print(f"{m.uuid:36}  {m.state.value:9}  {source:60}  {m.function_arn}")
+        result = m.last_processing_result or ""
+        problem = result.removeprefix("PROBLEM: ") if result.startswith("PROBLEM:") else ""
+        print(f"{m.uuid:36}  {m.state.value:9}  {source:60}  {m.function_arn:60}  {problem}".rstrip())
 
 
 def _functions(args: argparse.Namespace) -> None:

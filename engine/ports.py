@@ -99,8 +99,9 @@ class QueueSource(Protocol):
         """Processing is final for these messages (success or filtered out): remove them."""
         ...
 
-    async def release(self, messages: Sequence[QueueMessage]) -> None:
-        """Processing failed: hand the messages back for redelivery as the broker does it."""
+    async def release(self, messages: Sequence[QueueMessage]) -> Sequence[QueueMessage]:
+        """Processing failed: hand the messages back for redelivery as the broker does it. Returns the
+        ones the broker dead-lettered instead (ActiveMQ past its redelivery limit), for the journal."""
         ...
 
     async def reject(self, messages: Sequence[QueueMessage], reason: str) -> None:

@@ -775,8 +775,9 @@ class ActiveMqQueue:
                 "acknowledged: the broker redelivers them"
             )
 
-    async def release(self, messages: Sequence[QueueMessage]) -> None:
+    async def release(self, messages: Sequence[QueueMessage]) -> Sequence[QueueMessage]:
         """Failed: back to the broker for redelivery, or to its DLQ after ``max_redeliveries``."""
+        dead_lettered: list[QueueMessage] = []
         for s, group in self._by_session(messages).items():
             items = self._unsettled(group)
             dead: list[QueueMessage] = []
@@ -789,6 +790,7 @@ class ActiveMqQueue:
                 self.log.info("release_on_lost_connection", count=len(items))
                 continue
             await self._dead_letter(s, dead, f"redelivered {self.max_redeliveries} times")
+            dead_lettered += dead
             for m in items:
                 m.handle.subscription.outstanding -= 1
             for m in back:
@@ -799,6 +801,7 @@ class ActiveMqQueue:
             if back:
                 await s.ensure_active()
                 self.log.debug("released", count=len(back))
+        return dead_lettered
 
     async def reject(self, messages: Sequence[QueueMessage], reason: str) -> None:
         """Can never succeed: straight to the broker's DLQ (a NACK), as after the redelivery limit."""

@@ -54,10 +54,11 @@ class MemoryQueue:
     async def ack(self, messages: Sequence[QueueMessage]) -> None:
         self.acked += [m.item_id for m in messages]
 
-    async def release(self, messages: Sequence[QueueMessage]) -> None:
+    async def release(self, messages: Sequence[QueueMessage]) -> Sequence[QueueMessage]:
         for m in messages:
             self.released.append(m.item_id)
             self.put(m.record["body"], attempt=int(m.extra["attempt"]) + 1, item_id=m.item_id)
+        return ()
 
     async def reject(self, messages: Sequence[QueueMessage], reason: str) -> None:
         self.rejected += [(m.item_id, reason) for m in messages]

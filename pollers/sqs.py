@@ -86,7 +86,9 @@ class SqsQueue:
         return client, self._url
 
     async def receive(self, max_messages: int, wait_s: float) -> Sequence[QueueMessage]:
-        client, url = await self._client_and_url()
+        calls, url = await self._client_and_url()
+        # a long poll holds its connection: never in the pool the deletes use
+        client = await self.clients.waiting_client(self.region) if wait_s > 0 else calls
         try:
             resp = await client.receive_message(
                 QueueUrl=url,
@@ -99,7 +101,7 @@ class SqsQueue:
         except ClientError as e:
             if _is_missing_queue(e):
                 self._url = None
-                raise SourceError(NON_EXISTENT_QUEUE) from e
+                raise SourceNotFound(NON_EXISTENT_QUEUE) from e
             raise SourceError(f"ReceiveMessage failed: {e}") from e
         except BotoCoreError as e:
             raise SourceError(f"ReceiveMessage failed: {e}") from e
@@ -144,8 +146,10 @@ class SqsQueue:
             for chunk in chunks:
                 tg.start_soon(delete, chunk)
 
-    async def release(self, messages: Sequence[QueueMessage]) -> None:
-        """Nothing: the messages come back when their visibility timeout ends, as on AWS."""
+    async def release(self, messages: Sequence[QueueMessage]) -> Sequence[QueueMessage]:
+        """Nothing: the messages come back when their visibility timeout ends, as on AWS (the redrive
+        policy's moves happen in the queue, out of our sight)."""
+        return ()
 
     async def aclose(self) -> None:
         """The clients belong to the engine."""

@@ -30,7 +30,13 @@ from engine.errors import (
 )
 from engine.events import parse_arn
 from engine.filtering import FilterPatternError, compile_filters
-from engine.model import EventSourceMapping, SourceKind, State, function_name_part
+from engine.model import (
+    EventSourceMapping,
+    SourceKind,
+    State,
+    function_name_part,
+    user_initiated_reason,
+)
 from engine.ports import (
     FunctionNotFound,
     FunctionResolver,
@@ -143,7 +149,6 @@ class ControlPlane:
         req = validate_create(body, new_uuid=new_uuid)
         self._check_filters(req.kind, req.params)
         timeout_s = await self._function_timeout(req.function_name)
-        streamish = req.kind.is_stream
         m = EventSourceMapping(
             uuid=new_uuid,
             kind=req.kind,
@@ -151,7 +156,7 @@ class ControlPlane:
             params=req.params,
             enabled=req.enabled,
             state=State.CREATING if req.enabled else State.DISABLED,
-            state_transition_reason="User action" if streamish else "USER_INITIATED",
+            state_transition_reason=user_initiated_reason(req.kind),
             last_modified=time.time(),
         )
         await self._check_source(m, timeout_s)
@@ -205,7 +210,7 @@ class ControlPlane:
             enabled=enabled,
             state=state,
             # a user change restarts a consumer Lambda stopped (spec 6.6)
-            state_transition_reason="User action" if current.kind.is_stream else "USER_INITIATED",
+            state_transition_reason=user_initiated_reason(current.kind),
             last_modified=time.time(),
             last_processing_result=current.last_processing_result,
             seq=current.seq,

@@ -30,12 +30,18 @@ log = structlog.get_logger("engine.runner.queue")
 #: the largest ReceiveMessage an SQS call returns; brokers use it as a prefetch step
 RECEIVE_MAX = 10
 LONG_POLL_S = 20.0
+#: the journal's reason for a message the broker dead-lettered past its redelivery limit (ActiveMQ's
+#: maximumRedeliveries, spec 7); our word, AWS names none
+MAXIMUM_REDELIVERIES_EXCEEDED = "MaximumRedeliveriesExceeded"
 
 
 @dataclass(frozen=True)
 class QueueRunnerSettings:
-    #: pollers started at once (AWS starts 5 concurrent batches for SQS)
+    #: concurrent batches as soon as messages flow (AWS starts 5 for SQS)
     initial_pollers: int = 5
+    #: pollers an empty queue keeps long-polling. AWS keeps its 5 (at least 2); locally an idle mapping
+    #: holds one connection, and the first messages it receives start the other pollers at once
+    idle_pollers: int = 1
     #: ceiling when the mapping has no ScalingConfig.MaximumConcurrency (AWS: 1,250; locally less)
     default_max_pollers: int = 50
     #: how long a throttled or unreachable function is retried before the batch goes back (SQS: the
@@ -68,9 +74,15 @@ class QueueRunner:
         self.clock = clock
         self.policy = mapping.batching
         self.report_failures = mapping.retry.report_batch_item_failures
-        cap = mapping.maximum_concurrency or settings.default_max_pollers
-        self.max_pollers = cap
-        self.min_pollers = min(settings.initial_pollers, cap)
+        provisioned = mapping.provisioned_pollers
+        if provisioned is not None:
+            # provisioned pollers stay up while the queue is idle, as on AWS
+            self.idle_pollers, self.max_pollers = provisioned
+            self.burst_pollers = self.idle_pollers
+        else:
+            self.max_pollers = mapping.maximum_concurrency or settings.default_max_pollers
+            self.burst_pollers = min(settings.initial_pollers, self.max_pollers)
+            self.idle_pollers = min(settings.idle_pollers, self.burst_pollers)
         self._active = 0
         self._draining = anyio.Event()
         # a broker pushes into one buffer: batches are cut one at a time, in order, and only the
@@ -86,11 +98,16 @@ class QueueRunner:
         self._draining.set()
 
     async def run(self, ready: Callable[[], None] = lambda: None) -> None:
-        self.log.info("queue_runner_started", pollers=self.min_pollers, max_pollers=self.max_pollers)
+        self.log.info(
+            "queue_runner_started",
+            pollers=self.idle_pollers,
+            burst_pollers=self.burst_pollers,
+            max_pollers=self.max_pollers,
+        )
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                for _ in range(self.min_pollers):
+                for _ in range(self.idle_pollers):
                     self._spawn()
                 ready()
         finally:
@@ -114,9 +131,11 @@ class QueueRunner:
                     async with self._cut_lock:
                         batch, carry, backlog = await self._collect(carry)
                 if not batch.items:
-                    if not carry and self._active > self.min_pollers:
+                    if not carry and self._active > self.idle_pollers:
                         return  # idle: scale down
                     continue
+                while backlog and self._active < self.burst_pollers:
+                    self._spawn()  # a backlog gets AWS's first concurrent batches at once
                 invoke_s = await self._process(batch)
                 # another poller helps only when the function, not the queue's round trips, is the bottleneck
                 function_bound = invoke_s >= (self.clock() - started) / 2
@@ -209,7 +228,7 @@ class QueueRunner:
                 self.log.warning("invoke_failed", error=str(e), throttled=e.throttled, retry_in_s=delay)
                 if self.clock() + delay >= budget_ends:
                     self._journal(items, attempt, "invoke_error", 0.0, {"error": str(e)})
-                    await self.source.release(items)
+                    await self._release(items)
                     return 0.0
                 await anyio.sleep(delay)
         failed: Sequence[QueueMessage]
@@ -233,8 +252,6 @@ class QueueRunner:
         done = [m for m in items if m.item_id not in failed_ids]
         if done:
             await self.source.ack(done)
-        if failed:
-            await self.source.release(failed)
         self._journal(
             items,
             attempt,
@@ -242,6 +259,8 @@ class QueueRunner:
             result.duration_ms,
             {"failed": sorted(failed_ids)} if 0 < len(failed_ids) < len(items) else {},
         )
+        if failed:
+            await self._release(failed)
         self.log.info(
             "batch_processed",
             outcome=outcome,
@@ -251,6 +270,13 @@ class QueueRunner:
             duration_ms=round(result.duration_ms, 2),
         )
         return result.duration_ms / 1000
+
+    async def _release(self, failed: Sequence[QueueMessage]) -> None:
+        """Back to the broker; what it dead-letters instead (its redelivery limit) is journaled."""
+        for m in await self.source.release(failed):
+            self.log.warning("record_dead_lettered", item=m.item_id, reason=MAXIMUM_REDELIVERIES_EXCEEDED)
+            attempt = int(m.extra.get("attempt", 1))
+            self._journal([m], attempt, DISCARDED, 0.0, {"reason": MAXIMUM_REDELIVERIES_EXCEEDED})
 
     def _journal(
         self,

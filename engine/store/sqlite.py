@@ -140,8 +140,9 @@ class SqliteStore:
     def set_last_processing_result(self, uuid: str, result: str) -> None:
         self._db.execute("UPDATE mappings SET last_processing_result=? WHERE uuid=?", (result, uuid))
 
-    def set_stopped_reason(self, uuid: str, reason: str, result: str) -> None:
-        """Lambda stopped the mapping's consumer: StateTransitionReason and LastProcessingResult say why."""
+    def set_stopped_reason(self, uuid: str, reason: str, result: str | None) -> None:
+        """Lambda stopped the mapping's consumer: StateTransitionReason and LastProcessingResult say why
+        (``result`` None: no result since)."""
         self._db.execute(
             "UPDATE mappings SET state_transition_reason=?, last_processing_result=? WHERE uuid=?",
             (reason, result, uuid),

@@ -40,6 +40,7 @@ def functions_config(timeout_s: float = 1.0, sections: dict[str, Any] | None = N
         "ddb_poison",
         "mq_ok",
         "mq_first_delivery_fails",
+        "mq_fails",
         "kafka_ok",
         "kafka_poison",
         "kafka_partial",

@@ -261,6 +261,22 @@ def test_a_message_over_6_mb_is_dead_lettered_and_journaled_never_dropped(
     assert discarded.detail["bytes"] > 6 * 1024 * 1024
 
 
+def test_activemq_dead_letters_after_six_redeliveries_and_the_journal_says_so(
+    start_engine: Any, unique_name: Any
+) -> None:
+    broker = Broker("activemq")
+    queue = unique_name("poison")
+    token = uuid.uuid4().hex
+    eng = _engine(start_engine, broker)
+    uuid_ = _map(eng, broker, queue, "fn-mq_fails", BatchSize=1, MaximumBatchingWindowInSeconds=0)
+    broker.publish(queue, ["poison"], headers={"esmTest": token})
+    assert broker.dead_letters(queue, token) == [b"poison"]
+    journal = list(eng.engine.store.journal(uuid_))
+    assert [e.outcome for e in journal] == ["function_error"] * 7 + ["discarded"]
+    assert journal[-1].attempt == 7
+    assert journal[-1].detail == {"reason": "MaximumRedeliveriesExceeded"}
+
+
 def test_partial_batch_responses_are_not_supported_for_mq(broker: Broker, start_engine: Any) -> None:
     eng = _engine(start_engine, broker)
     with pytest.raises(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -208,3 +209,84 @@ async def test_a_message_alone_over_6_mb_is_rejected_never_acknowledged_and_jour
     assert discarded.detail["reason"] == "MaximumPayloadSizeExceeded"
     assert discarded.detail["bytes"] > 6_291_456
     assert invoked.outcome == "success"
+
+
+class CountingQueue(MemoryQueue):
+    """Counts the receives waiting at once: each is a held connection on a real queue."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = self.max_waiting = 0
+
+    async def receive(self, max_messages: int, wait_s: float) -> Any:
+        self.waiting += 1
+        self.max_waiting = max(self.max_waiting, self.waiting)
+        try:
+            return await super().receive(max_messages, wait_s)
+        finally:
+            self.waiting -= 1
+
+
+class SlowInvoker(ScriptedInvoker):
+    """Each invocation takes 50 ms; records the most that ran at once."""
+
+    def __init__(self) -> None:
+        super().__init__(ok)
+        self.running = self.max_running = 0
+
+    async def invoke(self, payload: bytes) -> InvokeResult:
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        try:
+            await anyio.sleep(0.05)
+            return replace(await super().invoke(payload), duration_ms=50.0)
+        finally:
+            self.running -= 1
+
+
+@dataclass
+class Scaling:
+    idle_waiting: int  # receives held at once while the queue was empty
+    active_after: int  # pollers left once the backlog was gone
+
+
+async def _scaling_run(mapping: EventSourceMapping, q: CountingQueue, inv: SlowInvoker) -> Scaling:
+    runner = QueueRunner(
+        mapping,
+        q,
+        RECORDS_ENVELOPE,
+        inv,
+        compile_filters([], mapping.kind),
+        SqliteStore(":memory:"),
+        QueueRunnerSettings(long_poll_s=0.05),
+    )
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(runner.run)
+            await anyio.sleep(0.3)  # idle: several long polls come back empty
+            idle_waiting = q.max_waiting
+            for i in range(200):
+                q.put(f"b{i}")
+            while len(q.acked) < 200:
+                await anyio.sleep(0.01)
+            await anyio.sleep(0.3)  # idle again: the extra pollers leave
+            scaling = Scaling(idle_waiting, runner._active)
+            tg.cancel_scope.cancel()
+    return scaling
+
+
+async def test_an_idle_mapping_holds_one_long_poll_and_a_backlog_gets_five_batches_at_once() -> None:
+    q, inv = CountingQueue(), SlowInvoker()
+    scaling = await _scaling_run(_mapping(), q, inv)
+    assert scaling.idle_waiting == 1
+    assert inv.max_running >= 5  # AWS's first burst of concurrent batches
+    assert scaling.active_after == 1
+
+
+async def test_provisioned_pollers_stay_up_while_idle_and_cap_the_concurrency() -> None:
+    q, inv = CountingQueue(), SlowInvoker()
+    mapping = _mapping(ProvisionedPollerConfig={"MinimumPollers": 3, "MaximumPollers": 4})
+    scaling = await _scaling_run(mapping, q, inv)
+    assert scaling.idle_waiting == 3
+    assert inv.max_running == 4
+    assert scaling.active_after == 3

@@ -171,6 +171,12 @@ def mq_first_delivery_fails(event: dict[str, Any], context: Any) -> None:
         raise RuntimeError("first delivery fails")
 
 
+def mq_fails(event: dict[str, Any], context: Any) -> None:
+    """Fails every delivery (a poison message)."""
+    _record(event, context)
+    raise RuntimeError("always fails")
+
+
 # --- Kafka ----------------------------------------------------------------------------------------------
 
 
