@@ -122,3 +122,70 @@ def test_kafka_is_kraft_single_node(services: dict[str, Any]) -> None:
     assert set(str(env["KAFKA_PROCESS_ROLES"]).split(",")) == {"broker", "controller"}
     assert "localhost:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
     assert str(env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"]) == "1"
+
+
+def _mounted_config(services: dict[str, Any]) -> Path:
+    for v in services["engine"]["volumes"]:
+        src, target = _interpolate(v).split(":")[:2]
+        if target == "/config":
+            return ROOT / src / "esm.yaml"
+    raise AssertionError("no /config mount")
+
+
+def _claimed_broker_hosts() -> set[str]:
+    """The host:port list compose.yaml's header says the mounted config's broker entries name."""
+    header = " ".join(
+        line.lstrip("#").strip() for line in COMPOSE.read_text().splitlines() if line.startswith("#")
+    )
+    m = re.search(r"broker entries[^(]*in-network hosts \(([^)]*)\)", header)
+    assert m, "compose.yaml's header no longer says which broker hosts the config names"
+    return {h.strip() for h in m.group(1).split(",")}
+
+
+def _broker_hosts(brokers: dict[str, Any]) -> set[str]:
+    hosts = set()
+    for entry in brokers.values():
+        for server in entry.get("bootstrap_servers", []):
+            hosts.add(server)
+        for url in entry.get("endpoints", []):
+            hosts.add(url.split("://", 1)[1].rstrip("/"))
+    return hosts
+
+
+def test_mounted_config_names_the_in_network_brokers_the_header_claims(services: dict[str, Any]) -> None:
+    from engine.config import load_config
+
+    config = load_config(_mounted_config(services))
+    hosts = _broker_hosts(config.sections.get("brokers", {}))
+    assert _claimed_broker_hosts() == {"kafka:19092", "rabbitmq:5672", "activemq:61613"}
+    assert hosts == _claimed_broker_hosts()
+
+
+def test_in_network_broker_hosts_are_compose_services_listening_there(services: dict[str, Any]) -> None:
+    from engine.config import load_config
+
+    brokers = load_config(_mounted_config(services)).sections.get("brokers", {})
+    for host_port in _broker_hosts(brokers):
+        host, port = host_port.rsplit(":", 1)
+        assert host in services, f"{host_port}: no compose service {host!r}"
+        svc = services[host]
+        if host == "kafka":  # the listener advertised to containers of this project
+            assert f"DOCKER://{host_port}" in svc["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+        else:
+            assert int(port) in published(svc).values(), f"{host_port}: {host} does not listen on {port}"
+
+
+def test_mounted_config_functions_are_importable_in_the_container(services: dict[str, Any]) -> None:
+    from engine.config import load_config
+
+    config = load_config(_mounted_config(services))
+    env = services["engine"]["environment"]
+    # the container's import path: the config's folder, then PYTHONPATH (/src is the project)
+    paths = [_mounted_config(services).parent]
+    paths += [ROOT / p.removeprefix("/src/") for p in str(env.get("PYTHONPATH", "")).split(":") if p]
+    assert config.functions
+    for function in config.functions.values():
+        if function.handler is None:
+            continue
+        module = function.handler.rpartition(".")[0].replace(".", "/") + ".py"
+        assert any((p / module).is_file() for p in paths), f"{function.name}: {module} not on the import path"
