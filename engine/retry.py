@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Backoff:
-    """Exponential back-off with full jitter and a cap (AWS documents no exact timings)."""
+    """Exponential back-off with equal jitter and a cap (AWS documents no exact timings).
+
+    Attempt n (from 0) waits uniformly between half and all of ``min(cap_s, base_s * factor**n)``: never
+    less than half the ceiling, so a failing function is not retried in a tight loop, and a long run of
+    failures waits at least ``cap_s / 2`` between attempts (not full jitter, which could draw 0).
+    """
 
     base_s: float = 0.1
     cap_s: float = 10.0
