@@ -18,10 +18,10 @@ from aiohttp import web
 
 from engine.api.app import ControlPlane, build_app
 from engine.config import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, AwsSettings, EngineConfig
-from engine.filtering import compile_filters
+from engine.filtering import FilterPatternError, compile_filters
 from engine.invoke.registry import FunctionRegistry
 from engine.model import EventSourceMapping, SourceKind
-from engine.ports import SourceError, StreamSource
+from engine.ports import ESM_CONFIG_NOT_VALID, ConsumerStopped, SourceError, StreamSource
 from engine.runner.queue import QueueRunner, QueueRunnerSettings
 from engine.runner.stream import StreamRunner, StreamRunnerSettings
 from engine.senders import DestinationSender
@@ -118,9 +118,12 @@ class Engine:
 
     async def build_runner(self, m: EventSourceMapping) -> Runner:
         invoker = await self.functions.resolve(m.function_arn)
-        record_filter = compile_filters(
-            m.filter_patterns, m.kind, max_filters=self.config.limits.filters_per_mapping
-        )
+        try:
+            record_filter = compile_filters(
+                m.filter_patterns, m.kind, max_filters=self.config.limits.filters_per_mapping
+            )
+        except FilterPatternError as e:  # e.g. stored under a larger limits.filters_per_mapping
+            raise ConsumerStopped(f"FilterCriteria: {e}", reason=ESM_CONFIG_NOT_VALID) from e
         if m.kind is SourceKind.SQS:
             desc = await self.sqs.describe(m)
             queue_settings = self.settings.queue

@@ -127,14 +127,22 @@ class SourceError(Exception):
     this at their boundary; any other exception from a runner is a bug and crashes the engine."""
 
 
-class SourceAccessDenied(SourceError):
-    """The source refused the mapping's credentials or permissions: retrying cannot help until the
-    mapping (or its secret) changes, so its consumer stops (spec 6.6). ``reason`` is the
-    StateTransitionReason code: EVENT_SOURCE_AUTHN_ERROR or EVENT_SOURCE_AUTHZ_ERROR."""
+class ConsumerStopped(SourceError):
+    """Retrying cannot help until the mapping (or its secret) changes, so its consumer stops (spec 6.6).
+    ``reason`` is the StateTransitionReason code that says why."""
 
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+#: StateTransitionReason of a mapping whose configuration cannot run (AWS's code, spec 6.6)
+ESM_CONFIG_NOT_VALID = "ESM_CONFIG_NOT_VALID"
+
+
+class SourceAccessDenied(ConsumerStopped):
+    """The source refused the mapping's credentials or permissions: EVENT_SOURCE_AUTHN_ERROR or
+    EVENT_SOURCE_AUTHZ_ERROR."""
 
 
 # --- ordered streams (Kinesis, DynamoDB Streams, Kafka) ----------------------------------------------

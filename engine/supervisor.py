@@ -8,9 +8,9 @@ A temporary source failure (SourceError) stays inside its mapping: its runner re
 and each new problem is reported once (LastProcessingResult, one log event), not once per retry. A
 source that no longer exists (SourceNotFound) also says so in StateTransitionReason, since SQS
 mappings show no LastProcessingResult; both are restored when the source is back.
-A source that refuses the mapping's credentials (SourceAccessDenied) stops the mapping's consumer until
-the mapping changes, as Lambda does (spec 6.6): no restart loop. Any other exception is a bug and crashes
-the engine loudly.
+A source that refuses the mapping's credentials, or a configuration that cannot run (ConsumerStopped),
+stops the mapping's consumer until the mapping changes, as Lambda does (spec 6.6): no restart loop.
+Any other exception is a bug and crashes the engine loudly.
 """
 
 from __future__ import annotations
@@ -26,7 +26,14 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from engine.errors import TooManyRequestsException
 from engine.model import EventSourceMapping, State, user_initiated_reason
-from engine.ports import FunctionNotFound, InvokeError, SourceAccessDenied, SourceError, SourceNotFound
+from engine.ports import (
+    ESM_CONFIG_NOT_VALID,
+    ConsumerStopped,
+    FunctionNotFound,
+    InvokeError,
+    SourceError,
+    SourceNotFound,
+)
 from engine.retry import Backoff
 from engine.store.sqlite import SqliteStore
 
@@ -36,7 +43,7 @@ log = structlog.get_logger("engine.supervisor")
 TEMPORARY_ERRORS = (SourceError, SourceNotFound, FunctionNotFound, InvokeError)
 #: StateTransitionReason while the mapping's source does not exist [UNVERIFIED]: AWS's code for a
 #: mapping whose configuration no longer works (it keeps the mapping and retries, as the engine does)
-SOURCE_MISSING_REASON = "ESM_CONFIG_NOT_VALID"
+SOURCE_MISSING_REASON = ESM_CONFIG_NOT_VALID
 
 
 class Runner(Protocol):
@@ -204,7 +211,7 @@ class Supervisor:
                         e = _first_leaf(group)
                         handle.runner = None
                         problem = f"PROBLEM: {e}"
-                        if isinstance(e, SourceAccessDenied):
+                        if isinstance(e, ConsumerStopped):
                             self.store.set_stopped_reason(m.uuid, e.reason, problem)
                             bound.error("mapping_consumer_stopped", reason=e.reason, error=str(e))
                             handle.ready.set()
@@ -231,7 +238,7 @@ class Supervisor:
 
 
 def _first_leaf(group: BaseExceptionGroup[Exception]) -> Exception:
-    """The first access refusal (it decides what happens), else the first error."""
-    denied, _ = group.split(SourceAccessDenied)
+    """The first reason to stop (it decides what happens), else the first error."""
+    denied, _ = group.split(ConsumerStopped)
     first = (denied or group).exceptions[0]
     return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first

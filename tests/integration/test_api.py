@@ -457,3 +457,31 @@ def test_filter_quota_comes_from_the_config_file(
     # the runner compiles the mapping's filters with the same quota
     records = wait_for(lambda: esm_test_fns.records_for(queue_arn))
     assert [json.loads(r["body"]) for r in records] == [{"n": 5}]
+
+
+def test_a_mapping_over_a_lowered_filter_quota_stops_alone(
+    start_engine: Any, sqs_endpoint: str, queue_arn: str, tmp_path: Path
+) -> None:
+    """Stored under limits.filters_per_mapping 6, restarted under 5: that mapping's consumer stops
+    (ESM_CONFIG_NOT_VALID) and the engine goes on serving; it never crashes the engine."""
+    patterns = [{"Pattern": json.dumps({"body": {"n": [i]}})} for i in range(6)]
+    data = tmp_path / "quota"
+    raised = start_engine(
+        sqs_endpoint, data_dir=data, config=replace(functions_config(), limits=LimitsConfig(6))
+    )
+    uuid = raised.lambda_client.create_event_source_mapping(
+        EventSourceArn=queue_arn, FunctionName=FN, FilterCriteria={"Filters": patterns}
+    )["UUID"]
+    raised.wait_state(uuid, "Enabled")
+    raised.stop()
+
+    lowered = start_engine(sqs_endpoint, data_dir=data)
+    stopped = wait_for(
+        lambda: (
+            (m := lowered.lambda_client.get_event_source_mapping(UUID=uuid))["StateTransitionReason"]
+            == "ESM_CONFIG_NOT_VALID"
+            and m
+        )
+    )
+    assert stopped["State"] == "Enabled"
+    assert lowered.lambda_client.list_event_source_mappings()["EventSourceMappings"]  # still serving
