@@ -7,8 +7,10 @@ SourceAccessConfigurations (spec 6.1): the SASL entries name a secret with ``use
 ``privateKey`` and optionally ``privateKeyPassword``; SERVER_ROOT_CA_CERTIFICATE a secret with
 ``certificate`` (PEM). Secrets come from the config file's ``secrets`` section, else Secrets Manager.
 
-TLS is used when a certificate entry is given or the ``brokers`` entry says ``"tls": true``; SASL
-without either runs over plaintext, as local brokers do (AWS's brokers always speak TLS with SASL).
+TLS is used when a certificate entry is given, the ``brokers`` entry says ``"tls": true``, or the broker
+string came from GetBootstrapBrokers' TLS, SASL/SCRAM or IAM list (MSK's listeners there are TLS-only, so
+SASL/SCRAM is SASL_SSL). SASL on a configured entry without ``tls`` runs over plaintext, as local brokers
+do, and so does GetBootstrapBrokers' plaintext string (an emulator's only one).
 VPC_SUBNET / VPC_SECURITY_GROUP have nothing to do locally.
 """
 
@@ -24,7 +26,7 @@ from engine.model import EventSourceMapping, SourceKind
 from engine.ports import SourceDescription, SourceError
 from engine.stream_shapes import KafkaShape
 from pollers.kafka import KafkaSecurity, KafkaSource, SaslMechanism, StartingPosition
-from pollers.resolve import BrokerDirectory
+from pollers.resolve import BootstrapServers, BrokerDirectory
 
 _SASL: Mapping[str, SaslMechanism] = {
     "SASL_SCRAM_256_AUTH": "SASL_SCRAM_256",
@@ -57,10 +59,12 @@ class KafkaSourceFactory:
         #: where PEMs from secrets are written for the TLS context (files only, mode 0600)
         self.pem_dir = pem_dir
 
-    async def bootstrap_servers(self, mapping: EventSourceMapping) -> list[str]:
+    async def bootstrap_servers(self, mapping: EventSourceMapping) -> BootstrapServers:
+        """The servers, and whether their listener speaks TLS (self-managed: only by certificate entries)."""
         if mapping.kind is SourceKind.SELF_MANAGED_KAFKA:
             sme = mapping.params.get("SelfManagedEventSource") or {}
-            return list((sme.get("Endpoints") or {}).get("KAFKA_BOOTSTRAP_SERVERS") or [])
+            servers = list((sme.get("Endpoints") or {}).get("KAFKA_BOOTSTRAP_SERVERS") or [])
+            return BootstrapServers(servers, tls=False)
         arn = mapping.event_source_arn
         assert arn is not None
         access = _access(mapping)
@@ -79,12 +83,13 @@ class KafkaSourceFactory:
         await self.bootstrap_servers(mapping)
         return SourceDescription()
 
-    async def security(self, mapping: EventSourceMapping) -> KafkaSecurity:
+    async def security(self, mapping: EventSourceMapping, servers: BootstrapServers) -> KafkaSecurity:
+        """TLS when ``servers``' listener speaks it or a certificate entry asks; SASL by the SASL entry."""
         access = _access(mapping)
         sasl = [(kind, uri) for kind, uri in access.items() if kind in _SASL]
         if len(sasl) > 1:
             raise SourceError(f"more than one SASL mechanism configured: {[k for k, _ in sasl]}")
-        kwargs: dict[str, Any] = {"tls": self._configured_tls(mapping)}
+        kwargs: dict[str, Any] = {"tls": servers.tls}
         if sasl:
             kind, uri = sasl[0]
             creds = await self.directory.credentials(uri)
@@ -112,7 +117,8 @@ class KafkaSourceFactory:
         return str(path)
 
     async def open(self, mapping: EventSourceMapping) -> tuple[KafkaSource, KafkaShape]:
-        servers = await self.bootstrap_servers(mapping)
+        bootstrap = await self.bootstrap_servers(mapping)
+        servers = bootstrap.servers
         topics: Sequence[str] = mapping.params.get("Topics") or []
         position: StartingPosition = mapping.params.get("StartingPosition") or "TRIM_HORIZON"
         ts = mapping.params.get("StartingPositionTimestamp")
@@ -123,7 +129,7 @@ class KafkaSourceFactory:
             consumer_group_id(mapping),
             starting_position=position,
             timestamp=float(ts) if ts is not None else None,
-            security=await self.security(mapping),
+            security=await self.security(mapping, bootstrap),
             event_source_arn=arn,
             client_id=f"esm-{mapping.uuid}",
         )

@@ -16,6 +16,28 @@ from engine.events import parse_arn
 from engine.ports import SourceError, SourceNotFound
 from pollers.aws import AwsClients
 
+#: GetBootstrapBrokers' broker strings of TLS listeners: MSK's TLS (9094), SASL/SCRAM (9096) and IAM (9098)
+#: listeners only speak TLS; BootstrapBrokerString (9092) is the plaintext one.
+MSK_TLS_BROKER_STRINGS = frozenset(
+    {
+        "BootstrapBrokerStringTls",
+        "BootstrapBrokerStringSaslScram",
+        "BootstrapBrokerStringSaslIam",
+        "BootstrapBrokerStringPublicTls",
+        "BootstrapBrokerStringPublicSaslScram",
+        "BootstrapBrokerStringPublicSaslIam",
+    }
+)
+
+
+@dataclass(frozen=True)
+class BootstrapServers:
+    """An MSK cluster's bootstrap servers and whether their listener speaks TLS: the ``brokers`` entry's
+    ``tls`` flag, or, from GetBootstrapBrokers, whether the string came from a TLS-only list."""
+
+    servers: list[str]
+    tls: bool
+
 
 @dataclass(frozen=True)
 class Credentials:
@@ -54,9 +76,9 @@ class BrokerDirectory:
             url for instance in desc.get("BrokerInstances") or [] for url in instance.get("Endpoints") or []
         ]
 
-    async def msk_bootstrap_servers(self, cluster_arn: str, *, scram: bool, tls: bool) -> list[str]:
+    async def msk_bootstrap_servers(self, cluster_arn: str, *, scram: bool, tls: bool) -> BootstrapServers:
         """The cluster's bootstrap servers for the way the mapping authenticates (GetBootstrapBrokers:
-        SASL/SCRAM, TLS or plaintext broker string)."""
+        the SASL/SCRAM, else TLS broker string when asked for, else the plaintext one)."""
         configured = self.brokers.get(cluster_arn)
         if configured is not None:
             servers = configured.get("bootstrap_servers") if isinstance(configured, Mapping) else None
@@ -64,18 +86,19 @@ class BrokerDirectory:
                 raise SourceError(
                     f"config: brokers.{cluster_arn}.bootstrap_servers must be a list of host:port"
                 )
-            return list(servers)
+            return BootstrapServers(list(servers), tls=bool(configured.get("tls")))
         client = await self._msk.client(parse_arn(cluster_arn).region)
         found = await _call(
             "GetBootstrapBrokers",
             f"Cluster not found: {cluster_arn}",
             client.get_bootstrap_brokers(ClusterArn=cluster_arn),
         )
-        key = "BootstrapBrokerStringSaslScram" if scram else "BootstrapBrokerStringTls" if tls else ""
-        text = str(found.get(key) or found.get("BootstrapBrokerString") or "")
-        if not text:
-            raise SourceError(f"GetBootstrapBrokers: {cluster_arn} has no bootstrap brokers")
-        return text.split(",")
+        wanted = "BootstrapBrokerStringSaslScram" if scram else "BootstrapBrokerStringTls" if tls else ""
+        for key in (wanted, "BootstrapBrokerString"):  # an emulator may only have the plaintext string
+            text = str(found.get(key) or "") if key else ""
+            if text:
+                return BootstrapServers(text.split(","), tls=key in MSK_TLS_BROKER_STRINGS)
+        raise SourceError(f"GetBootstrapBrokers: {cluster_arn} has no bootstrap brokers")
 
     async def secret(self, secret_arn: str) -> Mapping[str, Any]:
         """A secret's JSON object: the config file's ``secrets`` entry, else GetSecretValue."""
