@@ -176,7 +176,7 @@ def _serve(args: argparse.Namespace) -> None:
     if args.embedded_aws:
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
-        embedded = EmbeddedAws(port=args.embedded_aws_port)
+        embedded = EmbeddedAws(port=args.embedded_aws_port, data_dir=args.data_dir)
         embedded.start()
         aws = _aws_settings(args, config, embedded_endpoint_url=embedded.endpoint_url)
     settings = EngineSettings(
