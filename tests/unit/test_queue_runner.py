@@ -14,10 +14,11 @@ import pytest
 from engine.events import RECORDS_ENVELOPE
 from engine.filtering import compile_filters
 from engine.model import EventSourceMapping, SourceKind, State
-from engine.ports import FunctionInfo, InvokeError, InvokeResult
+from engine.ports import InvokeError, InvokeResult
 from engine.runner.queue import QueueRunner, QueueRunnerSettings
 from engine.store.sqlite import SqliteStore
 from pollers.memory import MemoryQueue
+from tests.unit.fakes import ScriptedInvoker, ok
 
 pytestmark = pytest.mark.anyio
 
@@ -25,28 +26,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class ScriptedInvoker:
-    """Answers each invocation with ``script(event)``: an InvokeResult, or an InvokeError to raise."""
-
-    info = FunctionInfo("arn:aws:lambda:us-east-1:123456789012:function:f", 3.0, "arn:aws:iam::1:role/r")
-
-    def __init__(self, script: Callable[[dict[str, Any]], InvokeResult | InvokeError]) -> None:
-        self.script = script
-        self.events: list[dict[str, Any]] = []
-
-    async def invoke(self, payload: bytes) -> InvokeResult:
-        event = json.loads(payload)
-        self.events.append(event)
-        outcome = self.script(event)
-        if isinstance(outcome, InvokeError):
-            raise outcome
-        return outcome
-
-
-def ok(_: dict[str, Any]) -> InvokeResult:
-    return InvokeResult(payload=b"null")
 
 
 def _mapping(**params: Any) -> EventSourceMapping:
