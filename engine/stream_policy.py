@@ -117,14 +117,17 @@ async def process_batch(
     backoff: Callable[[], Backoff] = Backoff,
     item_id: Callable[[StreamRecord], Hashable] = sequence_number,
     identify: Callable[[Any], Hashable | None] = string_identifier,
+    settled: Callable[[tuple[StreamRecord, ...]], Awaitable[None]] | None = None,
 ) -> BatchReport:
     """Process one batch of one shard lane to the end (spec 4.9) and say what happened.
 
     ``invoke`` may raise :class:`~engine.ports.InvokeError` (throttled, function unreachable): the same
     records are tried again after a back-off, without counting an attempt, until they succeed or expire.
-    ``discard`` receives every give-up, in record order, before processing continues. Returns only when
-    every record has either succeeded or been discarded exactly once. Any other exception, cancellation
-    included, propagates untouched.
+    ``discard`` receives every give-up, in record order, before processing continues. ``settled``
+    receives every run of records as soon as it is final (succeeded, or discarded after ``discard``), so
+    the checkpoint can move before the rest of the batch settles: a partial batch response checkpoints
+    at its lowest failed record (spec 4.5). Returns only when every record has either succeeded or been
+    discarded exactly once. Any other exception, cancellation included, propagates untouched.
     """
     report = BatchReport()
     delays = backoff()
@@ -133,12 +136,21 @@ async def process_batch(
     # the work list, last item next: halves are pushed second-then-first
     pending = [_Lineage(tuple(records), attempts=0, invocations=0, depth=0)] if records else []
 
+    async def settle(records: tuple[StreamRecord, ...]) -> None:
+        if settled is not None and records:
+            await settled(records)
+
+    async def succeed(records: tuple[StreamRecord, ...]) -> None:
+        report.succeeded += len(records)
+        await settle(records)
+
     async def give_up(
         records: tuple[StreamRecord, ...], condition: str, count: int, last: InvokeResult | None
     ) -> None:
         gone = Discard(records, condition, count, last)
         report.discarded.append(gone)
         await discard(gone)
+        await settle(records)
 
     while pending:
         lineage = pending.pop()
@@ -165,18 +177,18 @@ async def process_batch(
             lineage.invocations += 1
             if result.function_error is None:
                 if not policy.report_batch_item_failures:
-                    report.succeeded += len(batch)
+                    await succeed(batch)
                     delays.reset()
                     break
                 parsed = parse_batch_item_failures(result.payload, {item_id(r) for r in batch}, identify)
                 if parsed.kind is ResponseKind.SUCCESS:
-                    report.succeeded += len(batch)
+                    await succeed(batch)
                     delays.reset()
                     break
                 if parsed.kind is ResponseKind.PARTIAL:
                     failed = set(parsed.failed)
                     lowest = next(i for i, r in enumerate(batch) if item_id(r) in failed)
-                    report.succeeded += lowest
+                    await succeed(batch[:lowest])
                     batch = batch[lowest:]
                 lineage.attempts += 1
             elif policy.bisect_on_error and len(batch) > 1:

@@ -414,9 +414,7 @@ class StreamRunner:
                 if shard.shard_id in self._released:
                     continue  # the new owner reads these from the last committed position
                 if batch:
-                    await self._process(shard, index, batch)
-                    finished = tracker.finish([r.sequence_number for r, _ in batch])
-                    await self._checkpoint(shard.shard_id, finished)
+                    await self._process(shard, index, batch, tracker)
 
     async def _collect(
         self,
@@ -479,7 +477,14 @@ class StreamRunner:
             envelope = self._envelopes[shard_id] = self.shape.envelope(shard_id)
         return envelope
 
-    async def _process(self, shard: ShardInfo, lane: int, batch: list[tuple[StreamRecord, bytes]]) -> None:
+    async def _process(
+        self,
+        shard: ShardInfo,
+        lane: int,
+        batch: list[tuple[StreamRecord, bytes]],
+        tracker: ContiguousCheckpoint,
+    ) -> None:
+        """Drive one batch to the end; the checkpoint moves as each run of its records is final."""
         scope = shard.shard_id if self.lanes == 1 else f"{shard.shard_id}/lane-{lane}"
         records = [r for r, _ in batch]
         encoded = {r.sequence_number: e for r, e in batch}
@@ -490,10 +495,14 @@ class StreamRunner:
                 envelope.prefix, [encoded[r.sequence_number] for r in recs], envelope.suffix
             )
 
+        async def settled(recs: Sequence[StreamRecord]) -> None:
+            await self._checkpoint(shard.shard_id, tracker.finish([r.sequence_number for r in recs]))
+
         if len(batch) == 1 and envelope.overhead + len(batch[0][1]) > self.policy.max_payload_bytes:
             # alone over the invocation limit: never invoked, straight to the destination (spec 6.3)
             too_large = Discard(tuple(records), MAXIMUM_PAYLOAD_SIZE_EXCEEDED, 0, None)
             await self._send_failure(shard, scope, too_large, payload(records))
+            await settled(records)
             return
 
         async def invoke(attempt: Attempt) -> InvokeResult:
@@ -511,6 +520,7 @@ class StreamRunner:
             sleep=self.sleep,
             item_id=self.shape.item_id,
             identify=self.shape.identify,
+            settled=settled,
         )
 
     async def _invoke_journaled(self, scope: str, attempt: Attempt, payload: bytes) -> InvokeResult:

@@ -563,13 +563,6 @@ async def test_a_partial_failure_retried_to_exhaustion_reports_a_null_function_e
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="spec 4.5: the checkpoint is taken at the lowest failed record of a partial batch response; the "
-    "runner checkpoints only once the whole batch settles, so a restart while the remainder is retried "
-    "invokes the records before it again",
-)
 async def test_a_partial_failure_checkpoints_before_the_lowest_failed_record_while_it_is_retried() -> None:
     clock, store = Clock(), SqliteStore(":memory:")
     stream = MemoryStream(STREAM_ARN, now=clock.now)
@@ -581,7 +574,7 @@ async def test_a_partial_failure_checkpoints_before_the_lowest_failed_record_whi
         await until(lambda: len(inv.events) >= 3)
         while_retried = checkpoint(store)
     assert batches(inv)[1:3] == [["3", "4", "5"]] * 2
-    assert while_retried == "2"  # today: None, nothing is checkpointed until the batch settles
+    assert while_retried == "2"  # the records before the lowest failed one are final (spec 4.5)
 
 
 # --- filters, splits, throttles -----------------------------------------------------------------------
