@@ -160,11 +160,6 @@ class EventSourceMapping:
         return replace(self, state=state, **changes)
 
 
-def user_initiated_reason(kind: SourceKind) -> str:
-    """StateTransitionReason after a user's change: AWS words it per source (spec 8.2)."""
-    return "User action" if kind.is_stream else "USER_INITIATED"
-
-
 def function_name_part(function_ref: str) -> str:
     """Name part of a FunctionName in any of its four forms (name, name:qualifier, partial ARN, ARN)."""
     parts = function_ref.split(":")

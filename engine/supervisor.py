@@ -24,8 +24,9 @@ import anyio.abc
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from engine import states
 from engine.errors import TooManyRequestsException
-from engine.model import EventSourceMapping, State, user_initiated_reason
+from engine.model import EventSourceMapping, State
 from engine.ports import (
     ESM_CONFIG_NOT_VALID,
     ConsumerStopped,
@@ -148,8 +149,8 @@ class Supervisor:
             self.store.delete_mapping(uuid)
             log.info("mapping_deleted", mapping=uuid)
             return
-        if m.state in (State.UPDATING, State.ENABLING, State.CREATING):
-            await self._stop(uuid)  # Update restarts with the new configuration
+        if states.restarts_runner(m.state):
+            await self._stop(uuid)
         if m.enabled:
             handle = self._start(m)
             # Enabled means polling: a LATEST mapping sees what is written once it reports Enabled
@@ -157,7 +158,7 @@ class Supervisor:
                 await handle.ready.wait()
         else:
             await self._stop(uuid)
-        settled = State.ENABLED if m.enabled else State.DISABLED
+        settled = states.settled(m.enabled)
         if m.state is not settled:
             # re-read: the runner may have recorded a problem (LastProcessingResult) meanwhile
             m = self.store.get_mapping(uuid) or m
@@ -194,7 +195,7 @@ class Supervisor:
         def ready() -> None:
             nonlocal reported, source_missing
             if source_missing or m.state_transition_reason == SOURCE_MISSING_REASON:
-                self.store.set_stopped_reason(m.uuid, user_initiated_reason(m.kind), None)
+                self.store.set_stopped_reason(m.uuid, states.user_initiated_reason(m.kind), None)
                 bound.info("mapping_source_found")
             reported, source_missing = None, False
             handle.ready.set()

@@ -16,12 +16,12 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from engine import states
 from engine.config import DEFAULT_FILTERS_PER_MAPPING
 from engine.errors import (
     InvalidParameterValueException,
     LambdaError,
     ResourceConflictException,
-    ResourceInUseException,
     ResourceNotFoundException,
     SerializationException,
     ServiceException,
@@ -30,13 +30,7 @@ from engine.errors import (
 )
 from engine.events import parse_arn
 from engine.filtering import FilterPatternError, compile_filters
-from engine.model import (
-    EventSourceMapping,
-    SourceKind,
-    State,
-    function_name_part,
-    user_initiated_reason,
-)
+from engine.model import EventSourceMapping, SourceKind, State, function_name_part
 from engine.ports import (
     FunctionNotFound,
     FunctionResolver,
@@ -155,8 +149,8 @@ class ControlPlane:
             function_arn=self.function_arn(req.function_name),
             params=req.params,
             enabled=req.enabled,
-            state=State.CREATING if req.enabled else State.DISABLED,
-            state_transition_reason=user_initiated_reason(req.kind),
+            state=states.on_create(req.enabled),
+            state_transition_reason=states.user_initiated_reason(req.kind),
             last_modified=time.time(),
         )
         await self._check_source(m, timeout_s)
@@ -184,24 +178,13 @@ class ControlPlane:
 
     async def update(self, uuid: str, body: Mapping[str, Any]) -> EventSourceMapping:
         current = self.get(uuid)
-        if current.state is State.CREATING:
-            raise ResourceInUseException(
-                f"Cannot update the event source mapping {uuid} because it is in the Creating state."
-            )
-        if current.state.is_transitional:
-            raise ResourceConflictException(
-                f"The operation cannot be performed at this time. The event source mapping is currently in "
-                f"the {current.state.value} state."
-            )
+        states.check_update(current)
         req = validate_update(current, body)
         self._check_filters(current.kind, req.params)
         function_ref = req.function_name or current.function_arn
         timeout_s = await self._function_timeout(function_ref)
         enabled = current.enabled if req.enabled is None else req.enabled
-        if enabled != current.enabled:
-            state = State.ENABLING if enabled else State.DISABLING
-        else:
-            state = State.UPDATING
+        state = states.on_update(current, enabled)
         m = EventSourceMapping(
             uuid=uuid,
             kind=current.kind,
@@ -210,7 +193,7 @@ class ControlPlane:
             enabled=enabled,
             state=state,
             # a user change restarts a consumer Lambda stopped (spec 6.6)
-            state_transition_reason=user_initiated_reason(current.kind),
+            state_transition_reason=states.user_initiated_reason(current.kind),
             last_modified=time.time(),
             last_processing_result=current.last_processing_result,
             seq=current.seq,
@@ -226,13 +209,7 @@ class ControlPlane:
 
     def delete(self, uuid: str) -> EventSourceMapping:
         current = self.get(uuid)
-        if current.state in (State.UPDATING, State.CREATING):
-            raise ResourceInUseException(
-                f"Cannot delete the event source mapping {uuid} because it is in the "
-                f"{current.state.value} state."
-            )
-        if current.state is State.DELETING:
-            raise ResourceConflictException(f"The event source mapping {uuid} is already being deleted.")
+        states.check_delete(current)
         m = current.with_state(State.DELETING, last_modified=time.time())
         self.store.save_mapping(m)
         log.info("mapping_delete_requested", mapping=uuid)
