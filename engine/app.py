@@ -8,7 +8,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -21,12 +21,17 @@ from engine.config import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, AwsSettings, Engin
 from engine.filtering import FilterPatternError, compile_filters
 from engine.invoke.registry import FunctionRegistry
 from engine.model import EventSourceMapping, SourceKind
-from engine.ports import ESM_CONFIG_NOT_VALID, ConsumerStopped, SourceError, StreamSource
-from engine.runner.queue import QueueRunner, QueueRunnerSettings
-from engine.runner.stream import StreamRunner, StreamRunnerSettings
+from engine.ports import ESM_CONFIG_NOT_VALID, ConsumerStopped
+from engine.runner.queue import QueueRunnerSettings
+from engine.runner.stream import StreamRunnerSettings
 from engine.senders import DestinationSender
+from engine.sources.dynamodb import DynamoDbRunners
+from engine.sources.kafka import KafkaRunners
+from engine.sources.kinesis import KinesisRunners
+from engine.sources.kit import RunnerKit, Runners
+from engine.sources.mq import MqRunners
+from engine.sources.sqs import SqsRunners
 from engine.store.sqlite import SqliteStore
-from engine.stream_shapes import RecordsShape
 from engine.supervisor import Runner, Supervisor
 from pollers.aws import AwsClients
 from pollers.dynamodb import DynamoDbSourceFactory
@@ -98,19 +103,22 @@ class Engine:
         self.brokers = BrokerDirectory(config.sections, settings.endpoint_for)
         self.mq = MqSourceFactory(self.brokers)
         self.kafka = KafkaSourceFactory(self.brokers, pem_dir=settings.data_dir / "pem")
+        kafka_runners = KafkaRunners(self.kafka, settings.kafka_discovery_interval_s)
+        #: each source kind's runner builder, bound to its transports
+        self.runners: dict[SourceKind, Runners] = {
+            SourceKind.SQS: SqsRunners(self.sqs),
+            SourceKind.KINESIS: KinesisRunners(self.kinesis),
+            SourceKind.DYNAMODB: DynamoDbRunners(self.dynamodb, settings.dynamodb_poll_interval_s),
+            SourceKind.MQ: MqRunners(self.mq),
+            SourceKind.MSK: kafka_runners,
+            SourceKind.SELF_MANAGED_KAFKA: kafka_runners,
+        }
         self.supervisor = Supervisor(self.store, self.build_runner, drain_timeout_s=settings.drain_timeout_s)
         self.plane = ControlPlane(
             store=self.store,
             supervisor=self.supervisor,
             functions=self.functions,
-            describe_source={
-                SourceKind.SQS: self.sqs.describe,
-                SourceKind.KINESIS: self.kinesis.describe,
-                SourceKind.DYNAMODB: self.dynamodb.describe,
-                SourceKind.MQ: self.mq.describe,
-                SourceKind.MSK: self.kafka.describe,
-                SourceKind.SELF_MANAGED_KAFKA: self.kafka.describe,
-            },
+            describe_source={kind: runners.describe for kind, runners in self.runners.items()},
             function_arn=self.functions.function_arn,
             max_filters=config.limits.filters_per_mapping,
         )
@@ -124,70 +132,16 @@ class Engine:
             )
         except FilterPatternError as e:  # e.g. stored under a larger limits.filters_per_mapping
             raise ConsumerStopped(f"FilterCriteria: {e}", reason=ESM_CONFIG_NOT_VALID) from e
-        if m.kind is SourceKind.SQS:
-            desc = await self.sqs.describe(m)
-            queue_settings = self.settings.queue
-            if desc.visibility_timeout_s:
-                # AWS keeps retrying a throttled batch while its messages stay invisible
-                queue_settings = replace(
-                    queue_settings, invoke_retry_budget_s=float(desc.visibility_timeout_s)
-                )
-            return QueueRunner(
-                m,
-                self.sqs.open_queue(m),
-                self.sqs.envelope(m),
-                invoker,
-                record_filter,
-                self.store,
-                queue_settings,
-            )
-        if m.kind is SourceKind.MQ:
-            source, envelope, target = await self.mq.open(m)
-            # AWS runs at most 5 concurrent ActiveMQ and 1 RabbitMQ execution environments per mapping
-            pollers = 1 if target.engine == "RabbitMQ" else 5
-            mq_settings = replace(
-                self.settings.queue,
-                initial_pollers=pollers,
-                idle_pollers=pollers,  # they wait on the broker's push buffer, not on a connection
-                default_max_pollers=pollers,
-                receive_max=m.batching.batch_size,  # a broker's buffer, not SQS's 10 per call
-            )
-            return QueueRunner(m, source, envelope, invoker, record_filter, self.store, mq_settings)
-        if m.kind.is_kafka:
-            kafka, kafka_shape = await self.kafka.open(m)
-            settings = replace(
-                self.settings.stream,
-                poll_interval_s=0.0,
-                discovery_interval_s=self.settings.kafka_discovery_interval_s,
-            )
-            return StreamRunner(
-                m,
-                kafka,
-                invoker,
-                record_filter,
-                self.store,
-                self.destinations,
-                settings,
-                kafka_shape,
-                commits=kafka,
-                producer=kafka,
-                now=self.clock,
-            )
-        stream: StreamSource
-        if m.kind is SourceKind.KINESIS:
-            stream = self.kinesis.open_stream(m, invoke_identity_arn=invoker.info.role_arn)
-            settings = self.settings.stream
-        elif m.kind is SourceKind.DYNAMODB:
-            stream = self.dynamodb.open_stream(m)
-            settings = replace(self.settings.stream, poll_interval_s=self.settings.dynamodb_poll_interval_s)
-        else:
-            raise SourceError(f"no poller for source kind {m.kind.value}")
-        shape = RecordsShape(
-            "kinesis" if m.kind is SourceKind.KINESIS else "dynamodb", m.event_source_arn or ""
+        kit = RunnerKit(
+            invoker=invoker,
+            record_filter=record_filter,
+            store=self.store,
+            destinations=self.destinations,
+            queue=self.settings.queue,
+            stream=self.settings.stream,
+            now=self.clock,
         )
-        return StreamRunner(
-            m, stream, invoker, record_filter, self.store, self.destinations, settings, shape, now=self.clock
-        )
+        return await self.runners[m.kind].build(m, kit)
 
     async def serve(
         self,

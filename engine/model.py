@@ -1,4 +1,5 @@
-"""What a mapping is: its source kind, state and the policies derived from its parameters."""
+"""What a mapping is: its source kind, state and parameters, and the policy types its source's profile
+derives from them (engine.sources)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,6 @@ from typing import Any
 
 #: AWS's 6 MB invocation payload cap; whether AWS counts 6,291,456 or 6,000,000 bytes is unverified.
 DEFAULT_MAX_PAYLOAD_BYTES = 6_291_456
-#: Kafka: infinite retries with an on-failure destination are capped at 10 (spec 6.4)
-KAFKA_MAX_RETRIES_WITH_DESTINATION = 10
-#: ProvisionedPollerConfig defaults (the API model's documentation)
-SQS_DEFAULT_MIN_POLLERS, KAFKA_DEFAULT_MIN_POLLERS, DEFAULT_MAX_POLLERS = 2, 1, 200
 
 
 class SourceKind(enum.StrEnum):
@@ -115,27 +112,6 @@ class EventSourceMapping:
         return function_name_part(self.function_arn)
 
     @property
-    def batching(self) -> BatchingPolicy:
-        window = self.params.get("MaximumBatchingWindowInSeconds")
-        if window is None:  # Kafka and MQ: 500 ms until the user sets a value
-            window = 0.5 if (self.kind.is_kafka or self.kind is SourceKind.MQ) else 0
-        return BatchingPolicy(batch_size=int(self.params["BatchSize"]), window_s=float(window))
-
-    @property
-    def retry(self) -> RetryPolicy:
-        p = self.params
-        max_retry_attempts = int(p.get("MaximumRetryAttempts", -1))
-        destination = ((p.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
-        if self.kind.is_kafka and max_retry_attempts < 0 and destination:
-            max_retry_attempts = KAFKA_MAX_RETRIES_WITH_DESTINATION
-        return RetryPolicy(
-            max_retry_attempts=max_retry_attempts,
-            max_record_age_s=int(p.get("MaximumRecordAgeInSeconds", -1)),
-            bisect_on_error=bool(p.get("BisectBatchOnFunctionError", False)),
-            report_batch_item_failures="ReportBatchItemFailures" in (p.get("FunctionResponseTypes") or []),
-        )
-
-    @property
     def filter_patterns(self) -> list[str]:
         fc = self.params.get("FilterCriteria") or {}
         return [f["Pattern"] for f in fc.get("Filters") or [] if "Pattern" in f]
@@ -145,16 +121,6 @@ class EventSourceMapping:
         sc = self.params.get("ScalingConfig") or {}
         mc = sc.get("MaximumConcurrency")
         return int(mc) if mc is not None else None
-
-    @property
-    def provisioned_pollers(self) -> tuple[int, int] | None:
-        """ProvisionedPollerConfig as (MinimumPollers, MaximumPollers), None in on-demand mode."""
-        pc = self.params.get("ProvisionedPollerConfig")
-        if not pc:
-            return None
-        default_low = SQS_DEFAULT_MIN_POLLERS if self.kind is SourceKind.SQS else KAFKA_DEFAULT_MIN_POLLERS
-        low = int(pc.get("MinimumPollers", default_low))
-        return low, int(pc.get("MaximumPollers", DEFAULT_MAX_POLLERS))  # validated: not below low
 
     def with_state(self, state: State, **changes: Any) -> EventSourceMapping:
         return replace(self, state=state, **changes)

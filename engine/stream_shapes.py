@@ -39,12 +39,6 @@ class Failure:
 
 
 class StreamShape(Protocol):
-    @property
-    def window_opens_at_first_record(self) -> bool:
-        """The batching window opens at the batch's first record (Kafka), else when collection starts,
-        i.e. when the previous invocation completed (Kinesis, DynamoDB; spec 3.2)."""
-        ...
-
     def envelope(self, shard_id: str) -> Envelope:
         """The event around one batch of ``shard_id``'s records."""
         ...
@@ -68,7 +62,6 @@ class RecordsShape:
 
     source: StreamSourceName
     stream_arn: str
-    window_opens_at_first_record: bool = False
 
     def envelope(self, shard_id: str) -> Envelope:
         return RECORDS_ENVELOPE
@@ -102,7 +95,6 @@ class KafkaShape:
 
     event_source_arn: str | None
     bootstrap_servers: Sequence[str]
-    window_opens_at_first_record: bool = True
 
     @property
     def servers(self) -> str:

@@ -24,15 +24,10 @@ from typing import Any
 from botocore.loaders import create_loader
 
 from engine.errors import InvalidParameterValueException, SerializationException, ValidationException
-from engine.model import (
-    DEFAULT_MAX_POLLERS,
-    KAFKA_DEFAULT_MIN_POLLERS,
-    SQS_DEFAULT_MIN_POLLERS,
-    EventSourceMapping,
-    SourceKind,
-    source_kind,
-)
+from engine.model import EventSourceMapping, SourceKind, source_kind
 from engine.senders import destination_kind, kafka_destination_topic
+from engine.sources.profile import DEFAULT_MAX_POLLERS
+from engine.sources.registry import profile_of
 
 #: The API allows BatchSize 10,000 for DynamoDB today (spec 3.1); older tools (CDK) still cap it at 1,000.
 DYNAMODB_LEGACY_MAX_BATCH_SIZE_ENFORCED = False
@@ -404,7 +399,7 @@ def _check_pollers(kind: SourceKind, config: Mapping[str, Any]) -> None:
         value = config.get(name)
         if value is not None and not low <= value <= high:
             raise InvalidParameterValueException(pollers_range(name, low, high))
-    low_default = SQS_DEFAULT_MIN_POLLERS if kind is SourceKind.SQS else KAFKA_DEFAULT_MIN_POLLERS
+    low_default = profile_of(kind).provisioned_min_pollers
     if config.get("MaximumPollers", DEFAULT_MAX_POLLERS) < config.get("MinimumPollers", low_default):
         raise InvalidParameterValueException(POLLERS_ORDER)
 

@@ -5,7 +5,7 @@ Pure policy: no I/O, no clock of its own (``now`` is always passed in, epoch sec
 
 Intended call sequence (one tracker per shard; ParallelizationFactor must be 1 with windows)::
 
-    tracker = WindowTracker(shard_id=..., stream_arn=..., window_s=..., batching=mapping.batching, now=now())
+    tracker = WindowTracker(shard_id=..., stream_arn=..., window_s=..., batching=..., now=now())
     # or, after a restart: WindowTracker.restore(store.load(...), shard_id=..., ..., now=now())
     # and read the shard after tracker.resume_after (records already folded into the state are skipped)
     while not tracker.finished:

@@ -39,6 +39,7 @@ from engine.ports import (
     SourceError,
     SourceNotFound,
 )
+from engine.sources.registry import profile_of
 from engine.store.sqlite import SqliteStore
 from engine.supervisor import Supervisor
 from engine.validate import (
@@ -79,7 +80,7 @@ class ControlPlane:
             out.pop("FilterCriteria", None)
         out["FunctionArn"] = m.function_arn
         out["LastModified"] = m.last_modified
-        if m.kind is not SourceKind.SQS:
+        if profile_of(m.kind).shows_last_processing_result:
             out["LastProcessingResult"] = m.last_processing_result or "No records processed"
         out["State"] = m.state.value
         out["StateTransitionReason"] = m.state_transition_reason

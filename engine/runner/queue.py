@@ -18,11 +18,12 @@ from engine.batching import Admission, Batch, Batcher, encode_envelope, encode_r
 from engine.destinations import MAXIMUM_PAYLOAD_SIZE_EXCEEDED
 from engine.events import Envelope
 from engine.filtering import RecordFilter, filter_view
-from engine.model import EventSourceMapping, SourceKind
+from engine.model import EventSourceMapping
 from engine.ports import InvokeError, Invoker, QueueMessage, QueueSource
 from engine.responses import ResponseKind, parse_batch_item_failures
 from engine.retry import Backoff
 from engine.runner.status import LastProcessingResult
+from engine.sources.profile import SourceProfile
 from engine.store.sqlite import DISCARDED, JournalEntry, SqliteStore
 
 log = structlog.get_logger("engine.runner.queue")
@@ -55,6 +56,7 @@ class QueueRunner:
     def __init__(
         self,
         mapping: EventSourceMapping,
+        profile: SourceProfile,
         source: QueueSource,
         envelope: Envelope,
         invoker: Invoker,
@@ -72,9 +74,10 @@ class QueueRunner:
         self.last_result = LastProcessingResult(store, mapping.uuid)
         self.settings = settings
         self.clock = clock
-        self.policy = mapping.batching
-        self.report_failures = mapping.retry.report_batch_item_failures
-        provisioned = mapping.provisioned_pollers
+        self.profile = profile
+        self.policy = profile.batching(mapping)
+        self.report_failures = profile.retry(mapping).report_batch_item_failures
+        provisioned = profile.provisioned_pollers(mapping)
         if provisioned is not None:
             # provisioned pollers stay up while the queue is idle, as on AWS
             self.idle_pollers, self.max_pollers = provisioned
@@ -87,7 +90,7 @@ class QueueRunner:
         self._draining = anyio.Event()
         # a broker pushes into one buffer: batches are cut one at a time, in order, and only the
         # invocations run concurrently (SQS pollers each receive for themselves)
-        self._cut_lock = anyio.Lock() if mapping.kind is SourceKind.MQ else None
+        self._cut_lock = anyio.Lock() if profile.one_push_buffer else None
         self._tg: anyio.abc.TaskGroup | None = None
         self.log = log.bind(
             mapping=mapping.uuid, source=mapping.event_source_arn, function=mapping.function_arn
@@ -155,8 +158,7 @@ class QueueRunner:
             self.policy,
             envelope_bytes=self.envelope.overhead,
             now=self.clock(),
-            # Amazon MQ: the window starts when the first record arrives (spec 3.2)
-            open_on_first_record=self.mapping.kind is SourceKind.MQ,
+            open_on_first_record=self.profile.window_opens_at_first_record,
         )
         pending = list(carry)
         backlog = False
@@ -247,7 +249,7 @@ class QueueRunner:
         else:
             outcome, failed = "success", ()
         failed_ids = {m.item_id for m in failed}
-        if self.mapping.kind is not SourceKind.SQS:  # SQS mappings show no LastProcessingResult
+        if self.profile.shows_last_processing_result:
             self.last_result.report(function_failed=outcome != "success")
         done = [m for m in items if m.item_id not in failed_ids]
         if done:

@@ -34,7 +34,7 @@ from engine.destinations import (
 )
 from engine.events import Envelope
 from engine.filtering import RecordFilter, filter_view
-from engine.model import EventSourceMapping, SourceKind
+from engine.model import EventSourceMapping
 from engine.ports import (
     InvokeError,
     Invoker,
@@ -53,6 +53,7 @@ from engine.responses import ResponseKind, parse_batch_item_failures
 from engine.retry import Backoff
 from engine.runner.status import LastProcessingResult
 from engine.senders import DestinationError, DestinationSender, destination_kind, kafka_destination_topic
+from engine.sources.profile import SourceProfile
 from engine.store.sqlite import (
     DESTINATION_FAILED,
     DESTINATION_SENT,
@@ -82,6 +83,7 @@ class StreamRunner:
     def __init__(
         self,
         mapping: EventSourceMapping,
+        profile: SourceProfile,
         source: StreamSource,
         invoker: Invoker,
         record_filter: RecordFilter,
@@ -108,8 +110,9 @@ class StreamRunner:
         self.settings = settings
         self.now = now
         self.sleep = sleep
-        self.policy = mapping.batching
-        self.retry = mapping.retry
+        self.profile = profile
+        self.policy = profile.batching(mapping)
+        self.retry = profile.retry(mapping)
         self.window_s = int(mapping.params.get("TumblingWindowInSeconds", 0))
         # window state is per shard: a windowed shard is one lane
         self.lanes = 1 if self.window_s else int(mapping.params.get("ParallelizationFactor", 1))
@@ -185,7 +188,7 @@ class StreamRunner:
             return StartPosition("AFTER_SEQUENCE_NUMBER", sequence_number=checkpoint)
         if shard.parent_ids and any(p in self._finished for p in shard.parent_ids):
             return StartPosition("TRIM_HORIZON")  # a child continues where its parents ended
-        if kind == "LATEST" and self.mapping.kind is SourceKind.KINESIS:
+        if kind == "LATEST" and self.profile.pins_latest:
             # LATEST is fixed the first time: a restart before the first checkpoint resumes from then
             key = f"latest-at:{shard.shard_id}"
             fixed = self.store.checkpoints(self.mapping.uuid).get(key)
@@ -431,7 +434,7 @@ class StreamRunner:
             self.policy,
             envelope_bytes=self._envelope(shard.shard_id).overhead,
             now=anyio.current_time(),
-            open_on_first_record=self.shape.window_opens_at_first_record,
+            open_on_first_record=self.profile.window_opens_at_first_record,
         )
         pending = carry
         while True:

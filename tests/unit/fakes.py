@@ -1,4 +1,4 @@
-"""Fakes shared by the runner unit tests (tests/unit/test_queue_runner.py, test_stream_runner.py)."""
+"""Fakes and helpers shared by the unit tests of the runners and the source profiles."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from engine.model import EventSourceMapping, RetryPolicy
 from engine.ports import FunctionInfo, InvokeError, InvokeResult
+from engine.sources.registry import profile_of
+
+
+def retry_of(m: EventSourceMapping) -> RetryPolicy:
+    """The retry policy ``m``'s source profile derives from its parameters."""
+    return profile_of(m.kind).retry(m)
 
 
 class ScriptedInvoker:

@@ -16,6 +16,7 @@ from engine.filtering import compile_filters
 from engine.model import EventSourceMapping, SourceKind, State
 from engine.ports import InvokeError, InvokeResult
 from engine.runner.queue import QueueRunner, QueueRunnerSettings
+from engine.sources.registry import profile_of
 from engine.store.sqlite import SqliteStore
 from pollers.memory import MemoryQueue
 from tests.unit.fakes import ScriptedInvoker, ok
@@ -56,6 +57,7 @@ async def _run(
     store = SqliteStore(":memory:")
     runner = QueueRunner(
         mapping,
+        profile_of(mapping.kind),
         queue,
         RECORDS_ENVELOPE,
         invoker,
@@ -232,6 +234,7 @@ class Scaling:
 async def _scaling_run(mapping: EventSourceMapping, q: CountingQueue, inv: SlowInvoker) -> Scaling:
     runner = QueueRunner(
         mapping,
+        profile_of(mapping.kind),
         q,
         RECORDS_ENVELOPE,
         inv,

@@ -27,6 +27,7 @@ from engine.model import EventSourceMapping, SourceKind, State
 from engine.ports import InvokeResult, SourceThrottled, StartPosition, StreamRecord
 from engine.runner.stream import SHARD_END, StreamRunner, StreamRunnerSettings
 from engine.senders import DestinationError
+from engine.sources.registry import profile_of
 from engine.store.sqlite import JournalEntry, SqliteStore
 from engine.stream_shapes import RecordsShape
 from pollers.memory import MemoryStream
@@ -144,6 +145,7 @@ def _runner(
 ) -> StreamRunner:
     return StreamRunner(
         mapping,
+        profile_of(mapping.kind),
         stream,
         invoker,
         compile_filters(mapping.filter_patterns, mapping.kind),

@@ -20,16 +20,12 @@ from engine.destinations import (
 )
 from engine.events import RECORDS_ENVELOPE
 from engine.events_kafka import kafka_record, parse_partition_key
-from engine.model import (
-    KAFKA_MAX_RETRIES_WITH_DESTINATION,
-    EventSourceMapping,
-    RetryPolicy,
-    SourceKind,
-    State,
-)
+from engine.model import EventSourceMapping, RetryPolicy, SourceKind, State
 from engine.ports import InvokeResult, StreamRecord
+from engine.sources.kafka import MAX_RETRIES_WITH_DESTINATION
 from engine.stream_policy import Attempt, BatchReport, Discard, process_batch
 from engine.stream_shapes import Failure, KafkaShape, RecordsShape
+from tests.unit.fakes import retry_of
 
 MSK_ARN = "arn:aws:kafka:us-east-1:123456789012:cluster/my-cluster/abc123"
 KINESIS_ARN = "arn:aws:kinesis:us-east-2:123456789012:stream/mystream"
@@ -521,7 +517,7 @@ async def test_kafka_unknown_or_malformed_identifier_fails_the_whole_batch(ident
     assert report.succeeded == 0
 
 
-# --- EventSourceMapping.retry: the Kafka cap (spec 6.4) ---------------------------------------------------
+# --- the retry policy of a Kafka profile: the cap (spec 6.4) ---------------------------------------------
 
 
 def esm(kind: SourceKind, **params: Any) -> EventSourceMapping:
@@ -558,13 +554,13 @@ DESTINATIONS = [
 
 
 def test_kafka_cap_constant() -> None:
-    assert KAFKA_MAX_RETRIES_WITH_DESTINATION == 10
+    assert MAX_RETRIES_WITH_DESTINATION == 10
 
 
 @pytest.mark.parametrize("kind", KAFKA_KINDS)
 @pytest.mark.parametrize("destination", DESTINATIONS)
 def test_kafka_infinite_retries_with_a_destination_are_capped(kind: SourceKind, destination: str) -> None:
-    assert esm(kind, MaximumRetryAttempts=-1, **on_failure(destination)).retry.max_retry_attempts == 10
+    assert retry_of(esm(kind, MaximumRetryAttempts=-1, **on_failure(destination))).max_retry_attempts == 10
 
 
 @pytest.mark.parametrize("kind", KAFKA_KINDS)
@@ -572,16 +568,15 @@ def test_kafka_default_retries_with_a_destination_are_capped(kind: SourceKind) -
     # Kafka's canonical params have no MaximumRetryAttempts until the user sets one
     mapping = esm(kind, **on_failure("kafka://failures"))
     assert "MaximumRetryAttempts" not in mapping.params
-    assert mapping.retry.max_retry_attempts == KAFKA_MAX_RETRIES_WITH_DESTINATION
+    assert retry_of(mapping).max_retry_attempts == MAX_RETRIES_WITH_DESTINATION
 
 
 @pytest.mark.parametrize("kind", KAFKA_KINDS)
 @pytest.mark.parametrize("retries", [0, 1, 3, 10, 10000])
 def test_kafka_explicit_retries_are_kept(kind: SourceKind, retries: int) -> None:
-    assert esm(kind, MaximumRetryAttempts=retries, **on_failure("kafka://f")).retry.max_retry_attempts == (
-        retries
-    )
-    assert esm(kind, MaximumRetryAttempts=retries).retry.max_retry_attempts == retries
+    capped = retry_of(esm(kind, MaximumRetryAttempts=retries, **on_failure("kafka://f")))
+    assert capped.max_retry_attempts == retries
+    assert retry_of(esm(kind, MaximumRetryAttempts=retries)).max_retry_attempts == retries
 
 
 @pytest.mark.parametrize("kind", KAFKA_KINDS)
@@ -597,14 +592,14 @@ def test_kafka_explicit_retries_are_kept(kind: SourceKind, retries: int) -> None
     ],
 )
 def test_kafka_without_a_destination_retries_forever(kind: SourceKind, extra: dict[str, Any]) -> None:
-    assert esm(kind, MaximumRetryAttempts=-1, **extra).retry.max_retry_attempts == -1
-    assert esm(kind, **extra).retry.max_retry_attempts == -1
+    assert retry_of(esm(kind, MaximumRetryAttempts=-1, **extra)).max_retry_attempts == -1
+    assert retry_of(esm(kind, **extra)).max_retry_attempts == -1
 
 
 @pytest.mark.parametrize("kind", [SourceKind.KINESIS, SourceKind.DYNAMODB])
 def test_streams_with_a_destination_keep_infinite_retries(kind: SourceKind) -> None:
     mapping = esm(kind, MaximumRetryAttempts=-1, **on_failure(DESTINATIONS[0]))
-    assert mapping.retry.max_retry_attempts == -1
+    assert retry_of(mapping).max_retry_attempts == -1
 
 
 def test_retry_policy_other_fields_survive_the_cap() -> None:
@@ -616,7 +611,7 @@ def test_retry_policy_other_fields_survive_the_cap() -> None:
         FunctionResponseTypes=["ReportBatchItemFailures"],
         **on_failure("kafka://f"),
     )
-    assert mapping.retry == RetryPolicy(
+    assert retry_of(mapping) == RetryPolicy(
         max_retry_attempts=10,
         max_record_age_s=3600,
         bisect_on_error=True,

@@ -25,6 +25,7 @@ from engine.validate import (
     validate_untag_keys,
     validate_update,
 )
+from tests.unit.fakes import retry_of
 
 UUID = "6f1c1b9e-3d1c-4c47-9a55-0d1b3f1f0a11"
 ACCOUNT = "123456789012"
@@ -1156,10 +1157,10 @@ def test_update_judges_the_destination_against_the_stored_topics() -> None:
 
 @pytest.mark.parametrize("source", sorted(KAFKA))
 def test_validated_kafka_mapping_with_a_destination_caps_infinite_retries(source: str) -> None:
-    assert mapping(source).retry.max_retry_attempts == -1
-    assert mapping(source, **on_failure(DLQ_ARN)).retry.max_retry_attempts == 10
-    assert mapping(source, MaximumRetryAttempts=2, **on_failure(DLQ_ARN)).retry.max_retry_attempts == 2
-    assert mapping("kinesis", **on_failure(DLQ_ARN)).retry.max_retry_attempts == -1
+    assert retry_of(mapping(source)).max_retry_attempts == -1
+    assert retry_of(mapping(source, **on_failure(DLQ_ARN))).max_retry_attempts == 10
+    assert retry_of(mapping(source, MaximumRetryAttempts=2, **on_failure(DLQ_ARN))).max_retry_attempts == 2
+    assert retry_of(mapping("kinesis", **on_failure(DLQ_ARN))).max_retry_attempts == -1
 
 
 # --- tags and the settings AWS accepts (issue 11, item 4) -----------------------------------------------

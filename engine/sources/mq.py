@@ -1,0 +1,57 @@
+"""Amazon MQ (RabbitMQ, ActiveMQ): a queue source fed by a broker's push buffer. The window opens at the
+first message; AWS runs at most 5 concurrent ActiveMQ and 1 RabbitMQ execution environments (spec 7)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from engine.events import Envelope
+from engine.model import EventSourceMapping, SourceKind
+from engine.ports import QueueSource, SourceDescription
+from engine.runner.queue import QueueRunner
+from engine.sources.kit import RunnerKit
+from engine.sources.profile import SourceProfile
+
+PROFILE = SourceProfile(
+    SourceKind.MQ,
+    default_window_s=0.5,
+    window_opens_at_first_record=True,
+    one_push_buffer=True,
+)
+
+#: concurrent execution environments per mapping, by broker engine (spec 7)
+CONCURRENCY = {"RabbitMQ": 1, "ActiveMQ": 5}
+
+
+class MqTarget(Protocol):
+    @property
+    def engine(self) -> str:
+        """ "RabbitMQ" or "ActiveMQ"."""
+        ...
+
+
+class MqTransports(Protocol):
+    async def describe(self, mapping: EventSourceMapping) -> SourceDescription: ...
+
+    async def open(self, mapping: EventSourceMapping) -> tuple[QueueSource, Envelope, MqTarget]: ...
+
+
+@dataclass(frozen=True)
+class MqRunners:
+    transports: MqTransports
+
+    async def describe(self, m: EventSourceMapping) -> SourceDescription:
+        return await self.transports.describe(m)
+
+    async def build(self, m: EventSourceMapping, kit: RunnerKit) -> QueueRunner:
+        source, envelope, target = await self.transports.open(m)
+        pollers = CONCURRENCY[target.engine]
+        settings = replace(
+            kit.queue,
+            initial_pollers=pollers,
+            idle_pollers=pollers,  # they wait on the broker's push buffer, not on a connection
+            default_max_pollers=pollers,
+            receive_max=PROFILE.batching(m).batch_size,  # a broker's buffer, not SQS's 10 per call
+        )
+        return QueueRunner(m, PROFILE, source, envelope, kit.invoker, kit.record_filter, kit.store, settings)

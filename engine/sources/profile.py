@@ -1,0 +1,66 @@
+"""What a source profile is: the facts that differ between source kinds, and the policies a mapping's
+parameters give under them. Pure: no I/O; the runners read their profile, they never ask for the kind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.model import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    BatchingPolicy,
+    EventSourceMapping,
+    RetryPolicy,
+    SourceKind,
+)
+
+#: ProvisionedPollerConfig's MaximumPollers when the user sets none (the API model's documentation)
+DEFAULT_MAX_POLLERS = 200
+
+
+@dataclass(frozen=True)
+class SourceProfile:
+    kind: SourceKind
+    #: MaximumBatchingWindowInSeconds when the user sets none (spec 3.1)
+    default_window_s: float = 0.0
+    #: the batching window opens at a batch's first record, else when collection starts (spec 3.2)
+    window_opens_at_first_record: bool = False
+    #: MaximumRetryAttempts -1 (forever) with an on-failure destination is capped at this (Kafka, 6.4)
+    retry_cap_with_destination: int | None = None
+    #: ProvisionedPollerConfig's MinimumPollers when the user sets none; None: not accepted
+    provisioned_min_pollers: int | None = None
+    #: the API returns LastProcessingResult (AWS leaves it out for SQS)
+    shows_last_processing_result: bool = True
+    #: LATEST is fixed at the first start, so a restart before the first checkpoint does not skip
+    #: what arrived meanwhile (Kinesis here; Kafka commits its LATEST offset to the group)
+    pins_latest: bool = False
+    #: a broker pushes into one buffer: batches are cut one at a time, in order (Amazon MQ)
+    one_push_buffer: bool = False
+
+    def batching(self, m: EventSourceMapping) -> BatchingPolicy:
+        window = m.params.get("MaximumBatchingWindowInSeconds")
+        return BatchingPolicy(
+            batch_size=int(m.params["BatchSize"]),
+            window_s=float(self.default_window_s if window is None else window),
+            max_payload_bytes=DEFAULT_MAX_PAYLOAD_BYTES,
+        )
+
+    def retry(self, m: EventSourceMapping) -> RetryPolicy:
+        p = m.params
+        max_retry_attempts = int(p.get("MaximumRetryAttempts", -1))
+        destination = ((p.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+        if self.retry_cap_with_destination is not None and max_retry_attempts < 0 and destination:
+            max_retry_attempts = self.retry_cap_with_destination
+        return RetryPolicy(
+            max_retry_attempts=max_retry_attempts,
+            max_record_age_s=int(p.get("MaximumRecordAgeInSeconds", -1)),
+            bisect_on_error=bool(p.get("BisectBatchOnFunctionError", False)),
+            report_batch_item_failures="ReportBatchItemFailures" in (p.get("FunctionResponseTypes") or []),
+        )
+
+    def provisioned_pollers(self, m: EventSourceMapping) -> tuple[int, int] | None:
+        """ProvisionedPollerConfig as (MinimumPollers, MaximumPollers), None in on-demand mode."""
+        pc = m.params.get("ProvisionedPollerConfig")
+        if not pc or self.provisioned_min_pollers is None:
+            return None
+        low = int(pc.get("MinimumPollers", self.provisioned_min_pollers))
+        return low, int(pc.get("MaximumPollers", DEFAULT_MAX_POLLERS))  # validated: not below low

@@ -1,0 +1,53 @@
+"""Amazon SQS (standard and FIFO): a queue source. Failed messages are left to the visibility timeout and
+the queue's redrive policy; SQS mappings show no LastProcessingResult (spec 5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from engine.events import Envelope
+from engine.model import EventSourceMapping, SourceKind
+from engine.ports import QueueSource, SourceDescription
+from engine.runner.queue import QueueRunner
+from engine.sources.kit import RunnerKit
+from engine.sources.profile import SourceProfile
+
+PROFILE = SourceProfile(
+    SourceKind.SQS,
+    shows_last_processing_result=False,
+    provisioned_min_pollers=2,
+)
+
+
+class SqsTransports(Protocol):
+    async def describe(self, mapping: EventSourceMapping) -> SourceDescription: ...
+
+    def envelope(self, mapping: EventSourceMapping) -> Envelope: ...
+
+    def open_queue(self, mapping: EventSourceMapping) -> QueueSource: ...
+
+
+@dataclass(frozen=True)
+class SqsRunners:
+    transports: SqsTransports
+
+    async def describe(self, m: EventSourceMapping) -> SourceDescription:
+        return await self.transports.describe(m)
+
+    async def build(self, m: EventSourceMapping, kit: RunnerKit) -> QueueRunner:
+        desc = await self.transports.describe(m)
+        settings = kit.queue
+        if desc.visibility_timeout_s:
+            # AWS keeps retrying a throttled batch while its messages stay invisible
+            settings = replace(settings, invoke_retry_budget_s=float(desc.visibility_timeout_s))
+        return QueueRunner(
+            m,
+            PROFILE,
+            self.transports.open_queue(m),
+            self.transports.envelope(m),
+            kit.invoker,
+            kit.record_filter,
+            kit.store,
+            settings,
+        )
