@@ -21,7 +21,7 @@ from engine.config import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, AwsSettings, Engin
 from engine.filtering import FilterPatternError, compile_filters
 from engine.invoke.registry import FunctionRegistry
 from engine.model import EventSourceMapping, SourceKind
-from engine.ports import ESM_CONFIG_NOT_VALID, ConsumerStopped
+from engine.ports import ESM_CONFIG_NOT_VALID, ConsumerStopped, Runner
 from engine.runner.queue import QueueRunnerSettings
 from engine.runner.stream import StreamRunnerSettings
 from engine.senders import DestinationSender
@@ -32,7 +32,7 @@ from engine.sources.kit import RunnerKit, Runners
 from engine.sources.mq import MqRunners
 from engine.sources.sqs import SqsRunners
 from engine.store.sqlite import SqliteStore
-from engine.supervisor import Runner, Supervisor
+from engine.supervisor import Supervisor
 from pollers.aws import AwsClients
 from pollers.dynamodb import DynamoDbSourceFactory
 from pollers.kafka_factory import KafkaSourceFactory

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -61,6 +61,19 @@ class FunctionResolver(Protocol):
 
 class FunctionNotFound(LookupError):
     pass
+
+
+# --- runners -------------------------------------------------------------------------------------
+
+
+class Runner(Protocol):
+    """A mapping's runner, as the supervisor drives it."""
+
+    async def run(self, ready: Callable[[], None]) -> None:
+        """Poll until drained or cancelled; call ``ready()`` once the positions to read from are fixed."""
+        ...
+
+    def drain(self) -> None: ...
 
 
 # --- sources --------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from engine.errors import ResourceConflictException, ResourceInUseException
 from engine.model import EventSourceMapping, SourceKind, State
+from engine.sources.registry import profile_of
 
 #: the states after which the supervisor (re)starts the runner with the mapping's configuration
 _RESTARTS = frozenset({State.CREATING, State.ENABLING, State.UPDATING})
@@ -23,7 +24,7 @@ _RESTARTS = frozenset({State.CREATING, State.ENABLING, State.UPDATING})
 
 def user_initiated_reason(kind: SourceKind) -> str:
     """StateTransitionReason after a user's change: AWS words it per source (spec 8.2)."""
-    return "User action" if kind.is_stream else "USER_INITIATED"
+    return profile_of(kind).user_initiated_reason
 
 
 def on_create(enabled: bool) -> State:

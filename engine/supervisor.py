@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import anyio
 import anyio.abc
@@ -32,6 +31,7 @@ from engine.ports import (
     ConsumerStopped,
     FunctionNotFound,
     InvokeError,
+    Runner,
     SourceError,
     SourceNotFound,
 )
@@ -45,14 +45,6 @@ TEMPORARY_ERRORS = (SourceError, SourceNotFound, FunctionNotFound, InvokeError)
 #: StateTransitionReason while the mapping's source does not exist [UNVERIFIED]: AWS's code for a
 #: mapping whose configuration no longer works (it keeps the mapping and retries, as the engine does)
 SOURCE_MISSING_REASON = ESM_CONFIG_NOT_VALID
-
-
-class Runner(Protocol):
-    async def run(self, ready: Callable[[], None]) -> None:
-        """Poll until drained or cancelled; call ``ready()`` once the positions to read from are fixed."""
-        ...
-
-    def drain(self) -> None: ...
 
 
 RunnerFactory = Callable[[EventSourceMapping], Awaitable[Runner]]

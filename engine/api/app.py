@@ -120,22 +120,15 @@ class ControlPlane:
             raise InvalidParameterValueException(str(e)) from None
         except SourceError as e:
             raise ServiceException(f"Could not reach the event source: {e}") from None
-        vt = desc.visibility_timeout_s
-        if m.kind is SourceKind.SQS and vt is not None and vt < function_timeout_s:
-            raise InvalidParameterValueException(
-                f"Queue visibility timeout: {vt} seconds is less than Function timeout: "
-                f"{_seconds(function_timeout_s)} seconds"
-            )
+        profile_of(m.kind).check_source(desc, function_timeout_s)
 
     def _check_duplicate(self, m: EventSourceMapping) -> None:
+        profile = profile_of(m.kind)
         for other in self.store.list_mappings():
             if other.uuid == m.uuid or other.function_arn != m.function_arn:
                 continue
-            if m.kind.is_kafka and other.kind is m.kind:
-                if _kafka_overlap(m, other):
-                    raise ResourceConflictException(_duplicate_text(m, other))
-            elif other.event_source_arn is not None and other.event_source_arn == m.event_source_arn:
-                raise ResourceConflictException(_duplicate_text(m, other))
+            if profile.duplicates(m, other):
+                raise ResourceConflictException(profile.duplicate_text(m, other))
 
     # --- operations ---------------------------------------------------------------------------------
 
@@ -277,10 +270,6 @@ def _log_not_applied(m: EventSourceMapping) -> None:
         log.warning("mapping_settings_not_applied", mapping=m.uuid, settings=sorted(found))
 
 
-def _seconds(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else str(v)
-
-
 def _function_matches(function_arn: str, ref: str) -> bool:
     """An unqualified name matches every qualifier of the function; a qualified one only itself."""
     if function_name_part(function_arn) != function_name_part(ref):
@@ -297,38 +286,6 @@ def _qualifier(ref: str) -> str | None:
     if len(parts) >= 3:
         return parts[3] if len(parts) > 3 else None
     return parts[1] if len(parts) > 1 else None
-
-
-def _bootstrap(m: EventSourceMapping) -> list[str]:
-    sme = m.params.get("SelfManagedEventSource") or {}
-    return list((sme.get("Endpoints") or {}).get("KAFKA_BOOTSTRAP_SERVERS") or [])
-
-
-def _kafka_overlap(a: EventSourceMapping, b: EventSourceMapping) -> bool:
-    same_topic = set(a.params.get("Topics") or []) & set(b.params.get("Topics") or [])
-    if a.kind is SourceKind.MSK:
-        return bool(same_topic) and a.event_source_arn == b.event_source_arn
-    return bool(same_topic) and bool(set(_bootstrap(a)) & set(_bootstrap(b)))
-
-
-def _duplicate_text(m: EventSourceMapping, existing: EventSourceMapping) -> str:
-    tail = f"Please update or delete the existing mapping with UUID {existing.uuid}"
-    name = m.function_name
-    if m.kind is SourceKind.SQS:
-        return (
-            f'An event source mapping with SQS arn (" {m.event_source_arn} ") and function (" {name} ") '
-            f"already exists. {tail}"
-        )
-    if m.kind is SourceKind.SELF_MANAGED_KAFKA:
-        return (
-            f'An event source mapping with event source ("{",".join(_bootstrap(m))}"), function '
-            f'("{m.function_arn}"), topics ("{",".join(m.params.get("Topics") or [])}") '
-            f"already exists. {tail}"
-        )
-    return (
-        f'The event source arn (" {m.event_source_arn} ") and function (" {name} ") provided mapping '
-        f"already exists. {tail}"
-    )
 
 
 # --- HTTP -------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from engine.sources.kit import RunnerKit
 from engine.sources.profile import SourceProfile
 from engine.stream_shapes import RecordsShape
 
-PROFILE = SourceProfile(SourceKind.DYNAMODB)
+PROFILE = SourceProfile(SourceKind.DYNAMODB, user_initiated_reason="User action")
 
 
 class DynamoDbTransports(Protocol):

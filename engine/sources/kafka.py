@@ -11,11 +11,42 @@ from engine.model import EventSourceMapping, SourceKind
 from engine.ports import SourceCommits, SourceDescription, StreamSource, TopicProducer
 from engine.runner.stream import StreamRunner
 from engine.sources.kit import RunnerKit
-from engine.sources.profile import SourceProfile
+from engine.sources.profile import SourceProfile, same_source_arn, update_or_delete
 from engine.stream_shapes import KafkaShape
 
 #: spec 6.4: "infinite" retries with an on-failure destination are capped
 MAX_RETRIES_WITH_DESTINATION = 10
+
+def bootstrap_servers(m: EventSourceMapping) -> list[str]:
+    sme = m.params.get("SelfManagedEventSource") or {}
+    return list((sme.get("Endpoints") or {}).get("KAFKA_BOOTSTRAP_SERVERS") or [])
+
+
+def _same_topics(m: EventSourceMapping, other: EventSourceMapping) -> bool:
+    return bool(set(m.params.get("Topics") or []) & set(other.params.get("Topics") or []))
+
+
+def _msk_duplicates(m: EventSourceMapping, other: EventSourceMapping) -> bool:
+    """A topic of the same cluster (its ARN) already mapped to the function."""
+    if other.kind is not m.kind:
+        return same_source_arn(m, other)
+    return _same_topics(m, other) and m.event_source_arn == other.event_source_arn
+
+
+def _self_managed_duplicates(m: EventSourceMapping, other: EventSourceMapping) -> bool:
+    """A topic of a cluster sharing a bootstrap server already mapped to the function."""
+    if other.kind is not m.kind:
+        return same_source_arn(m, other)
+    return _same_topics(m, other) and bool(set(bootstrap_servers(m)) & set(bootstrap_servers(other)))
+
+
+def _self_managed_duplicate_text(m: EventSourceMapping, existing: EventSourceMapping) -> str:
+    return (
+        f'An event source mapping with event source ("{",".join(bootstrap_servers(m))}"), function '
+        f'("{m.function_arn}"), topics ("{",".join(m.params.get("Topics") or [])}") '
+        f"already exists. {update_or_delete(existing)}"
+    )
+
 
 MSK = SourceProfile(
     SourceKind.MSK,
@@ -23,8 +54,14 @@ MSK = SourceProfile(
     window_opens_at_first_record=True,
     retry_cap_with_destination=MAX_RETRIES_WITH_DESTINATION,
     provisioned_min_pollers=1,
+    duplicates=_msk_duplicates,
 )
-SELF_MANAGED = replace(MSK, kind=SourceKind.SELF_MANAGED_KAFKA)
+SELF_MANAGED = replace(
+    MSK,
+    kind=SourceKind.SELF_MANAGED_KAFKA,
+    duplicates=_self_managed_duplicates,
+    duplicate_text=_self_managed_duplicate_text,
+)
 _PROFILES = {p.kind: p for p in (MSK, SELF_MANAGED)}
 
 

@@ -13,7 +13,7 @@ from engine.sources.kit import RunnerKit
 from engine.sources.profile import SourceProfile
 from engine.stream_shapes import RecordsShape
 
-PROFILE = SourceProfile(SourceKind.KINESIS, pins_latest=True)
+PROFILE = SourceProfile(SourceKind.KINESIS, pins_latest=True, user_initiated_reason="User action")
 
 
 class KinesisTransports(Protocol):

@@ -9,12 +9,11 @@ from typing import Protocol
 
 from engine.filtering import RecordFilter
 from engine.model import EventSourceMapping
-from engine.ports import Invoker, SourceDescription
+from engine.ports import Invoker, Runner, SourceDescription
 from engine.runner.queue import QueueRunnerSettings
 from engine.runner.stream import StreamRunnerSettings
 from engine.senders import DestinationSender
 from engine.store.sqlite import SqliteStore
-from engine.supervisor import Runner
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ parameters give under them. Pure: no I/O; the runners read their profile, they n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from engine.model import (
@@ -12,9 +13,29 @@ from engine.model import (
     RetryPolicy,
     SourceKind,
 )
+from engine.ports import SourceDescription
 
 #: ProvisionedPollerConfig's MaximumPollers when the user sets none (the API model's documentation)
 DEFAULT_MAX_POLLERS = 200
+
+
+def same_source_arn(m: EventSourceMapping, other: EventSourceMapping) -> bool:
+    return other.event_source_arn is not None and other.event_source_arn == m.event_source_arn
+
+
+def update_or_delete(existing: EventSourceMapping) -> str:
+    return f"Please update or delete the existing mapping with UUID {existing.uuid}"
+
+
+def arn_duplicate_text(m: EventSourceMapping, existing: EventSourceMapping) -> str:
+    return (
+        f'The event source arn (" {m.event_source_arn} ") and function (" {m.function_name} ") provided '
+        f"mapping already exists. {update_or_delete(existing)}"
+    )
+
+
+def no_source_rule(description: SourceDescription, function_timeout_s: float) -> None:
+    """Nothing in the source's description is refused."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +56,14 @@ class SourceProfile:
     pins_latest: bool = False
     #: a broker pushes into one buffer: batches are cut one at a time, in order (Amazon MQ)
     one_push_buffer: bool = False
+    #: StateTransitionReason after a user's change: AWS words it per source (spec 8.2)
+    user_initiated_reason: str = "USER_INITIATED"
+    #: another mapping of the same function reads what this one reads: ResourceConflictException (8.5)
+    duplicates: Callable[[EventSourceMapping, EventSourceMapping], bool] = same_source_arn
+    #: the text of that conflict, as AWS words it for the source
+    duplicate_text: Callable[[EventSourceMapping, EventSourceMapping], str] = arn_duplicate_text
+    #: a create-time rule on the source's description (raises InvalidParameterValueException)
+    check_source: Callable[[SourceDescription, float], None] = no_source_rule
 
     def batching(self, m: EventSourceMapping) -> BatchingPolicy:
         window = m.params.get("MaximumBatchingWindowInSeconds")

@@ -6,17 +6,38 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from engine.errors import InvalidParameterValueException
 from engine.events import Envelope
 from engine.model import EventSourceMapping, SourceKind
 from engine.ports import QueueSource, SourceDescription
 from engine.runner.queue import QueueRunner
 from engine.sources.kit import RunnerKit
-from engine.sources.profile import SourceProfile
+from engine.sources.profile import SourceProfile, update_or_delete
+
+
+def _duplicate_text(m: EventSourceMapping, existing: EventSourceMapping) -> str:
+    return (
+        f'An event source mapping with SQS arn (" {m.event_source_arn} ") and function '
+        f'(" {m.function_name} ") already exists. {update_or_delete(existing)}'
+    )
+
+
+def _check_visibility_timeout(description: SourceDescription, function_timeout_s: float) -> None:
+    vt = description.visibility_timeout_s
+    if vt is not None and vt < function_timeout_s:
+        t = function_timeout_s
+        seconds = str(int(t)) if float(t).is_integer() else str(t)
+        raise InvalidParameterValueException(
+            f"Queue visibility timeout: {vt} seconds is less than Function timeout: {seconds} seconds"
+        )
+
 
 PROFILE = SourceProfile(
     SourceKind.SQS,
     shows_last_processing_result=False,
     provisioned_min_pollers=2,
+    duplicate_text=_duplicate_text,
+    check_source=_check_visibility_timeout,
 )
 
 
