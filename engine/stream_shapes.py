@@ -55,6 +55,10 @@ class StreamShape(Protocol):
         """The SQS / SNS / S3 on-failure record."""
         ...
 
+    def topic_messages(self, failure: Failure) -> list[tuple[bytes | None, bytes]]:
+        """A ``kafka://`` destination's (key, value) messages; only a Kafka source has one."""
+        ...
+
 
 @dataclass(frozen=True)
 class RecordsShape:
@@ -86,6 +90,10 @@ class RecordsShape:
             request_id=failure.request_id,
             now=failure.now,
         )
+
+    def topic_messages(self, failure: Failure) -> list[tuple[bytes | None, bytes]]:
+        # validation refuses a kafka:// destination for these sources: reaching here is a bug
+        raise RuntimeError(f"{self.source}: a kafka:// destination needs a Kafka source")
 
 
 @dataclass(frozen=True)

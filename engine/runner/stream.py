@@ -62,7 +62,7 @@ from engine.store.sqlite import (
     SqliteStore,
 )
 from engine.stream_policy import Attempt, Discard, process_batch
-from engine.stream_shapes import Failure, KafkaShape, StreamShape
+from engine.stream_shapes import Failure, StreamShape
 from engine.windows import Invocation, WindowTracker, parse_window_response
 
 log = structlog.get_logger("engine.runner.stream")
@@ -568,7 +568,7 @@ class StreamRunner:
         )
         send: Callable[[], Awaitable[None]]
         if destination_kind(self.destination) == "kafka":
-            if self.producer is None or not isinstance(self.shape, KafkaShape):
+            if self.producer is None:
                 raise RuntimeError(f"{self.destination}: a kafka:// destination needs a Kafka source")
             producer, topic = self.producer, kafka_destination_topic(self.destination)
             messages = self.shape.topic_messages(failure)
