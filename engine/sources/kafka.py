@@ -8,14 +8,15 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from engine.model import EventSourceMapping, SourceKind
-from engine.ports import SourceCommits, SourceDescription, StreamSource, TopicProducer
+from engine.ports import SourceCommits, StreamSource, TopicProducer
 from engine.runner.stream import StreamRunner
-from engine.sources.kit import RunnerKit
+from engine.sources.kit import BoundRunners, Described, RunnerKit, stream_runner
 from engine.sources.profile import SourceProfile, same_source_arn, update_or_delete
 from engine.stream_shapes import KafkaShape
 
 #: spec 6.4: "infinite" retries with an on-failure destination are capped
 MAX_RETRIES_WITH_DESTINATION = 10
+
 
 def bootstrap_servers(m: EventSourceMapping) -> list[str]:
     sme = m.params.get("SelfManagedEventSource") or {}
@@ -69,35 +70,18 @@ class KafkaConsumer(StreamSource, SourceCommits, TopicProducer, Protocol):
     """One consumer-group member: reads partitions, commits offsets, produces to kafka:// destinations."""
 
 
-class KafkaTransports(Protocol):
-    async def describe(self, mapping: EventSourceMapping) -> SourceDescription: ...
-
+class KafkaTransports(Described, Protocol):
     async def open(self, mapping: EventSourceMapping) -> tuple[KafkaConsumer, KafkaShape]: ...
 
 
 @dataclass(frozen=True)
-class KafkaRunners:
-    transports: KafkaTransports
+class KafkaRunners(BoundRunners[KafkaTransports]):
     #: a rebalance's new partitions are picked up this often (reads wait on the broker: no poll interval)
     discovery_interval_s: float = 1.0
-
-    async def describe(self, m: EventSourceMapping) -> SourceDescription:
-        return await self.transports.describe(m)
 
     async def build(self, m: EventSourceMapping, kit: RunnerKit) -> StreamRunner:
         consumer, shape = await self.transports.open(m)
         settings = replace(kit.stream, poll_interval_s=0.0, discovery_interval_s=self.discovery_interval_s)
-        return StreamRunner(
-            m,
-            _PROFILES[m.kind],
-            consumer,
-            kit.invoker,
-            kit.record_filter,
-            kit.store,
-            kit.destinations,
-            settings,
-            shape,
-            commits=consumer,
-            producer=consumer,
-            now=kit.now,
+        return stream_runner(
+            m, _PROFILES[m.kind], consumer, shape, kit, settings, commits=consumer, producer=consumer
         )

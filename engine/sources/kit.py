@@ -5,15 +5,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from engine.filtering import RecordFilter
 from engine.model import EventSourceMapping
-from engine.ports import Invoker, Runner, SourceDescription
+from engine.ports import (
+    Invoker,
+    Runner,
+    SourceCommits,
+    SourceDescription,
+    StreamSource,
+    TopicProducer,
+)
 from engine.runner.queue import QueueRunnerSettings
-from engine.runner.stream import StreamRunnerSettings
+from engine.runner.stream import StreamRunner, StreamRunnerSettings
 from engine.senders import DestinationSender
+from engine.sources.profile import SourceProfile
 from engine.store.sqlite import SqliteStore
+from engine.stream_shapes import StreamShape
 
 
 @dataclass(frozen=True)
@@ -38,3 +47,56 @@ class Runners(Protocol):
         ...
 
     async def build(self, m: EventSourceMapping, kit: RunnerKit) -> Runner: ...
+
+
+class Described(Protocol):
+    async def describe(self, mapping: EventSourceMapping) -> SourceDescription: ...
+
+
+class StreamTransports(Described, Protocol):
+    """Kinesis and DynamoDB Streams: a stream opened per mapping (``invoke_identity_arn``: the
+    function's execution role, which Kinesis records carry)."""
+
+    def open_stream(
+        self, mapping: EventSourceMapping, *, invoke_identity_arn: str | None = None
+    ) -> StreamSource: ...
+
+
+T = TypeVar("T", bound=Described)
+
+
+@dataclass(frozen=True)
+class BoundRunners(Generic[T]):
+    """A kind's runner builder bound to its transports, whose ``describe`` answers the create-time checks."""
+
+    transports: T
+
+    async def describe(self, m: EventSourceMapping) -> SourceDescription:
+        return await self.transports.describe(m)
+
+
+def stream_runner(
+    m: EventSourceMapping,
+    profile: SourceProfile,
+    source: StreamSource,
+    shape: StreamShape,
+    kit: RunnerKit,
+    settings: StreamRunnerSettings,
+    *,
+    commits: SourceCommits | None = None,
+    producer: TopicProducer | None = None,
+) -> StreamRunner:
+    return StreamRunner(
+        m,
+        profile,
+        source,
+        kit.invoker,
+        kit.record_filter,
+        kit.store,
+        kit.destinations,
+        settings,
+        shape,
+        commits=commits,
+        producer=producer,
+        now=kit.now,
+    )

@@ -8,9 +8,9 @@ from typing import Protocol
 
 from engine.events import Envelope
 from engine.model import EventSourceMapping, SourceKind
-from engine.ports import QueueSource, SourceDescription
+from engine.ports import QueueSource
 from engine.runner.queue import QueueRunner
-from engine.sources.kit import RunnerKit
+from engine.sources.kit import BoundRunners, Described, RunnerKit
 from engine.sources.profile import SourceProfile
 
 PROFILE = SourceProfile(
@@ -31,19 +31,12 @@ class MqTarget(Protocol):
         ...
 
 
-class MqTransports(Protocol):
-    async def describe(self, mapping: EventSourceMapping) -> SourceDescription: ...
-
+class MqTransports(Described, Protocol):
     async def open(self, mapping: EventSourceMapping) -> tuple[QueueSource, Envelope, MqTarget]: ...
 
 
 @dataclass(frozen=True)
-class MqRunners:
-    transports: MqTransports
-
-    async def describe(self, m: EventSourceMapping) -> SourceDescription:
-        return await self.transports.describe(m)
-
+class MqRunners(BoundRunners[MqTransports]):
     async def build(self, m: EventSourceMapping, kit: RunnerKit) -> QueueRunner:
         source, envelope, target = await self.transports.open(m)
         pollers = CONCURRENCY[target.engine]

@@ -11,7 +11,7 @@ from engine.events import Envelope
 from engine.model import EventSourceMapping, SourceKind
 from engine.ports import QueueSource, SourceDescription
 from engine.runner.queue import QueueRunner
-from engine.sources.kit import RunnerKit
+from engine.sources.kit import BoundRunners, Described, RunnerKit
 from engine.sources.profile import SourceProfile, update_or_delete
 
 
@@ -41,21 +41,14 @@ PROFILE = SourceProfile(
 )
 
 
-class SqsTransports(Protocol):
-    async def describe(self, mapping: EventSourceMapping) -> SourceDescription: ...
-
+class SqsTransports(Described, Protocol):
     def envelope(self, mapping: EventSourceMapping) -> Envelope: ...
 
     def open_queue(self, mapping: EventSourceMapping) -> QueueSource: ...
 
 
 @dataclass(frozen=True)
-class SqsRunners:
-    transports: SqsTransports
-
-    async def describe(self, m: EventSourceMapping) -> SourceDescription:
-        return await self.transports.describe(m)
-
+class SqsRunners(BoundRunners[SqsTransports]):
     async def build(self, m: EventSourceMapping, kit: RunnerKit) -> QueueRunner:
         desc = await self.transports.describe(m)
         settings = kit.queue
