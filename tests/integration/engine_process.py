@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import wait_for
+
 ROOT = Path(__file__).parents[2]
 
 
@@ -47,6 +49,35 @@ def serve(tmp: Path, port: int, *endpoints: str) -> subprocess.Popen[bytes]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"engine did not start: {Path(log.name).read_text()}")
             time.sleep(0.05)
+
+
+def serve_demo(tmp: Path, api: int, aws: int) -> tuple[subprocess.Popen[bytes], Path]:
+    """`esm serve --embedded-aws` with the demo config, as the README runs it; its log file."""
+    log_path = tmp / f"engine-{time.monotonic_ns()}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "engine.cli",
+                "serve",
+                "--embedded-aws",
+                "--embedded-aws-port",
+                str(aws),
+                "--port",
+                str(api),
+                "--data-dir",
+                str(tmp / "data"),
+                "--config",
+                "examples/demo/esm.yaml",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    wait_for(lambda: b"engine_started" in log_path.read_bytes() or proc.poll() is not None)
+    assert proc.poll() is None, log_path.read_text()
+    return proc, log_path
 
 
 def stop(proc: subprocess.Popen[bytes]) -> int:

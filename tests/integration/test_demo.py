@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,14 +12,7 @@ from pathlib import Path
 import boto3
 
 from tests.integration.conftest import wait_for
-
-ROOT = Path(__file__).parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.integration.engine_process import ROOT, free_port, serve_demo
 
 
 def _esm(*args: str) -> str:
@@ -32,32 +24,9 @@ def _esm(*args: str) -> str:
 
 
 def test_readme_demo_pipeline_on_the_embedded_emulator(tmp_path: Path) -> None:
-    api, aws = _free_port(), _free_port()
-    log_path = tmp_path / "engine.log"
-    with log_path.open("wb") as log:
-        engine = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "engine.cli",
-                "serve",
-                "--embedded-aws",
-                "--embedded-aws-port",
-                str(aws),
-                "--port",
-                str(api),
-                "--data-dir",
-                str(tmp_path / "data"),
-                "--config",
-                "examples/demo/esm.yaml",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
+    api, aws = free_port(), free_port()
+    engine, log_path = serve_demo(tmp_path, api, aws)
     try:
-        wait_for(lambda: b"engine_started" in log_path.read_bytes() or engine.poll() is not None)
-        assert engine.poll() is None, log_path.read_text()
         sqs = boto3.client("sqs", endpoint_url=f"http://127.0.0.1:{aws}", region_name="us-east-1")
         url = sqs.create_queue(QueueName="demo", Attributes={"VisibilityTimeout": "10"})["QueueUrl"]
         lam = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{api}", region_name="us-east-1")

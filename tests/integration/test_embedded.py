@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import queue
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -21,7 +20,7 @@ from botocore.config import Config
 
 from engine.embedded import EmbeddedAws
 from tests.integration.conftest import wait_for
-from tests.integration.engine_process import ROOT, free_port
+from tests.integration.engine_process import free_port, serve_demo
 
 MESSAGES = 2000
 RECEIVERS = 16
@@ -115,35 +114,6 @@ def test_concurrent_receivers_and_deleters_see_every_message_exactly_once(embedd
     assert set(left.values()) == {"0"}, left
 
 
-def _serve(tmp: Path, api: int, aws: int) -> tuple[subprocess.Popen[bytes], Path]:
-    """`esm serve --embedded-aws` with the demo config, as the README runs it; its log file."""
-    log_path = tmp / f"engine-{time.monotonic_ns()}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "engine.cli",
-                "serve",
-                "--embedded-aws",
-                "--embedded-aws-port",
-                str(aws),
-                "--port",
-                str(api),
-                "--data-dir",
-                str(tmp / "data"),
-                "--config",
-                "examples/demo/esm.yaml",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-    wait_for(lambda: b"engine_started" in log_path.read_bytes() or proc.poll() is not None)
-    assert proc.poll() is None, log_path.read_text()
-    return proc, log_path
-
-
 def _printed(log_path: Path) -> list[str]:
     return [json.loads(x)["body"] for x in log_path.read_text().splitlines() if '"messageId"' in x]
 
@@ -158,7 +128,7 @@ def test_readme_restart_keeps_the_mapping_and_the_embedded_emulators_state(tmp_p
     """The README: Ctrl-C and start again, the mapping is still there and polling, and the embedded
     emulator's queues (with their undeleted messages), topics, streams, tables and buckets too."""
     api, aws = free_port(), free_port()
-    engine, log_path = _serve(tmp_path, api, aws)
+    engine, log_path = serve_demo(tmp_path, api, aws)
     c = _clients(aws)
     lam = _client("lambda", api)
     try:
@@ -188,7 +158,7 @@ def test_readme_restart_keeps_the_mapping_and_the_embedded_emulators_state(tmp_p
         assert engine.wait(20) == 0
     assert (tmp_path / "data" / "embedded-aws.pickle").exists()
 
-    engine, log_path = _serve(tmp_path, api, aws)
+    engine, log_path = serve_demo(tmp_path, api, aws)
     try:
         assert b"embedded_aws_state_restored" in log_path.read_bytes()
         [listed] = lam.list_event_source_mappings()["EventSourceMappings"]
@@ -214,7 +184,7 @@ def test_readme_restart_keeps_the_mapping_and_the_embedded_emulators_state(tmp_p
 
 def test_embedded_emulator_state_survives_a_crash_to_within_seconds(tmp_path: Path) -> None:
     api, aws = free_port(), free_port()
-    engine, _ = _serve(tmp_path, api, aws)
+    engine, _ = serve_demo(tmp_path, api, aws)
     sqs = _clients(aws)["sqs"]
     try:
         url = sqs.create_queue(QueueName="q")["QueueUrl"]
@@ -224,7 +194,7 @@ def test_embedded_emulator_state_survives_a_crash_to_within_seconds(tmp_path: Pa
     finally:
         engine.kill()
         engine.wait(10)
-    engine, _ = _serve(tmp_path, api, aws)
+    engine, _ = serve_demo(tmp_path, api, aws)
     try:
         [message] = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)["Messages"]
         assert message["Body"] == "saved"
