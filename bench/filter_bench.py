@@ -23,6 +23,7 @@ from typing import Any
 
 from engine.filtering import DataFormat, FilterView, RecordFilter, compile_filters, filter_view
 from engine.model import SourceKind
+from engine.sources.registry import profile_of
 
 try:
     import event_ruler
@@ -224,7 +225,7 @@ def main() -> None:
     records = make_records(RECORDS)
     views: list[tuple[SourceKind, FilterView]] = []
     for kind, record in records:
-        view = filter_view(kind, record)
+        view = filter_view(profile_of(kind).filters, record)
         assert view is not None
         views.append((kind, view))
     ruler_events = [json.dumps(view) for _, view in views]
@@ -241,12 +242,14 @@ def main() -> None:
     print("-" * len(header))
     for case in CASES:
         for count in (1, 5):
-            filters = {kind: compile_filters(case.for_kind(kind, count), kind) for kind in kinds}
+            filters = {
+                kind: compile_filters(case.for_kind(kind, count), profile_of(kind).filters) for kind in kinds
+            }
 
             def end_to_end(chunk: range, filters: dict[SourceKind, RecordFilter] = filters) -> None:
                 for i in chunk:
                     kind, record = records[i]
-                    view = filter_view(kind, record)
+                    view = filter_view(profile_of(kind).filters, record)
                     assert view is not None
                     filters[kind].matches(view)
 

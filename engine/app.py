@@ -30,6 +30,7 @@ from engine.sources.kafka import KafkaRunners
 from engine.sources.kinesis import KinesisRunners
 from engine.sources.kit import RunnerKit, Runners
 from engine.sources.mq import MqRunners
+from engine.sources.registry import profile_of
 from engine.sources.sqs import SqsRunners
 from engine.store.sqlite import SqliteStore
 from engine.supervisor import Supervisor
@@ -128,7 +129,9 @@ class Engine:
         invoker = await self.functions.resolve(m.function_arn)
         try:
             record_filter = compile_filters(
-                m.filter_patterns, m.kind, max_filters=self.config.limits.filters_per_mapping
+                m.filter_patterns,
+                profile_of(m.kind).filters,
+                max_filters=self.config.limits.filters_per_mapping,
             )
         except FilterPatternError as e:  # e.g. stored under a larger limits.filters_per_mapping
             raise ConsumerStopped(f"FilterCriteria: {e}", reason=ESM_CONFIG_NOT_VALID) from e

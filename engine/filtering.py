@@ -17,10 +17,9 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
-
-from engine.model import SourceKind
 
 __all__ = [
     "LITERAL_NUMBERS_BY_VALUE",
@@ -53,15 +52,6 @@ MAX_WILDCARD_COMPLEXITY: Final = 10
 #: the Lambda docs, "compared via their string representation"): literal numbers are equal only as
 #: canonical JSON text, so ``300`` != ``300.0``.
 LITERAL_NUMBERS_BY_VALUE = True
-
-_DATA_KEY: Final[Mapping[SourceKind, str]] = {
-    SourceKind.SQS: "body",
-    SourceKind.KINESIS: "data",
-    SourceKind.DYNAMODB: "dynamodb",
-    SourceKind.MSK: "value",
-    SourceKind.SELF_MANAGED_KAFKA: "value",
-    SourceKind.MQ: "data",
-}
 
 # event-ruler reserves these names inside "$or" objects; a "$or" containing one is an ordinary field name.
 _RESERVED_IN_OR: Final = frozenset(
@@ -296,14 +286,6 @@ _STREAM_POLICY: Final[_Policy] = ((_EVAL, _DROP, _DROP, _DROP, _EVAL), (_DROP, _
 _BROKER_POLICY: Final[_Policy] = ((_EVAL, _PASS, _PASS, _PASS, _EVAL), (_PASS, _EVAL, _PASS, _PASS, _EVAL))
 
 
-def _policy(kind: SourceKind) -> _Policy:
-    if kind is SourceKind.SQS:
-        return _SQS_POLICY
-    if kind.is_stream:
-        return _STREAM_POLICY
-    return _BROKER_POLICY
-
-
 def _root_test(node: _Node, key: str, object_action: int, leaf_action: int) -> _Pred | bool:
     """A root-level object (the pattern, or a branch of a root-level $or) as a test on a FilterView whose
     data key has one given format: its data-key field is evaluated, ignored (True) or fails (False) by the
@@ -364,16 +346,16 @@ class CompiledPattern:
 
 
 class RecordFilter:
-    """A mapping's FilterCriteria for one source kind: a record passes when any filter matches."""
+    """A mapping's FilterCriteria for one source: a record passes when any filter matches."""
 
-    __slots__ = ("_by_format", "_key", "kind", "patterns")
+    __slots__ = ("_by_format", "_key", "patterns", "source")
 
-    def __init__(self, kind: SourceKind, patterns: Sequence[CompiledPattern]) -> None:
-        self.kind = kind
+    def __init__(self, source: FilterSource, patterns: Sequence[CompiledPattern]) -> None:
+        self.source = source
         self.patterns = tuple(patterns)
-        self._key = _DATA_KEY[kind]
+        self._key = source.data_key
         # The data-key policy depends only on the view's DataFormat: resolve it now, once per format.
-        objects, leaves = _policy(kind)
+        objects, leaves = source.mismatch
         self._by_format = tuple(self._tests(objects[fmt], leaves[fmt]) for fmt in DataFormat)
 
     def _tests(self, object_action: int, leaf_action: int) -> tuple[_Pred, ...] | None:
@@ -409,7 +391,7 @@ class RecordFilter:
         return False
 
     def __repr__(self) -> str:
-        return f"RecordFilter({self.kind.value}, {[p.source for p in self.patterns]!r})"
+        return f"RecordFilter({self.source.name}, {[p.source for p in self.patterns]!r})"
 
 
 def _infer_format(view: Mapping[str, Any], key: str) -> DataFormat:
@@ -450,13 +432,13 @@ def compile_pattern(
 
 def compile_filters(
     patterns: Sequence[str],
-    kind: SourceKind,
+    source: FilterSource,
     *,
     max_filters: int = 5,
     strict_pipes: bool = False,
     literal_numbers_by_value: bool | None = None,
 ) -> RecordFilter:
-    """Validate a mapping's filter patterns for one source kind (spec 2.1, 2.3, 2.6)."""
+    """Validate a mapping's filter patterns for one source (spec 2.1, 2.3, 2.6)."""
     if isinstance(patterns, str):
         raise FilterPatternError("patterns must be a sequence of strings")
     if len(patterns) > max_filters:
@@ -465,12 +447,12 @@ def compile_filters(
     compiled = [
         compile_pattern(p, strict_pipes=strict_pipes, literal_numbers_by_value=by_value) for p in patterns
     ]
-    if kind.is_stream:
-        key = _DATA_KEY[kind]
+    if source.object_data_only:
+        key = source.data_key
         for c in compiled:
             if _root_data_leaf(c._root, key):
-                raise FilterPatternError(f"{key!r} of a {kind.value} record needs an object pattern")
-    return RecordFilter(kind, compiled)
+                raise FilterPatternError(f"{key!r} of a {source.name} record needs an object pattern")
+    return RecordFilter(source, compiled)
 
 
 def _reject_constant(name: str) -> Any:
@@ -943,7 +925,7 @@ _DOTTED_KEY = re.compile(r'\.[^"]*"\s*:')
 _DOTTED_KEY_ESCAPED = re.compile(r'(?:\.|\\u002[eE])[^"\\]*(?:\\.[^"\\]*)*"\s*:')
 
 
-def filter_view(kind: SourceKind, record: Mapping[str, Any]) -> FilterView | None:
+def filter_view(source: FilterSource, record: Mapping[str, Any]) -> FilterView | None:
     """The object a record is matched against (spec 2.2), built once and shared by all filters.
 
     ``record`` is the record exactly as the function receives it (spec section 1). Returns None when the
@@ -951,52 +933,77 @@ def filter_view(kind: SourceKind, record: Mapping[str, Any]) -> FilterView | Non
     """
     if not isinstance(record, Mapping):
         return None
-    if kind is SourceKind.SQS:
-        body = record.get("body")
-        if not isinstance(body, str):
-            return None
-        value = _parse_json(body)
-        if value is _MISSING:
-            return _view(record, kind, "body", body, DataFormat.TEXT)
-        return _view(record, kind, "body", value, DataFormat.JSON)
-    if kind is SourceKind.KINESIS:
-        kinesis = record.get("kinesis")  # its fields are matched flattened, without the envelope
-        if not isinstance(kinesis, Mapping):
-            return None
-        invalid = DataFormat.INVALID  # for Kinesis anything but JSON is just "not JSON"
-        return _decoded_view(kinesis, kind, "data", text_format=invalid, binary_format=invalid)
-    if kind is SourceKind.DYNAMODB:
-        if not isinstance(record.get("dynamodb"), Mapping):
-            return None
-        view = _view(record, kind, "dynamodb", _undot(record["dynamodb"]), DataFormat.JSON)
-        # eventSourceARN is added by the poller; the other fields come from the Streams API (spec 2.2).
-        view.pop("eventSourceARN", None)
-        return view
-    key = _DATA_KEY[kind]  # Kafka "value", MQ "data"
-    return _decoded_view(record, kind, key, text_format=DataFormat.TEXT, binary_format=DataFormat.BINARY)
+    return source.view(record, source)
 
 
-#: Where a record holds names users choose (attribute, header, property names) that may contain dots;
-#: every other field of a record has AWS's fixed names. DynamoDB item maps nest, so "dynamodb" is searched
-#: all the way down; the others only at the named level.
-_USER_KEYED: Final[Mapping[SourceKind, tuple[tuple[str, ...], ...]]] = {
-    SourceKind.SQS: (("messageAttributes",),),
-    SourceKind.KINESIS: (),
-    SourceKind.DYNAMODB: (),
-    SourceKind.MSK: (("headers",),),
-    SourceKind.SELF_MANAGED_KAFKA: (("headers",),),
-    SourceKind.MQ: (("properties",), ("basicProperties", "headers")),
-}
+def _sqs_view(record: Mapping[str, Any], source: FilterSource) -> FilterView | None:
+    body = record.get("body")
+    if not isinstance(body, str):
+        return None
+    value = _parse_json(body)
+    if value is _MISSING:
+        return _view(record, source, body, DataFormat.TEXT)
+    return _view(record, source, value, DataFormat.JSON)
 
 
-def _view(fields: Mapping[str, Any], kind: SourceKind, key: str, value: Any, fmt: DataFormat) -> FilterView:
+def _kinesis_view(record: Mapping[str, Any], source: FilterSource) -> FilterView | None:
+    kinesis = record.get("kinesis")  # its fields are matched flattened, without the envelope
+    if not isinstance(kinesis, Mapping):
+        return None
+    invalid = DataFormat.INVALID  # for Kinesis anything but JSON is just "not JSON"
+    return _decoded_view(kinesis, source, text_format=invalid, binary_format=invalid)
+
+
+def _dynamodb_view(record: Mapping[str, Any], source: FilterSource) -> FilterView | None:
+    if not isinstance(record.get("dynamodb"), Mapping):
+        return None
+    view = _view(record, source, _undot(record["dynamodb"]), DataFormat.JSON)
+    # eventSourceARN is added by the poller; the other fields come from the Streams API (spec 2.2).
+    view.pop("eventSourceARN", None)
+    return view
+
+
+def _broker_view(record: Mapping[str, Any], source: FilterSource) -> FilterView | None:
+    """Kafka's ``value``, MQ's ``data``: base64, matched as JSON, else as text (spec 2.3)."""
+    return _decoded_view(record, source, text_format=DataFormat.TEXT, binary_format=DataFormat.BINARY)
+
+
+@dataclass(frozen=True)
+class FilterSource:
+    """How one source's records meet a filter (spec 2.2, 2.3): the field that holds the data, what a
+    data-format mismatch does, where users choose field names, and how the view is built. Each source's
+    profile names one of the constants below."""
+
+    #: in error messages ("'data' of a kinesis record ...")
+    name: str
+    data_key: str
+    #: per data format: evaluate, drop or ignore the data clause (objects, leaves)
+    mismatch: _Policy
+    #: where a record holds names users choose (attribute, header, property names) that may contain
+    #: dots; every other field has AWS's fixed names. DynamoDB item maps nest: searched all the way down
+    user_keyed: tuple[tuple[str, ...], ...]
+    #: the data field takes object patterns only (its records' data must be JSON: the streams)
+    object_data_only: bool
+    view: Callable[[Mapping[str, Any], FilterSource], FilterView | None]
+
+
+SQS = FilterSource("sqs", "body", _SQS_POLICY, (("messageAttributes",),), False, _sqs_view)
+KINESIS = FilterSource("kinesis", "data", _STREAM_POLICY, (), True, _kinesis_view)
+DYNAMODB = FilterSource("dynamodb", "dynamodb", _STREAM_POLICY, (), True, _dynamodb_view)
+KAFKA = FilterSource("kafka", "value", _BROKER_POLICY, (("headers",),), False, _broker_view)
+MQ = FilterSource(
+    "mq", "data", _BROKER_POLICY, (("properties",), ("basicProperties", "headers")), False, _broker_view
+)
+
+
+def _view(fields: Mapping[str, Any], source: FilterSource, value: Any, fmt: DataFormat) -> FilterView:
     """``fields`` with the data key set to its decoded ``value`` (left out when _MISSING)."""
     view = FilterView(fields, fmt)
     if value is _MISSING:
-        view.pop(key, None)
+        view.pop(source.data_key, None)
     else:
-        view[key] = value
-    for name, *rest in _USER_KEYED[kind]:
+        view[source.data_key] = value
+    for name, *rest in source.user_keyed:
         if name in view:
             view[name] = _expand_names(view[name], rest)
     return view
@@ -1021,23 +1028,22 @@ def _expand_names(value: Any, path: list[str]) -> Any:
 
 def _decoded_view(
     fields: Mapping[str, Any],
-    kind: SourceKind,
-    key: str,
+    source: FilterSource,
     *,
     text_format: DataFormat,
     binary_format: DataFormat,
 ) -> FilterView:
-    encoded = fields.get(key)
+    encoded = fields.get(source.data_key)
     if not isinstance(encoded, str):
-        return _view(fields, kind, key, _MISSING, DataFormat.ABSENT)
+        return _view(fields, source, _MISSING, DataFormat.ABSENT)
     try:
         text = binascii.a2b_base64(encoded).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
-        return _view(fields, kind, key, _MISSING, binary_format)
+        return _view(fields, source, _MISSING, binary_format)
     value = _parse_json(text)
     if value is _MISSING:
-        return _view(fields, kind, key, text if text_format is DataFormat.TEXT else _MISSING, text_format)
-    return _view(fields, kind, key, value, DataFormat.JSON)
+        return _view(fields, source, text if text_format is DataFormat.TEXT else _MISSING, text_format)
+    return _view(fields, source, value, DataFormat.JSON)
 
 
 def _parse_json(text: str) -> Any:

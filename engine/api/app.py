@@ -97,7 +97,7 @@ class ControlPlane:
     def _check_filters(self, kind: SourceKind, params: Mapping[str, Any]) -> None:
         patterns = [f.get("Pattern", "") for f in (params.get("FilterCriteria") or {}).get("Filters") or []]
         try:
-            compile_filters(patterns, kind, max_filters=self.max_filters)
+            compile_filters(patterns, profile_of(kind).filters, max_filters=self.max_filters)
         except FilterPatternError as e:
             raise InvalidParameterValueException(str(e)) from None
 

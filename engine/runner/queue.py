@@ -211,7 +211,7 @@ class QueueRunner:
         return kept
 
     def _matches(self, msg: QueueMessage) -> bool:
-        view = filter_view(self.mapping.kind, msg.record)
+        view = filter_view(self.profile.filters, msg.record)
         return view is not None and self.filter.matches(view)
 
     async def _process(self, batch: Batch[QueueMessage]) -> float:

@@ -389,7 +389,7 @@ class StreamRunner:
         return read
 
     def _matches(self, rec: StreamRecord) -> bool:
-        view = filter_view(self.mapping.kind, rec.record)
+        view = filter_view(self.profile.filters, rec.record)
         return view is not None and self.filter.matches(view)
 
     async def _checkpoint(self, shard_id: str, position: str | None) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from engine import filtering
 from engine.model import EventSourceMapping, SourceKind
 from engine.runner.stream import StreamRunner
 from engine.sources.kit import BoundRunners, RunnerKit, StreamTransports, stream_runner
 from engine.sources.profile import SourceProfile
 from engine.stream_shapes import RecordsShape
 
-PROFILE = SourceProfile(SourceKind.DYNAMODB, user_initiated_reason="User action")
+PROFILE = SourceProfile(SourceKind.DYNAMODB, filtering.DYNAMODB, user_initiated_reason="User action")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from engine import filtering
 from engine.model import EventSourceMapping, SourceKind
 from engine.ports import SourceCommits, StreamSource, TopicProducer
 from engine.runner.stream import StreamRunner
@@ -51,6 +52,7 @@ def _self_managed_duplicate_text(m: EventSourceMapping, existing: EventSourceMap
 
 MSK = SourceProfile(
     SourceKind.MSK,
+    filtering.KAFKA,
     default_window_s=0.5,
     window_opens_at_first_record=True,
     retry_cap_with_destination=MAX_RETRIES_WITH_DESTINATION,

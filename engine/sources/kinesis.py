@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine import filtering
 from engine.model import EventSourceMapping, SourceKind
 from engine.runner.stream import StreamRunner
 from engine.sources.kit import BoundRunners, RunnerKit, StreamTransports, stream_runner
 from engine.sources.profile import SourceProfile
 from engine.stream_shapes import RecordsShape
 
-PROFILE = SourceProfile(SourceKind.KINESIS, pins_latest=True, user_initiated_reason="User action")
+PROFILE = SourceProfile(
+    SourceKind.KINESIS, filtering.KINESIS, pins_latest=True, user_initiated_reason="User action"
+)
 
 
 @dataclass(frozen=True)

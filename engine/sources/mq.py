@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from engine import filtering
 from engine.events import Envelope
 from engine.model import EventSourceMapping, SourceKind
 from engine.ports import QueueSource
@@ -15,6 +16,7 @@ from engine.sources.profile import SourceProfile
 
 PROFILE = SourceProfile(
     SourceKind.MQ,
+    filtering.MQ,
     default_window_s=0.5,
     window_opens_at_first_record=True,
     one_push_buffer=True,

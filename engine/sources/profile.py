@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from engine.filtering import FilterSource
 from engine.model import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     BatchingPolicy,
@@ -41,6 +42,8 @@ def no_source_rule(description: SourceDescription, function_timeout_s: float) ->
 @dataclass(frozen=True)
 class SourceProfile:
     kind: SourceKind
+    #: how its records meet a filter: the data field, format mismatches, the view (spec 2.2, 2.3)
+    filters: FilterSource
     #: MaximumBatchingWindowInSeconds when the user sets none (spec 3.1)
     default_window_s: float = 0.0
     #: the batching window opens at a batch's first record, else when collection starts (spec 3.2)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from engine import filtering
 from engine.errors import InvalidParameterValueException
 from engine.events import Envelope
 from engine.model import EventSourceMapping, SourceKind
@@ -34,6 +35,7 @@ def _check_visibility_timeout(description: SourceDescription, function_timeout_s
 
 PROFILE = SourceProfile(
     SourceKind.SQS,
+    filtering.SQS,
     shows_last_processing_result=False,
     provisioned_min_pollers=2,
     duplicate_text=_duplicate_text,

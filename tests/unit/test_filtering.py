@@ -28,6 +28,7 @@ from engine.filtering import (
     filter_view,
 )
 from engine.model import SourceKind
+from engine.sources.registry import profile_of
 
 # The conformance table: every operator and edge case of spec 2.5 / 2.6, each with its source.
 CASES = json.loads((Path(__file__).parent / "filter_cases.json").read_text())
@@ -54,7 +55,7 @@ def test_numbers_compared_by_value_by_default() -> None:
     assert compile_pattern('{"number": [300.0]}').matches({"number": 300})
     not_300 = '{"n": [{"anything-but": [300]}]}'
     assert not compile_pattern(not_300).matches({"n": 300.0})
-    sqs_filter = compile_filters(['{"body": {"number": [300]}}'], SourceKind.SQS)
+    sqs_filter = compile_filters(['{"body": {"number": [300]}}'], profile_of(SourceKind.SQS).filters)
     assert sqs_filter.matches({"body": {"number": 300.0}})
 
 
@@ -119,20 +120,20 @@ def test_pattern_must_be_a_string() -> None:
     with pytest.raises(FilterPatternError):
         compile_pattern(b'{"a": [1]}')  # type: ignore[arg-type]
     with pytest.raises(FilterPatternError):
-        compile_filters([{"a": [1]}], SourceKind.SQS)  # type: ignore[list-item]
+        compile_filters([{"a": [1]}], profile_of(SourceKind.SQS).filters)  # type: ignore[list-item]
     with pytest.raises(FilterPatternError):
-        compile_filters('{"a": [1]}', SourceKind.SQS)
+        compile_filters('{"a": [1]}', profile_of(SourceKind.SQS).filters)
 
 
 def test_filter_count_limit() -> None:
     pattern = '{"a": [1]}'
-    assert len(compile_filters([pattern] * 5, SourceKind.SQS).patterns) == 5
+    assert len(compile_filters([pattern] * 5, profile_of(SourceKind.SQS).filters).patterns) == 5
     with pytest.raises(FilterPatternError) as info:
-        compile_filters([pattern] * 6, SourceKind.SQS)
+        compile_filters([pattern] * 6, profile_of(SourceKind.SQS).filters)
     assert str(info.value) == MESSAGE
-    compile_filters([pattern] * 10, SourceKind.SQS, max_filters=10)  # raised quota
+    compile_filters([pattern] * 10, profile_of(SourceKind.SQS).filters, max_filters=10)  # raised quota
     with pytest.raises(FilterPatternError):
-        compile_filters([pattern] * 11, SourceKind.SQS, max_filters=10)
+        compile_filters([pattern] * 11, profile_of(SourceKind.SQS).filters, max_filters=10)
 
 
 def test_valid_wildcards_are_not_too_complex() -> None:
@@ -155,7 +156,7 @@ def test_strict_pipes_rejects_anything_but_forms(pattern: str) -> None:
     with pytest.raises(FilterPatternError):
         compile_pattern(pattern, strict_pipes=True)
     with pytest.raises(FilterPatternError):
-        compile_filters([pattern], SourceKind.SQS, strict_pipes=True)
+        compile_filters([pattern], profile_of(SourceKind.SQS).filters, strict_pipes=True)
 
 
 def test_strict_pipes_keeps_everything_else() -> None:
@@ -183,16 +184,18 @@ def test_strict_pipes_keeps_everything_else() -> None:
 def test_streams_refuse_plain_rules_for_the_data_key(kind: SourceKind, pattern: str) -> None:
     # spec 2.3: "non-JSON pattern" for Kinesis data / DynamoDB dynamodb is an error at create/update
     with pytest.raises(FilterPatternError) as info:
-        compile_filters([pattern], kind)
+        compile_filters([pattern], profile_of(kind).filters)
     assert str(info.value) == MESSAGE
 
 
 def test_plain_rules_for_the_data_key_are_fine_elsewhere() -> None:
-    compile_filters(['{"body": ["x"]}'], SourceKind.SQS)
-    compile_filters(['{"value": [{"prefix": "x"}]}'], SourceKind.MSK)
-    compile_filters(['{"value": ["x"]}'], SourceKind.SELF_MANAGED_KAFKA)
-    compile_filters(['{"data": ["x"]}'], SourceKind.MQ)
-    compile_filters(['{"data": {"data": ["x"]}}'], SourceKind.KINESIS)  # a nested "data" is just a field
+    compile_filters(['{"body": ["x"]}'], profile_of(SourceKind.SQS).filters)
+    compile_filters(['{"value": [{"prefix": "x"}]}'], profile_of(SourceKind.MSK).filters)
+    compile_filters(['{"value": ["x"]}'], profile_of(SourceKind.SELF_MANAGED_KAFKA).filters)
+    compile_filters(['{"data": ["x"]}'], profile_of(SourceKind.MQ).filters)
+    compile_filters(
+        ['{"data": {"data": ["x"]}}'], profile_of(SourceKind.KINESIS).filters
+    )  # a nested "data" is just a field
 
 
 # --- per-source views (spec 1, 2.2, 2.3) ---------------------------------------------------------------
@@ -323,9 +326,9 @@ def rabbitmq_message(data: bytes | str) -> dict[str, Any]:
 
 
 def passes(kind: SourceKind, patterns: list[str], record: dict[str, Any]) -> bool:
-    view = filter_view(kind, record)
+    view = filter_view(profile_of(kind).filters, record)
     assert view is not None
-    return compile_filters(patterns, kind).matches(view)
+    return compile_filters(patterns, profile_of(kind).filters).matches(view)
 
 
 # SQS body table (spec 2.3): a format mismatch drops the record
@@ -364,13 +367,13 @@ def test_sqs_body_table(body: str, patterns: list[str], expected: bool) -> None:
 
 def test_sqs_view() -> None:
     record = sqs_record('{"order": {"id": 7}}')
-    view = filter_view(SourceKind.SQS, record)
+    view = filter_view(profile_of(SourceKind.SQS).filters, record)
     assert isinstance(view, FilterView)
     assert view.data_format is DataFormat.JSON
     assert view["body"] == {"order": {"id": 7}}
     assert view["messageId"] == record["messageId"]
     assert record["body"] == '{"order": {"id": 7}}'  # the record itself is untouched
-    text = filter_view(SourceKind.SQS, sqs_record("Test message."))
+    text = filter_view(profile_of(SourceKind.SQS).filters, sqs_record("Test message."))
     assert text is not None and text.data_format is DataFormat.TEXT and text["body"] == "Test message."
 
 
@@ -399,7 +402,7 @@ def test_dotted_keys_in_a_json_body() -> None:
 
 # Kinesis table (spec 2.3) and flattened fields (spec 2.2)
 def test_kinesis_view_is_flattened() -> None:
-    view = filter_view(SourceKind.KINESIS, kinesis_record('{"Location": "Los Angeles"}'))
+    view = filter_view(profile_of(SourceKind.KINESIS).filters, kinesis_record('{"Location": "Los Angeles"}'))
     assert view is not None and view.data_format is DataFormat.JSON
     assert view == {
         "kinesisSchemaVersion": "1.0",
@@ -434,7 +437,7 @@ def test_kinesis_table(data: str | bytes, patterns: list[str], expected: bool) -
 
 def test_kinesis_data_formats() -> None:
     for data in ["not json", b"\xff\xfe"]:
-        view = filter_view(SourceKind.KINESIS, kinesis_record(data))
+        view = filter_view(profile_of(SourceKind.KINESIS).filters, kinesis_record(data))
         assert view is not None and view.data_format is DataFormat.INVALID and "data" not in view
 
 
@@ -471,7 +474,7 @@ def test_dynamodb_record_fields() -> None:
     assert not passes(SourceKind.DYNAMODB, ['{"eventName": ["REMOVE"]}'], record)
     # eventSourceARN is added by the poller (spec 2.2)
     assert not passes(SourceKind.DYNAMODB, ['{"eventSourceARN": [{"exists": true}]}'], record)
-    view = filter_view(SourceKind.DYNAMODB, record)
+    view = filter_view(profile_of(SourceKind.DYNAMODB).filters, record)
     assert view is not None and view.data_format is DataFormat.JSON and "eventSourceARN" not in view
     assert "user.name" in record["dynamodb"]["NewImage"]  # expanded in the view only
 
@@ -517,22 +520,26 @@ def test_kafka_metadata_and_headers() -> None:
 
 
 def test_kafka_tombstone_has_no_value() -> None:
-    view = filter_view(SourceKind.MSK, kafka_record(None))
+    view = filter_view(profile_of(SourceKind.MSK).filters, kafka_record(None))
     assert view is not None and view.data_format is DataFormat.ABSENT and "value" not in view
     assert passes(SourceKind.MSK, ['{"value": [{"exists": false}]}'], kafka_record(None))
     assert not passes(SourceKind.MSK, ['{"value": {"a": [1]}}'], kafka_record(None))
 
 
 def test_kafka_view() -> None:
-    view = filter_view(SourceKind.SELF_MANAGED_KAFKA, kafka_record("Hello, this is a test."))
+    view = filter_view(
+        profile_of(SourceKind.SELF_MANAGED_KAFKA).filters, kafka_record("Hello, this is a test.")
+    )
     assert view is not None and view.data_format is DataFormat.TEXT
     assert view["value"] == "Hello, this is a test." and view["topic"] == "mytopic"
-    binary = filter_view(SourceKind.MSK, kafka_record(b"\x80"))
+    binary = filter_view(profile_of(SourceKind.MSK).filters, kafka_record(b"\x80"))
     assert binary is not None and binary.data_format is DataFormat.BINARY and "value" not in binary
 
 
 def test_mq_views() -> None:
-    rabbit = filter_view(SourceKind.MQ, rabbitmq_message('{"timeout":0,"data":"CZrmf0Gw8Ov4bqLQxD4E"}'))
+    rabbit = filter_view(
+        profile_of(SourceKind.MQ).filters, rabbitmq_message('{"timeout":0,"data":"CZrmf0Gw8Ov4bqLQxD4E"}')
+    )
     assert rabbit is not None and rabbit["data"] == {"timeout": 0, "data": "CZrmf0Gw8Ov4bqLQxD4E"}
     both = '{"data": {"timeout": [0]}, "basicProperties": {"priority": [34]}}'
     assert passes(SourceKind.MQ, [both], rabbitmq_message('{"timeout":0}'))
@@ -558,19 +565,21 @@ def test_mq_dotted_header_names() -> None:
     ],
 )
 def test_malformed_records_have_no_view(kind: SourceKind, record: Any) -> None:
-    assert filter_view(kind, record) is None
+    assert filter_view(profile_of(kind).filters, record) is None
 
 
 def test_empty_filter_matches_everything() -> None:
-    rf = compile_filters([], SourceKind.SQS)
+    rf = compile_filters([], profile_of(SourceKind.SQS).filters)
     assert rf.is_empty
-    view = filter_view(SourceKind.SQS, sqs_record("x"))
+    view = filter_view(profile_of(SourceKind.SQS).filters, sqs_record("x"))
     assert view is not None and rf.matches(view)
-    assert not compile_filters(['{"body": ["x"]}'], SourceKind.SQS).is_empty
+    assert not compile_filters(['{"body": ["x"]}'], profile_of(SourceKind.SQS).filters).is_empty
 
 
 def test_matches_accepts_a_plain_mapping() -> None:
-    rf = compile_filters(['{"body": {"a": {"b": [1]}}}', '{"body": ["text"]}'], SourceKind.SQS)
+    rf = compile_filters(
+        ['{"body": {"a": {"b": [1]}}}', '{"body": ["text"]}'], profile_of(SourceKind.SQS).filters
+    )
     assert rf.matches({"body": {"a.b": 1}})
     assert rf.matches({"body": "text"})
     assert not rf.matches({"body": {"a": 1}})
@@ -578,10 +587,12 @@ def test_matches_accepts_a_plain_mapping() -> None:
 
 
 def test_one_view_serves_every_filter_without_reparsing(monkeypatch: pytest.MonkeyPatch) -> None:
-    view = filter_view(SourceKind.SQS, sqs_record('{"a": 1}'))
+    view = filter_view(profile_of(SourceKind.SQS).filters, sqs_record('{"a": 1}'))
     assert view is not None
-    misses = compile_filters([f'{{"body": {{"a": [{n}]}}}}' for n in range(2, 7)], SourceKind.SQS)
-    hit = compile_filters(['{"body": {"a": [1]}}'], SourceKind.SQS)
+    misses = compile_filters(
+        [f'{{"body": {{"a": [{n}]}}}}' for n in range(2, 7)], profile_of(SourceKind.SQS).filters
+    )
+    hit = compile_filters(['{"body": {"a": [1]}}'], profile_of(SourceKind.SQS).filters)
     monkeypatch.setattr(filtering, "_JSON", None)  # any parse now fails loudly
     assert not misses.matches(view)
     assert hit.matches(view)
@@ -589,7 +600,7 @@ def test_one_view_serves_every_filter_without_reparsing(monkeypatch: pytest.Monk
 
 def test_reprs() -> None:
     assert "orders" in repr(compile_pattern('{"topic": ["orders"]}'))
-    assert "kafka" in repr(compile_filters(['{"topic": ["orders"]}'], SourceKind.MSK))
+    assert "kafka" in repr(compile_filters(['{"topic": ["orders"]}'], profile_of(SourceKind.MSK).filters))
 
 
 def test_matching_never_changes_the_event() -> None:
@@ -597,5 +608,5 @@ def test_matching_never_changes_the_event() -> None:
     snapshot = json.dumps(event)
     pattern = compile_pattern('{"a": {"b": [1], "c": [2]}, "x": {"y": {"z": [1]}}, "n": {"m": [6]}}')
     assert pattern.matches(event)
-    assert compile_filters(['{"a": {"b": [1]}}'], SourceKind.MSK).matches(event)
+    assert compile_filters(['{"a": {"b": [1]}}'], profile_of(SourceKind.MSK).filters).matches(event)
     assert json.dumps(event) == snapshot

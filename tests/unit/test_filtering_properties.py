@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from engine.filtering import compile_filters, compile_pattern
 from engine.model import SourceKind
+from engine.sources.registry import profile_of
 
 # per test, not a global profile: other modules keep their own settings (no deadline: shared CI machines)
 PROPERTY = settings(deadline=None, max_examples=100)
@@ -82,7 +83,7 @@ def test_or_beside_other_fields_is_a_conjunction(
 @PROPERTY
 @given(st.lists(PATTERNS, min_size=1, max_size=5), EVENTS)
 def test_filters_are_ored(patterns: list[dict[str, Any]], event: dict[str, Any]) -> None:
-    record_filter = compile_filters([json.dumps(p) for p in patterns], SourceKind.SQS)
+    record_filter = compile_filters([json.dumps(p) for p in patterns], profile_of(SourceKind.SQS).filters)
     assert record_filter.matches(event) == any(matches(p, event) for p in patterns)
 
 

@@ -61,7 +61,7 @@ async def _run(
         queue,
         RECORDS_ENVELOPE,
         invoker,
-        compile_filters(mapping.filter_patterns, mapping.kind),
+        compile_filters(mapping.filter_patterns, profile_of(mapping.kind).filters),
         store,
         QueueRunnerSettings(initial_pollers=1, long_poll_s=0.05, **settings),
     )
@@ -238,7 +238,7 @@ async def _scaling_run(mapping: EventSourceMapping, q: CountingQueue, inv: SlowI
         q,
         RECORDS_ENVELOPE,
         inv,
-        compile_filters([], mapping.kind),
+        compile_filters([], profile_of(mapping.kind).filters),
         SqliteStore(":memory:"),
         QueueRunnerSettings(long_poll_s=0.05),
     )

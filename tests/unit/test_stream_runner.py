@@ -148,7 +148,7 @@ def _runner(
         profile_of(mapping.kind),
         stream,
         invoker,
-        compile_filters(mapping.filter_patterns, mapping.kind),
+        compile_filters(mapping.filter_patterns, profile_of(mapping.kind).filters),
         store,
         sender or RecordingSender(),  # type: ignore[arg-type]  # the runner only calls send()
         StreamRunnerSettings(poll_interval_s=0.002, discovery_interval_s=0.01),
