@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
-from engine.events import RECORDS_ENVELOPE, Envelope, parse_arn
+from engine.events import parse_arn
 from engine.model import EventSourceMapping
 from engine.ports import (
     ShardInfo,
@@ -224,7 +224,7 @@ def kinesis_stream_parts(arn: str) -> tuple[str, str, str]:
 
 
 class StreamSourceFactory:
-    """What the Kinesis and DynamoDB Streams factories share: existence checks and the envelope."""
+    """What the Kinesis and DynamoDB Streams factories share: the existence check."""
 
     def open_stream(
         self, mapping: EventSourceMapping, *, invoke_identity_arn: str | None = None
@@ -241,9 +241,6 @@ class StreamSourceFactory:
             raise stream_not_found(arn) from None
         await stream.identity()
         return SourceDescription()
-
-    def envelope(self, mapping: EventSourceMapping) -> Envelope:
-        return RECORDS_ENVELOPE
 
 
 class KinesisSourceFactory(StreamSourceFactory):
