@@ -4,9 +4,45 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+import anyio
 
 from engine.model import EventSourceMapping
+
+# --- transports -----------------------------------------------------------------------------------
+
+#: how long a transport's close may take once its runner stops (leaving a Kafka group, STOMP DISCONNECT)
+CLOSE_DEADLINE_S = 5.0
+
+
+class Transport:
+    """A source's transport, opened with ``async with`` inside its runner's task group: what it starts it
+    owns, and ``__aexit__`` ends it (shielded, with a deadline: a runner being cancelled still closes)."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_DEADLINE_S):
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release what the transport holds; idempotent."""
+
+
+class Opened(Protocol):
+    """What a runner opens with ``async with`` and leaves closed, whatever happened."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
 
 # --- invocation -----------------------------------------------------------------------------------
 
@@ -103,7 +139,7 @@ class QueueMessage:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-class QueueSource(Protocol):
+class QueueSource(Opened, Protocol):
     """A queue transport (SQS, RabbitMQ, ActiveMQ): receive, acknowledge, give back."""
 
     async def receive(self, max_messages: int, wait_s: float) -> Sequence[QueueMessage]: ...
@@ -122,8 +158,6 @@ class QueueSource(Protocol):
         messages as the broker does it (RabbitMQ: the queue's dead-letter exchange; ActiveMQ: its DLQ;
         SQS: the redrive policy once the visibility timeout returns them). Never deletes them."""
         ...
-
-    async def aclose(self) -> None: ...
 
 
 class SourceFactory(Protocol):
@@ -210,12 +244,10 @@ class SourceThrottled(SourceError):
     """ProvisionedThroughputExceeded / LimitExceeded: back off and read again, nothing is lost."""
 
 
-class ShardReader(Protocol):
+class ShardReader(Opened, Protocol):
     async def read(self, limit: int) -> ShardRead:
         """The next records after the last one returned (renewing an expired iterator from there)."""
         ...
-
-    async def aclose(self) -> None: ...
 
 
 class SourceCommits(Protocol):
@@ -235,7 +267,7 @@ class TopicProducer(Protocol):
         ...
 
 
-class StreamSource(Protocol):
+class StreamSource(Opened, Protocol):
     async def identity(self) -> str:
         """What distinguishes this stream from one deleted and re-created under the same name
         (Kinesis StreamCreationTimestamp, DynamoDB stream label)."""
@@ -243,6 +275,6 @@ class StreamSource(Protocol):
 
     async def list_shards(self) -> Sequence[ShardInfo]: ...
 
-    async def open_shard(self, shard_id: str, start: StartPosition) -> ShardReader: ...
-
-    async def aclose(self) -> None: ...
+    async def open_shard(self, shard_id: str, start: StartPosition) -> ShardReader:
+        """A reader of one shard from ``start``, to be entered with ``async with``."""
+        ...

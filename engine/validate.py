@@ -77,6 +77,7 @@ POLLER_RANGES = {SourceKind.SQS: ((2, 200), (2, 10_000)), SourceKind.MSK: ((1, 2
 def pollers_range(name: str, low: int, high: int) -> str:
     return f"{name} must be between {low} and {high} inclusive"
 
+
 #: Metrics the model's doc string names "(Amazon MSK and self-managed Apache Kafka)".
 KAFKA_ONLY_METRICS = frozenset({"ErrorCount", "KafkaMetrics"})
 

@@ -80,7 +80,7 @@ from stompman.frames import (
 from stompman.serde import NEWLINE, dump_frame, make_frame_from_parts
 
 from engine.events_activemq import activemq_message
-from engine.ports import QueueMessage, SourceError
+from engine.ports import QueueMessage, SourceError, Transport
 
 log = structlog.get_logger("pollers.activemq")
 
@@ -536,7 +536,7 @@ class _Session:
                 await asyncio.wait([task])
 
 
-class ActiveMqQueue:
+class ActiveMqQueue(Transport):
     """A :class:`engine.ports.QueueSource` for one ActiveMQ Classic queue over STOMP.
 
     ``endpoint``: ``stomp://host:port`` or ``stomp+ssl://host:port``; ``prefetch``: the most messages the

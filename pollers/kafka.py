@@ -64,7 +64,15 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
 from aiokafka.helpers import create_ssl_context  # type: ignore[import-untyped]
 
 from engine.events_kafka import encode_kafka_record, kafka_record, parse_partition_key, partition_key
-from engine.ports import ShardInfo, ShardRead, SourceAccessDenied, SourceError, StartPosition, StreamRecord
+from engine.ports import (
+    ShardInfo,
+    ShardRead,
+    SourceAccessDenied,
+    SourceError,
+    StartPosition,
+    StreamRecord,
+    Transport,
+)
 from engine.senders import KAFKA_SCHEME, DestinationError
 
 log = structlog.get_logger("pollers.kafka")
@@ -177,7 +185,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.source._on_assigned(assigned)
 
 
-class KafkaSource:
+class KafkaSource(Transport):
     """One topic read as one member of a consumer group (implements StreamSource, see the module doc).
 
     ``event_source_arn``: the MSK cluster ARN (records' envelope ``aws:kafka``) or None (self-managed).
@@ -588,7 +596,7 @@ class KafkaSource:
         )
 
 
-class KafkaPartitionReader:
+class KafkaPartitionReader(Transport):
     """Reads one partition in offset order (implements ShardReader); see KafkaSource for rebalances."""
 
     def __init__(self, source: KafkaSource, tp: Any, shard_id: str) -> None:

@@ -30,6 +30,7 @@ from engine.ports import (
     StartPosition,
     StreamRecord,
     StreamSource,
+    Transport,
 )
 from engine.stream_events import epoch_seconds, kinesis_lane_key, kinesis_record
 from pollers.aws import AwsClients
@@ -99,7 +100,7 @@ class ShardGone(Exception):
     """The stream exists but the shard does not (trimmed past retention; internal: end of shard)."""
 
 
-class StreamApi:
+class StreamApi(Transport):
     """What :class:`IteratorShardReader` needs of a stream service. Implementations raise ExpiredIterator,
     TrimmedData, ShardGone, SourceThrottled, SourceNotFound or SourceError, nothing else."""
 
@@ -117,7 +118,7 @@ class StreamApi:
         raise NotImplementedError
 
 
-class IteratorShardReader:
+class IteratorShardReader(Transport):
     """Reads one shard in order through GetShardIterator / GetRecords (implements ShardReader).
 
     Every ``read`` returns the records after the last one returned. An expired iterator is renewed

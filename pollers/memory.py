@@ -28,11 +28,12 @@ from engine.ports import (
     SourceThrottled,
     StartPosition,
     StreamRecord,
+    Transport,
 )
 from engine.stream_events import kinesis_lane_key, kinesis_record
 
 
-class MemoryQueue:
+class MemoryQueue(Transport):
     def __init__(self, bodies: Sequence[str] = ()) -> None:
         self._ready: deque[QueueMessage] = deque()
         self._seq = 0
@@ -100,7 +101,7 @@ class _Shard:
         return ShardInfo(shard_id=self.shard_id, parent_ids=self.parent_ids, closed=self.closed)
 
 
-class MemoryStream:
+class MemoryStream(Transport):
     """An in-memory Kinesis stream (implements StreamSource).
 
     Sequence numbers are ``"1"``, ``"2"``, ... across the whole stream (decimal strings of growing length,
@@ -236,7 +237,7 @@ class MemoryStream:
                 raise SourceThrottled(f"ProvisionedThroughputExceededException on {shard_id} (injected)")
 
 
-class MemoryShardReader:
+class MemoryShardReader(Transport):
     """Reads one shard of a :class:`MemoryStream` in order (implements ShardReader)."""
 
     def __init__(self, stream: MemoryStream, shard: _Shard, position: int) -> None:

@@ -21,7 +21,7 @@ import math
 from collections.abc import Mapping, Sequence
 from functools import partial
 from itertools import islice
-from typing import Any
+from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
 import aio_pika
@@ -35,7 +35,7 @@ from pamqp import commands as spec
 
 from engine.events import Envelope
 from engine.events_rabbitmq import DEFAULT_VHOST, rabbitmq_envelope, rabbitmq_message
-from engine.ports import QueueMessage, SourceError, SourceNotFound
+from engine.ports import QueueMessage, SourceError, SourceNotFound, Transport
 
 log = structlog.get_logger("pollers.rabbitmq")
 
@@ -97,7 +97,7 @@ def _attempt(headers: Mapping[str, Any] | None, redelivered: bool) -> int:
     return 2 if redelivered else 1
 
 
-class RabbitMqQueue:
+class RabbitMqQueue(Transport):
     """A QueueSource over one RabbitMQ queue. Connects on first use (or ``connect()`` /
     ``async with``); not reusable after ``aclose()`` or a lost connection: open a new one."""
 
@@ -145,12 +145,9 @@ class RabbitMqQueue:
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> RabbitMqQueue:
+    async def __aenter__(self) -> Self:
         await self.connect()
         return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     async def connect(self) -> None:
         """Open the connection, the channel (basic.qos) and the consumer; idempotent.

@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from engine.events import RECORDS_ENVELOPE, Envelope, parse_arn, sqs_record
 from engine.model import EventSourceMapping
-from engine.ports import QueueMessage, SourceDescription, SourceError, SourceNotFound
+from engine.ports import QueueMessage, SourceDescription, SourceError, SourceNotFound, Transport
 from pollers.aws import AwsClients
 
 log = structlog.get_logger("pollers.sqs")
@@ -70,7 +70,7 @@ class SqsSourceFactory:
         return SqsQueue(self.clients, mapping)
 
 
-class SqsQueue:
+class SqsQueue(Transport):
     def __init__(self, clients: AwsClients, mapping: EventSourceMapping) -> None:
         arn = mapping.event_source_arn
         assert arn is not None

@@ -108,14 +108,12 @@ class QueueRunner:
             max_pollers=self.max_pollers,
         )
         try:
-            async with anyio.create_task_group() as tg:
+            async with self.source, anyio.create_task_group() as tg:
                 self._tg = tg
                 for _ in range(self.idle_pollers):
                     self._spawn()
                 ready()
         finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                await self.source.aclose()
             self.log.info("queue_runner_stopped")
 
     def _spawn(self) -> None:
@@ -274,8 +272,13 @@ class QueueRunner:
         return result.duration_ms / 1000
 
     async def _release(self, failed: Sequence[QueueMessage]) -> None:
-        """Back to the broker; what it dead-letters instead (its redelivery limit) is journaled."""
-        for m in await self.source.release(failed):
+        """Back to the broker, or past its redelivery limit to its dead-letter queue (journaled)."""
+        limit = self.profile.max_redeliveries
+        spent = [m for m in failed if limit is not None and int(m.extra.get("attempt", 1)) > limit]
+        if spent:
+            await self.source.reject(spent, MAXIMUM_REDELIVERIES_EXCEEDED)
+            failed = [m for m in failed if m not in spent]
+        for m in [*spent, *(await self.source.release(failed) if failed else ())]:
             self.log.warning("record_dead_lettered", item=m.item_id, reason=MAXIMUM_REDELIVERIES_EXCEEDED)
             attempt = int(m.extra.get("attempt", 1))
             self._journal([m], attempt, DISCARDED, 0.0, {"reason": MAXIMUM_REDELIVERIES_EXCEEDED})

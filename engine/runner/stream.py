@@ -137,11 +137,11 @@ class StreamRunner:
 
     async def run(self, ready: Callable[[], None] = lambda: None) -> None:
         try:
-            await self._check_identity()
-            checkpoints = self.store.checkpoints(self.mapping.uuid)
-            self._finished = {scope for scope, pos in checkpoints.items() if pos == SHARD_END}
-            self.log.info("stream_runner_started", lanes=self.lanes, finished_shards=len(self._finished))
-            async with anyio.create_task_group() as tg:
+            async with self.source, anyio.create_task_group() as tg:
+                await self._check_identity()
+                checkpoints = self.store.checkpoints(self.mapping.uuid)
+                self._finished = {scope for scope, pos in checkpoints.items() if pos == SHARD_END}
+                self.log.info("stream_runner_started", lanes=self.lanes, finished_shards=len(self._finished))
                 first_round = True
                 while not self._draining.is_set():
                     shards = await self.source.list_shards()
@@ -154,8 +154,6 @@ class StreamRunner:
                     with anyio.move_on_after(self.settings.discovery_interval_s):
                         await self._draining.wait()
         finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                await self.source.aclose()
             self.log.info("stream_runner_stopped")
 
     async def _check_identity(self) -> None:
@@ -202,27 +200,23 @@ class StreamRunner:
             await self._run_windowed_shard(shard)
             return
         shard_log = self.log.bind(shard=shard.shard_id)
-        reader = await self.source.open_shard(shard.shard_id, self._start_position(shard))
-        self._opened[shard.shard_id].set()
         tracker = ContiguousCheckpoint()
         self._released.discard(shard.shard_id)
-        try:
-            async with anyio.create_task_group() as tg:
-                sends: list[MemoryObjectSendStream[list[StreamRecord]]] = []
-                for i in range(self.lanes):
-                    # bounded: a slow function holds the reader back instead of filling memory
-                    # each item is one read's records for the lane: a batch without a window is one read
-                    send, recv = anyio.create_memory_object_stream[list[StreamRecord]](2)
-                    sends.append(send)
-                    tg.start_soon(self._lane, shard, i, recv, tracker, name=f"esm-lane-{shard.shard_id}-{i}")
-                try:
-                    ended = await self._read(shard, reader, sends, tracker, shard_log)
-                finally:
-                    for send in sends:
-                        send.close()  # lanes finish what they hold, then stop
-        finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                await reader.aclose()
+        reader = await self.source.open_shard(shard.shard_id, self._start_position(shard))
+        async with reader, anyio.create_task_group() as tg:
+            self._opened[shard.shard_id].set()
+            sends: list[MemoryObjectSendStream[list[StreamRecord]]] = []
+            for i in range(self.lanes):
+                # bounded: a slow function holds the reader back instead of filling memory
+                # each item is one read's records for the lane: a batch without a window is one read
+                send, recv = anyio.create_memory_object_stream[list[StreamRecord]](2)
+                sends.append(send)
+                tg.start_soon(self._lane, shard, i, recv, tracker, name=f"esm-lane-{shard.shard_id}-{i}")
+            try:
+                ended = await self._read(shard, reader, sends, tracker, shard_log)
+            finally:
+                for send in sends:
+                    send.close()  # lanes finish what they hold, then stop
         if shard.shard_id in self._released:
             # another consumer owns it now; if it is assigned back, it is opened again from the source
             self._started.discard(shard.shard_id)
@@ -292,7 +286,7 @@ class StreamRunner:
         reader = await self.source.open_shard(shard.shard_id, start)
         self._opened[shard.shard_id].set()
         backoff = Backoff(base_s=0.2, cap_s=5.0)
-        try:
+        async with reader:
             while not windows.finished:
                 step = windows.next(self.now())
                 if isinstance(step, Invocation):
@@ -316,9 +310,6 @@ class StreamRunner:
                         wait = min(wait, max(0.0, step.until - self.now()))
                     with anyio.move_on_after(wait):
                         await self._draining.wait()
-        finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                await reader.aclose()
         self.store.put_checkpoint(self.mapping.uuid, shard.shard_id, SHARD_END)
         self._finished.add(shard.shard_id)
         shard_log.info("shard_finished")

@@ -22,6 +22,9 @@ PROFILE = SourceProfile(
     one_push_buffer=True,
 )
 
+#: what differs between the two brokers: ActiveMQ dead-letters a message after 6 redeliveries (its
+#: client's default redelivery policy, which AWS uses), RabbitMQ redelivers without limit
+BROKER_PROFILES = {"RabbitMQ": PROFILE, "ActiveMQ": replace(PROFILE, max_redeliveries=6)}
 #: concurrent execution environments per mapping, by broker engine (spec 7)
 CONCURRENCY = {"RabbitMQ": 1, "ActiveMQ": 5}
 
@@ -49,4 +52,5 @@ class MqRunners(BoundRunners[MqTransports]):
             default_max_pollers=pollers,
             receive_max=PROFILE.batching(m).batch_size,  # a broker's buffer, not SQS's 10 per call
         )
-        return QueueRunner(m, PROFILE, source, envelope, kit.invoker, kit.record_filter, kit.store, settings)
+        profile = BROKER_PROFILES[target.engine]
+        return QueueRunner(m, profile, source, envelope, kit.invoker, kit.record_filter, kit.store, settings)

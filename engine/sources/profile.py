@@ -59,6 +59,9 @@ class SourceProfile:
     pins_latest: bool = False
     #: a broker pushes into one buffer: batches are cut one at a time, in order (Amazon MQ)
     one_push_buffer: bool = False
+    #: failed deliveries a broker allows before it dead-letters a message (ActiveMQ's maximumRedeliveries,
+    #: spec 7); the pipeline rejects the message instead of releasing it once its attempt is past this
+    max_redeliveries: int | None = None
     #: StateTransitionReason after a user's change: AWS words it per source (spec 8.2)
     user_initiated_reason: str = "USER_INITIATED"
     #: another mapping of the same function reads what this one reads: ResourceConflictException (8.5)
