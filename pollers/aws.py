@@ -10,6 +10,9 @@ behind them until visibility timeouts ran out (duplicates). So:
 - ``waiting_client(region)``: held requests, in a pool without a limit. Each held request is made by one
   poller task and holds one connection, so the pool's size is the number of waiting pollers, which the
   runners bound (an idle SQS mapping keeps one).
+
+aiobotocore runs on asyncio (aiohttp underneath): the engine runs anyio on its asyncio backend, and the
+pollers reach these clients through anyio only (cancel scopes cancel their calls as any other await).
 """
 
 from __future__ import annotations

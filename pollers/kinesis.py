@@ -12,6 +12,7 @@ The iterator reader (:class:`IteratorShardReader`) and the clients holder are sh
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from engine.model import EventSourceMapping
 from engine.ports import (
     ShardInfo,
     ShardRead,
+    ShardReader,
     SourceDescription,
     SourceError,
     SourceNotFound,
@@ -49,7 +51,6 @@ THROTTLING_CODES = frozenset(
     }
 )
 START_KINDS = frozenset({"TRIM_HORIZON", "LATEST", "AT_TIMESTAMP", "AFTER_SEQUENCE_NUMBER"})
-#: the services whose clients :class:`AwsClients` holds
 #: the role Lambda would show when the engine was not told the function's execution role
 DEFAULT_ROLE_NAME = "esm-local"
 
@@ -210,18 +211,27 @@ class IteratorShardReader(Transport):
 # --- Kinesis ------------------------------------------------------------------------------------------
 
 
-def kinesis_stream_parts(arn: str) -> tuple[str, str, str]:
-    """``arn:aws:kinesis:REGION:ACCOUNT:stream/NAME[/consumer/...]`` -> (stream ARN, name, region).
+@dataclass(frozen=True)
+class KinesisArn:
+    """A Kinesis EventSourceArn, parsed once: the stream it reads and, for an enhanced fan-out consumer ARN
+    (``arn:aws:kinesis:REGION:ACCOUNT:stream/NAME/consumer/...``), the consumer that reads it. An EFO
+    consumer's records name the stream (spec 1.1)."""
 
-    An enhanced fan-out consumer ARN is read through its stream (records name the stream, spec 1.1).
-    """
-    parts = parse_arn(arn)
-    segments = parts.resource.split("/")
-    if parts.service != "kinesis" or len(segments) < 2 or segments[0] != "stream" or not segments[1]:
-        raise ValueError(f"not a Kinesis stream ARN: {arn!r}")
-    name = segments[1]
-    stream_arn = f"arn:{parts.partition}:kinesis:{parts.region}:{parts.account}:stream/{name}"
-    return stream_arn, name, parts.region
+    stream_arn: str
+    name: str
+    region: str
+    consumer_arn: str | None = None
+
+    @classmethod
+    def parse(cls, arn: str) -> KinesisArn:
+        parts = parse_arn(arn)
+        segments = parts.resource.split("/")
+        if parts.service != "kinesis" or len(segments) < 2 or segments[0] != "stream" or not segments[1]:
+            raise ValueError(f"not a Kinesis stream ARN: {arn!r}")
+        name = segments[1]
+        stream_arn = f"arn:{parts.partition}:kinesis:{parts.region}:{parts.account}:stream/{name}"
+        consumer_arn = arn if segments[2:3] == ["consumer"] else None
+        return cls(stream_arn, name, parts.region, consumer_arn)
 
 
 class StreamSourceFactory:
@@ -264,11 +274,11 @@ class KinesisStream(StreamApi):
 
     def __init__(self, clients: AwsClients, arn: str, invoke_identity_arn: str) -> None:
         self.clients = clients
-        self.arn, self.name, self.region = kinesis_stream_parts(arn)
+        parsed = KinesisArn.parse(arn)
+        #: the stream (records' eventSourceARN: a consumer ARN is normalised to its stream)
+        self.arn, self.name, self.region = parsed.stream_arn, parsed.name, parsed.region
         #: an enhanced fan-out consumer ARN: shards are read through SubscribeToShard (pollers/kinesis_efo)
-        self.consumer_arn = arn if arn != self.arn and "/consumer/" in arn else None
-        #: records' eventSourceARN: the mapping's ARN (a consumer ARN is normalised to its stream)
-        self.event_source_arn = self.arn
+        self.consumer_arn = parsed.consumer_arn
         self.invoke_identity_arn = invoke_identity_arn
 
     async def _client(self) -> Any:
@@ -299,10 +309,10 @@ class KinesisStream(StreamApi):
                 return shards
             kwargs = {"NextToken": token}  # ListShards refuses StreamName together with NextToken
 
-    async def open_shard(self, shard_id: str, start: StartPosition) -> IteratorShardReader:
+    async def open_shard(self, shard_id: str, start: StartPosition) -> ShardReader:
         check_start(start, at_timestamp=True)
         if self.consumer_arn is not None:
-            from pollers.kinesis_efo import SubscribeShardReader
+            from pollers.kinesis_efo import SubscribeShardReader  # here: kinesis_efo imports this module
 
             return await SubscribeShardReader(self, self.consumer_arn, shard_id, start).open()
         return await IteratorShardReader(self, shard_id, start).open()
@@ -358,7 +368,7 @@ class KinesisStream(StreamApi):
         record = kinesis_record(
             raw,
             shard_id=shard_id,
-            stream_arn=self.event_source_arn,
+            stream_arn=self.arn,
             region=self.region,
             invoke_identity_arn=self.invoke_identity_arn,
         )
@@ -389,7 +399,6 @@ def check_start(start: StartPosition, *, at_timestamp: bool) -> None:
 
 
 if TYPE_CHECKING:  # the ports these classes implement (checked by mypy, never run)
-    from engine.ports import ShardReader, StreamSource
 
     def _implements(stream: KinesisStream, reader: IteratorShardReader) -> tuple[StreamSource, ShardReader]:
         return stream, reader

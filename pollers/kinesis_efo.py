@@ -6,8 +6,9 @@ SubscribeToShard: the service pushes SubscribeToShardEvents (Records, Continuati
 MillisBehindLatest, ChildShards) over one HTTP response for up to 5 minutes (spec 9). Records name the
 stream, not the consumer, as eventSourceARN (spec 1.1): they are built by :class:`KinesisStream`.
 
-One background task per subscription (the *pump*) moves events from the HTTP response into a small
-bounded queue; when the queue is full the pump stops reading the response (backpressure through TCP).
+One task per subscription (the *pump*, ``kinesis-efo-<shard>``) moves events from the HTTP response into
+a small bounded buffer; when the buffer is full the pump stops reading the response (backpressure through
+TCP). The pumps run in the reader's own task group, open from ``async with reader`` to its exit.
 ``read`` hands out what the subscription pushed so far. When a subscription ends (its 5 minutes are up,
 or it failed), the next ``read`` subscribes again AFTER_SEQUENCE_NUMBER the last record returned (or the
 last continuation sequence number once every record before it was returned).
@@ -15,21 +16,23 @@ last continuation sequence number once every record before it was returned).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import structlog
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from engine.ports import ShardRead, SourceError, SourceThrottled, StartPosition, StreamRecord
-from pollers.kinesis import IteratorShardReader, KinesisStream, check_start, error_code, translate
+from engine.ports import ShardRead, SourceError, SourceThrottled, StartPosition, StreamRecord, Transport
+from pollers.kinesis import KinesisStream, check_start, error_code, translate
 
 log = structlog.get_logger("pollers.kinesis_efo")
 
@@ -62,11 +65,26 @@ class _Ended:
     error: Exception | None = None
 
 
-class SubscribeShardReader(IteratorShardReader):
+@dataclass(frozen=True)
+class _Pump:
+    """One subscription's pump task: what the reader cancels it with and reads its events from."""
+
+    buffer: MemoryObjectReceiveStream[_Event | _Ended]
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+
+def _close_events(events: Any) -> None:
+    """Releases a subscription's HTTP response (an aiobotocore event stream; its close is synchronous)."""
+    with contextlib.suppress(Exception):  # the connection may be broken already
+        events.close()
+
+
+class SubscribeShardReader(Transport):
     """Reads one shard of a stream through an enhanced fan-out consumer (implements ShardReader).
 
-    A subclass of :class:`IteratorShardReader` only so that ``KinesisStream.open_shard`` keeps its type:
-    it shares the resume bookkeeping (``last_sequence_number``), never an iterator.
+    ``open`` subscribes (so that LATEST means the moment the shard was opened, and a consumer the service
+    does not know fails there); the subscription's events are pumped once the reader is entered.
     """
 
     def __init__(
@@ -81,19 +99,28 @@ class SubscribeShardReader(IteratorShardReader):
         close_timeout_s: float = 5.0,
     ) -> None:
         check_start(start, at_timestamp=True)
-        super().__init__(stream, shard_id, start)
         self.stream = stream
         self.consumer_arn = consumer_arn
+        self.shard_id = shard_id
+        self.start = start
         #: how long ``read`` waits for an event when nothing is buffered
         self.first_event_wait_s = first_event_wait_s
         self.max_buffered_events = max(1, max_buffered_events)
         self.close_timeout_s = close_timeout_s
-        self._queue: asyncio.Queue[_Event | _Ended] | None = None
-        self._pump: asyncio.Task[None] | None = None
+        self._tg: TaskGroup | None = None  # the pumps' owner, open while the reader is entered
+        self._subscribed: Any = None  # a subscription made by ``open``, pumped once the reader is entered
+        self._pump: _Pump | None = None
         self._current: _Event | None = None  # the event being handed out (records left in it)
+        self._last_sequence: str | None = None  # of the last record returned
         self._continuation: str | None = None  # last continuation whose records were all returned
+        self._ended = False
         self._closed = False
         self.subscriptions = 0  # how many SubscribeToShard calls succeeded (for tests and logs)
+
+    @property
+    def last_sequence_number(self) -> str | None:
+        """The sequence number of the last record returned."""
+        return self._last_sequence
 
     def _resume_position(self) -> StartPosition:
         after = self._continuation or self._last_sequence
@@ -112,12 +139,45 @@ class SubscribeShardReader(IteratorShardReader):
             starting["Timestamp"] = datetime.fromtimestamp(position.timestamp, tz=UTC)
         return starting
 
+    # --- lifecycle ------------------------------------------------------------------------------------
+
     async def open(self) -> SubscribeShardReader:
         """Subscribes now, so that LATEST means the moment the shard was opened."""
-        await self._subscribe()
+        self._subscribed = await self._subscribe()
         return self
 
-    async def _subscribe(self) -> None:
+    async def __aenter__(self) -> Self:
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        subscribed, self._subscribed = self._subscribed, None
+        if subscribed is not None:
+            self._start_pump(subscribed)
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        tg, self._tg = self._tg, None
+        try:
+            await super().__aexit__(et, e, tb)  # aclose: the pump is cancelled and waited for
+        finally:
+            if tg is not None:
+                tg.cancel_scope.cancel()  # a pump stuck past its close deadline must not hold the exit
+                await tg.__aexit__(None, None, None)  # the body's own exception, if any, goes on as it is
+
+    async def aclose(self) -> None:
+        """Cancels the subscription (waiting at most ``close_timeout_s`` for its connection to close)."""
+        self._closed = True
+        subscribed, self._subscribed = self._subscribed, None
+        if subscribed is not None:  # opened, never entered
+            _close_events(subscribed)
+        await self._drop_subscription()
+
+    # --- the subscription -------------------------------------------------------------------------------
+
+    async def _subscribe(self) -> Any:
+        """SubscribeToShard at the resume position; its event stream."""
         position = self._resume_position()
         # a subscription holds its connection for up to 5 minutes
         client = await self.stream.clients.waiting_client(self.stream.region)
@@ -139,28 +199,34 @@ class SubscribeShardReader(IteratorShardReader):
             position=position.kind,
             sequence_number=position.sequence_number,
         )
-        queue: asyncio.Queue[_Event | _Ended] = asyncio.Queue(maxsize=self.max_buffered_events)
-        self._queue = queue
-        self._pump = asyncio.create_task(self._run_pump(resp["EventStream"], queue))
+        return resp["EventStream"]
 
-    async def _run_pump(self, events: Any, queue: asyncio.Queue[_Event | _Ended]) -> None:
-        end = _Ended()
+    def _start_pump(self, events: Any) -> None:
+        assert self._tg is not None
+        send, receive = anyio.create_memory_object_stream[_Event | _Ended](self.max_buffered_events)
+        pump = self._pump = _Pump(receive)
+        self._tg.start_soon(self._run_pump, events, send, pump, name=f"kinesis-efo-{self.shard_id}")
+
+    async def _run_pump(
+        self, events: Any, send: MemoryObjectSendStream[_Event | _Ended], pump: _Pump
+    ) -> None:
         try:
-            async for event in events:
-                payload = event.get("SubscribeToShardEvent")
-                if payload is None:
-                    continue
-                await queue.put(self._event(payload))
-        except asyncio.CancelledError:
-            raise
-        except (ClientError, BotoCoreError) as e:
-            end = _Ended(translate_subscribe(e, "SubscribeToShard", self.consumer_arn))
-        except Exception as e:  # aiohttp's connection errors and the like: the subscription is lost
-            end = _Ended(SourceError(f"SubscribeToShard failed on {self.consumer_arn}: {e!r}"))
+            with pump.scope, send:
+                end = _Ended()
+                try:
+                    async for event in events:
+                        payload = event.get("SubscribeToShardEvent")
+                        if payload is not None:
+                            await send.send(self._event(payload))
+                except (ClientError, BotoCoreError) as e:
+                    end = _Ended(translate_subscribe(e, "SubscribeToShard", self.consumer_arn))
+                except Exception as e:  # aiohttp's connection errors and the like: the subscription is lost
+                    end = _Ended(SourceError(f"SubscribeToShard failed on {self.consumer_arn}: {e!r}"))
+                finally:
+                    _close_events(events)
+                await send.send(end)
         finally:
-            with contextlib.suppress(Exception):
-                events.close()
-        await queue.put(end)
+            pump.done.set()
 
     def _event(self, payload: Mapping[str, Any]) -> _Event:
         records = deque(self.stream.stream_record(self.shard_id, raw) for raw in payload.get("Records") or ())
@@ -174,19 +240,31 @@ class SubscribeShardReader(IteratorShardReader):
             child_shards=bool(payload.get("ChildShards")),
         )
 
+    async def _drop_subscription(self) -> None:
+        pump, self._pump = self._pump, None
+        if pump is None:
+            return
+        pump.scope.cancel()
+        # wait until its connection is closed: the consumer may subscribe to this shard only once at a time
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.close_timeout_s):
+            await pump.done.wait()
+        pump.buffer.close()
+
+    # --- reading ----------------------------------------------------------------------------------------
+
     async def _next_item(self, wait_s: float) -> _Event | _Ended | None:
         """The next event of the subscription (None when none came within ``wait_s``)."""
-        if self._queue is None:
-            await self._subscribe()
-        queue = self._queue
-        assert queue is not None
+        if self._pump is None:
+            self._start_pump(await self._subscribe())
+        assert self._pump is not None
+        buffer = self._pump.buffer
         if wait_s <= 0:
             try:
-                return queue.get_nowait()
-            except asyncio.QueueEmpty:
+                return buffer.receive_nowait()
+            except anyio.WouldBlock:
                 return None
         with anyio.move_on_after(wait_s):
-            return await queue.get()
+            return await buffer.receive()
         return None
 
     def _finish_event(self, event: _Event) -> None:
@@ -199,6 +277,8 @@ class SubscribeShardReader(IteratorShardReader):
     async def read(self, limit: int) -> ShardRead:
         if self._closed:
             raise SourceError(f"reader of {self.shard_id} is closed")
+        if self._tg is None:
+            raise RuntimeError(f"reader of {self.shard_id} read before it was entered (async with)")
         limit = max(1, limit)
         out: list[StreamRecord] = []
         behind: int | None = None
@@ -228,18 +308,6 @@ class SubscribeShardReader(IteratorShardReader):
             end_of_shard=self._ended,
             millis_behind_latest=behind,
         )
-
-    async def _drop_subscription(self) -> None:
-        pump, self._pump, self._queue = self._pump, None, None
-        if pump is not None and not pump.done():
-            pump.cancel()
-            with anyio.CancelScope(shield=True), anyio.move_on_after(self.close_timeout_s):
-                await asyncio.wait([pump])
-
-    async def aclose(self) -> None:
-        """Cancels the subscription (shielded, at most ``close_timeout_s``)."""
-        self._closed = True
-        await self._drop_subscription()
 
 
 if TYPE_CHECKING:  # the port this class implements (checked by mypy, never run)

@@ -138,11 +138,9 @@ async def test_a_consumer_arn_reads_pushed_records_in_order_and_resumes_after_a_
     assert [s.shard_id for s in await stream.list_shards()] == [SHARD]
     reader = await stream.open_shard(SHARD, StartPosition("TRIM_HORIZON"))
     assert isinstance(reader, SubscribeShardReader)
-    try:
+    async with reader:
         # limit 3: the rest of a pushed event is kept for the next reads, nothing lost or repeated
         got = await read_until(reader, 10, limit=3)
-    finally:
-        await reader.aclose()
     assert [r.sequence_number for r in got] == seqs
     assert [base64.b64decode(r.record["kinesis"]["data"]) for r in got] == datas
     first = got[0].record
@@ -159,13 +157,11 @@ async def test_a_consumer_arn_reads_pushed_records_in_order_and_resumes_after_a_
         SHARD, StartPosition("AFTER_SEQUENCE_NUMBER", sequence_number=seqs[-1])
     )
     assert isinstance(reopened, SubscribeShardReader)
-    try:
+    async with reopened:
         again = await read_until(reopened, 3)
         assert [r.sequence_number for r in again] == more
         empty = await reopened.read(100)  # nothing more: waits briefly for an event, returns none
         assert empty.records == [] and not empty.end_of_shard
-    finally:
-        await reopened.aclose()
 
 
 async def test_latest_then_a_lost_subscription_resubscribes_after_the_last_record(
@@ -175,7 +171,7 @@ async def test_latest_then_a_lost_subscription_resubscribes_after_the_last_recor
     put(kinesis, name, [b"before"])
     reader = await open_stream(factory, consumer_arn).open_shard(SHARD, StartPosition("LATEST"))
     assert isinstance(reader, SubscribeShardReader)
-    try:
+    async with reader:
         first = put(kinesis, name, [b"a0", b"a1"])
         assert [r.sequence_number for r in await read_until(reader, 2)] == first
         # the subscription ends (as it does after 5 minutes): the next read subscribes again after "a1"
@@ -184,8 +180,6 @@ async def test_latest_then_a_lost_subscription_resubscribes_after_the_last_recor
         await anyio.sleep(1.0)  # SubscribeToShard: at most one call per second per consumer and shard
         assert [r.sequence_number for r in await read_until(reader, 3)] == second
         assert reader.subscriptions == 2
-    finally:
-        await reader.aclose()
 
 
 async def test_reads_block_nothing_and_aclose_cancels_a_live_subscription(
@@ -194,14 +188,36 @@ async def test_reads_block_nothing_and_aclose_cancels_a_live_subscription(
     _, _, consumer_arn = consumer
     reader = await open_stream(factory, consumer_arn).open_shard(SHARD, StartPosition("TRIM_HORIZON"))
     assert isinstance(reader, SubscribeShardReader)
-    started = time.monotonic()
-    read: ShardRead = await reader.read(10)
-    assert read.records == [] and not read.end_of_shard
-    assert time.monotonic() - started < reader.first_event_wait_s + 1.0
-    started = time.monotonic()
-    await reader.aclose()
-    assert time.monotonic() - started < reader.close_timeout_s
-    assert reader._pump is None
+    async with reader:
+        started = time.monotonic()
+        read: ShardRead = await reader.read(10)
+        assert read.records == [] and not read.end_of_shard
+        assert time.monotonic() - started < reader.first_event_wait_s + 1.0
+        assert pump_tasks() == [f"kinesis-efo-{SHARD}"]  # owned by the reader, named after its shard
+        started = time.monotonic()
+        await reader.aclose()
+        assert time.monotonic() - started < reader.close_timeout_s
+        assert reader._pump is None
+    assert pump_tasks() == []
+    with pytest.raises(SourceError, match="closed"):
+        await reader.read(10)
+
+
+def pump_tasks() -> list[str]:
+    return [t.name for t in anyio.get_running_tasks() if t.name.startswith("kinesis-efo-")]
+
+
+async def test_a_reader_pumps_only_once_entered(
+    factory: KinesisSourceFactory, consumer: tuple[str, str, str]
+) -> None:
+    _, _, consumer_arn = consumer
+    reader = await open_stream(factory, consumer_arn).open_shard(SHARD, StartPosition("TRIM_HORIZON"))
+    assert reader.subscriptions == 1 and pump_tasks() == []  # subscribed by open_shard, nothing started
+    with pytest.raises(RuntimeError, match="entered"):
+        await reader.read(10)
+    async with reader:
+        assert pump_tasks() == [f"kinesis-efo-{SHARD}"]
+    assert pump_tasks() == []
 
 
 async def test_a_consumer_the_service_does_not_know_is_a_source_error(
