@@ -36,7 +36,7 @@ from engine.store.sqlite import SqliteStore
 from engine.supervisor import Supervisor
 from pollers.aws import AwsClients
 from pollers.dynamodb import DynamoDbSourceFactory
-from pollers.kafka_factory import KafkaSourceFactory
+from pollers.kafka_factory import MskSourceFactory, SelfManagedKafkaSourceFactory
 from pollers.kinesis import KinesisSourceFactory
 from pollers.mq import MqSourceFactory
 from pollers.resolve import BrokerDirectory
@@ -103,16 +103,17 @@ class Engine:
         self.destinations = DestinationSender(settings.endpoint_for, region=settings.region)
         self.brokers = BrokerDirectory(config.sections, settings.endpoint_for)
         self.mq = MqSourceFactory(self.brokers)
-        self.kafka = KafkaSourceFactory(self.brokers, pem_dir=settings.data_dir / "pem")
-        kafka_runners = KafkaRunners(self.kafka, settings.kafka_discovery_interval_s)
+        pem_dir, kafka_discovery_s = settings.data_dir / "pem", settings.kafka_discovery_interval_s
+        msk = KafkaRunners(MskSourceFactory(self.brokers, pem_dir), kafka_discovery_s)
+        smk = KafkaRunners(SelfManagedKafkaSourceFactory(self.brokers, pem_dir), kafka_discovery_s)
         #: each source kind's runner builder, bound to its transports
         self.runners: dict[SourceKind, Runners] = {
             SourceKind.SQS: SqsRunners(self.sqs),
             SourceKind.KINESIS: KinesisRunners(self.kinesis),
             SourceKind.DYNAMODB: DynamoDbRunners(self.dynamodb, settings.dynamodb_poll_interval_s),
             SourceKind.MQ: MqRunners(self.mq),
-            SourceKind.MSK: kafka_runners,
-            SourceKind.SELF_MANAGED_KAFKA: kafka_runners,
+            SourceKind.MSK: msk,
+            SourceKind.SELF_MANAGED_KAFKA: smk,
         }
         self.supervisor = Supervisor(self.store, self.build_runner, drain_timeout_s=settings.drain_timeout_s)
         self.plane = ControlPlane(

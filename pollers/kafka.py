@@ -14,10 +14,13 @@ How it maps onto aiokafka:
   a slow partition never blocks the others.
 * Starting position (spec 6.2): the group's committed offset wins; without one, the reader's start
   position (TRIM_HORIZON, LATEST, AT_TIMESTAMP via ``offsets_for_times``) applies. An engine checkpoint
-  (``AFTER_SEQUENCE_NUMBER`` = the last finished offset) seeks to offset + 1. LATEST is fixed when the shard
-  is opened.
+  (``AFTER_SEQUENCE_NUMBER`` = the last finished offset) seeks to offset + 1.
 * Offsets are committed only through :meth:`KafkaSource.commit` (offset + 1 of the last finished record),
-  which the engine calls once a batch's outcome is final.
+  which the engine calls once a batch's outcome is final; they are sent in the background, and flushed
+  before a rebalance hands partitions over and when the source closes.
+* LATEST and AT_TIMESTAMP are pinned in the group: a partition opened there without a committed offset
+  gets its start position committed at once, so a restart, or another member taking the partition over,
+  resumes there and not at a later end.
 * **Rebalances**: while the group rebalances, reads wait (return no records). A partition that stays
   assigned to this member keeps its reader, which continues exactly after the last record it returned (the
   listener re-seeks it there: nothing is skipped or repeated). A partition **revoked** from this member
@@ -29,147 +32,47 @@ How it maps onto aiokafka:
   partitions, or whose readers are held back by the engine, is not considered idle and dropped from the
   group after ``max_poll_interval_ms``.
 
-SDK errors become :class:`SourceError` at this boundary; refused credentials say so.
+The source owns a task group, open while it is entered (``async with``): the background committer
+(pollers/kafka_committer.py) runs there. Connection settings and error translation are in
+pollers/kafka_connection.py; the ``kafka://`` destination producer, which the source owns and closes, in
+pollers/kafka_producer.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import ssl
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Self
 
+import anyio
+import anyio.abc
 import structlog
 from aiokafka import (  # type: ignore[import-untyped]
     AIOKafkaConsumer,
-    AIOKafkaProducer,
     ConsumerRebalanceListener,
     TopicPartition,
 )
 from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
-from aiokafka.conn import create_conn  # type: ignore[import-untyped]
-from aiokafka.errors import (  # type: ignore[import-untyped]
-    AuthenticationFailedError,
-    ClusterAuthorizationFailedError,
-    CommitFailedError,
-    GroupAuthorizationFailedError,
-    IllegalStateError,
-    KafkaError,
-    SaslAuthenticationFailed,
-    TopicAuthorizationFailedError,
-    UnsupportedSaslMechanismError,
-)
-from aiokafka.helpers import create_ssl_context  # type: ignore[import-untyped]
+from aiokafka.errors import IllegalStateError, KafkaError  # type: ignore[import-untyped]
 
 from engine.events_kafka import encode_kafka_record, kafka_record, parse_partition_key, partition_key
-from engine.ports import (
-    ShardInfo,
-    ShardRead,
-    SourceAccessDenied,
-    SourceError,
-    StartPosition,
-    StreamRecord,
-    Transport,
-)
-from engine.senders import KAFKA_SCHEME, DestinationError
+from engine.ports import ShardInfo, ShardRead, SourceError, StartPosition, StreamRecord, Transport
+from pollers.kafka_committer import OffsetCommitter
+from pollers.kafka_connection import CLOSE_TIMEOUT_S, KafkaConnection, KafkaSecurity
+from pollers.kafka_producer import KafkaTopicProducer
 
 log = structlog.get_logger("pollers.kafka")
 
 StartingPosition = Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"]
 STARTING_POSITIONS: frozenset[str] = frozenset({"TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"})
-SaslMechanism = Literal["SASL_SCRAM_256", "SASL_SCRAM_512", "PLAIN"]
-_SASL_NAMES: dict[str, str] = {
-    "SASL_SCRAM_256": "SCRAM-SHA-256",
-    "SASL_SCRAM_512": "SCRAM-SHA-512",
-    "PLAIN": "PLAIN",
-}
-_AUTH_ERRORS: tuple[type[BaseException], ...] = (
-    AuthenticationFailedError,
-    SaslAuthenticationFailed,
-    UnsupportedSaslMechanismError,
-)
-_DENIED_ERRORS: tuple[type[BaseException], ...] = (
-    TopicAuthorizationFailedError,
-    GroupAuthorizationFailedError,
-    ClusterAuthorizationFailedError,
-)
-#: StateTransitionReason codes of a stopped consumer (spec 6.6)
-AUTHN_ERROR = "EVENT_SOURCE_AUTHN_ERROR"
-AUTHZ_ERROR = "EVENT_SOURCE_AUTHZ_ERROR"
 #: how often the topic's partitions are looked up again
 METADATA_MAX_AGE_MS = 5_000
-#: the deadline of ``aclose`` (leaving the group included)
-CLOSE_TIMEOUT_S = 10.0
-
-
-@dataclass(frozen=True)
-class KafkaSecurity:
-    """How to reach the cluster (SourceAccessConfigurations, spec 6.1).
-
-    ``sasl``: SASL_SCRAM_256_AUTH / SASL_SCRAM_512_AUTH / BASIC_AUTH (PLAIN) with ``username`` and
-    ``password``; ``tls``: TLS to the brokers (``ca_file``: SERVER_ROOT_CA_CERTIFICATE; ``cert_file`` +
-    ``key_file``: CLIENT_CERTIFICATE_TLS_AUTH). SASL without TLS is SASL_PLAINTEXT (local brokers).
-    """
-
-    sasl: SaslMechanism | None = None
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    key_password: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.sasl is not None:
-            if self.sasl not in _SASL_NAMES:
-                raise ValueError(f"unsupported SASL mechanism {self.sasl!r}")
-            if not self.username or self.password is None:
-                raise ValueError(f"{self.sasl} needs a username and a password")
-
-    @property
-    def security_protocol(self) -> str:
-        if self.sasl is not None:
-            return "SASL_SSL" if self.tls else "SASL_PLAINTEXT"
-        return "SSL" if self.tls else "PLAINTEXT"
-
-    def describe(self) -> str:
-        """For messages: the protocol, mechanism and user, never the password."""
-        if self.sasl is None:
-            return self.security_protocol
-        return f"{self.security_protocol} {_SASL_NAMES[self.sasl]} as user {self.username!r}"
-
-    def client_kwargs(self) -> dict[str, Any]:
-        """The aiokafka keyword arguments (consumer, admin client and connection alike)."""
-        kwargs: dict[str, Any] = {"security_protocol": self.security_protocol}
-        if self.sasl is not None:
-            kwargs |= {
-                "sasl_mechanism": _SASL_NAMES[self.sasl],
-                "sasl_plain_username": self.username,
-                "sasl_plain_password": self.password,
-            }
-        if self.tls:
-            context: ssl.SSLContext = create_ssl_context(
-                cafile=self.ca_file,
-                certfile=self.cert_file,
-                keyfile=self.key_file,
-                password=self.key_password,
-            )
-            kwargs["ssl_context"] = context
-        return kwargs
-
-
-def _split_server(server: str) -> tuple[str, int]:
-    host, sep, port = server.rpartition(":")
-    if not sep:
-        return server, 9092
-    return host.strip("[]"), int(port)
+#: how long the first ``list_shards`` waits between polls for the first assignment
+_ASSIGNMENT_POLL_S = 0.1
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Forwards the group's rebalance callbacks to the source."""
+    """Forwards the group's rebalance callbacks (run in aiokafka's coordinator task) to the source."""
 
     def __init__(self, source: KafkaSource) -> None:
         self.source = source
@@ -177,7 +80,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Collection[Any]) -> None:
         self.source._on_revoked(revoked)
         try:  # still ours: what is finished is not handed over again
-            await self.source._flush_commits()
+            await self.source._committer.flush()
         except SourceError as e:
             self.source.log.warning("kafka_commit_before_rebalance_failed", error=str(e))
 
@@ -224,46 +127,66 @@ class KafkaSource(Transport):
         self.rebalance_wait_s = rebalance_wait_s
         self.client_id = client_id
         self.consumer_options = dict(consumer_options or {})
+        self.log = log.bind(topic=topic, group_id=group_id, bootstrap=",".join(self.bootstrap_servers))
+        self.connection = KafkaConnection(
+            tuple(self.bootstrap_servers),
+            client_id,
+            self.security,
+            where=f"Kafka {','.join(self.bootstrap_servers)} topic {topic!r} group {group_id!r}",
+        )
         self._consumer: Any = None
-        self._start_lock = asyncio.Lock()
+        self._start_lock = anyio.Lock()
         self._closed = False
-        #: set while the assignment is stable (cleared from revocation until the next assignment)
-        self._stable = asyncio.Event()
-        self._assigned_once = asyncio.Event()
+        #: set while the assignment is stable; a revocation replaces it with an unset one until the next
+        #: assignment (anyio events cannot be cleared)
+        self._stable = anyio.Event()
+        self._assigned_once = anyio.Event()
         self._assignment: frozenset[Any] = frozenset()
         self._readers: dict[Any, KafkaPartitionReader] = {}
         self._identity: str | None = None
-        self._producer: Any = None
-        #: offsets finished since the last commit request, by partition (committed in the background)
-        self._pending_commits: dict[Any, int] = {}
-        self._commit_wanted = asyncio.Event()
-        self._committer: asyncio.Task[None] | None = None
-        self._commit_failure: SourceError | None = None
-        self.log = log.bind(topic=topic, group_id=group_id, bootstrap=",".join(self.bootstrap_servers))
+        self._committer = OffsetCommitter(
+            self.connection, lambda: self._consumer, lambda: self._assignment, self.log
+        )
+        self._producer = KafkaTopicProducer(self.connection)
+        #: the owner of the committer task, open while the source is entered
+        self._tasks: anyio.abc.TaskGroup | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
-    def _where(self) -> str:
-        return f"Kafka {','.join(self.bootstrap_servers)} topic {self.topic!r} group {self.group_id!r}"
+    async def __aenter__(self) -> Self:
+        tasks = anyio.create_task_group()
+        await tasks.__aenter__()
+        self._tasks = tasks
+        tasks.start_soon(self._committer.run, name=f"esm-kafka-commit-{self.group_id}")
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        tasks, self._tasks = self._tasks, None
+        try:
+            if tasks is not None:
+                tasks.cancel_scope.cancel()  # the committer ends first: the flush on close is the last commit
+                await tasks.__aexit__(None, None, None)  # the body's own exception, if any, goes on as it is
+        finally:
+            await super().__aexit__(et, e, tb)  # aclose: flush, leave the group
 
     async def _started(self) -> Any:
         """The consumer, started and subscribed on first use."""
         if self._closed:
-            raise SourceError(f"{self._where()}: the source is closed")
+            raise SourceError(f"{self.connection.where}: the source is closed")
         if self._consumer is not None:
             return self._consumer
         async with self._start_lock:
             if self._consumer is not None:
                 return self._consumer
             options: dict[str, Any] = {
-                "bootstrap_servers": self.bootstrap_servers,
+                **self.connection.client_kwargs(),
                 "group_id": self.group_id,
-                "client_id": self.client_id,
                 "enable_auto_commit": False,
                 "auto_offset_reset": "latest" if self.starting_position == "LATEST" else "earliest",
                 # a topic created (or grown) after the mapping is seen within seconds, not aiokafka's 5 min
                 "metadata_max_age_ms": METADATA_MAX_AGE_MS,
-                **self.security.client_kwargs(),
                 **self.consumer_options,
             }
             consumer = AIOKafkaConsumer(**options)
@@ -271,62 +194,28 @@ class KafkaSource(Transport):
                 await consumer.start()
                 consumer.subscribe([self.topic], listener=_Listener(self))
             except BaseException as e:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(consumer.stop())
+                with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT_S):
+                    try:
+                        await consumer.stop()
+                    except Exception as stop_error:  # the start's error is the one to report
+                        self.log.debug("kafka_consumer_stop_failed", error=str(stop_error))
                 if isinstance(e, KafkaError):
-                    raise await self._start_error(e) from e
+                    raise await self.connection.bootstrap_error(e) from e
                 raise
             self._consumer = consumer
             self.log.info("kafka_consumer_started", security=self.security.describe())
             return consumer
 
-    async def _start_error(self, e: BaseException) -> SourceError:
-        """The bootstrap failure, with the broker's reason when it refused the credentials (aiokafka only
-        logs that and reports "Unable to bootstrap"): one diagnostic connection finds it out."""
-        if isinstance(e, _AUTH_ERRORS):
-            return self._auth_error(e)
-        if self.security.sasl is not None:
-            host, port = _split_server(self.bootstrap_servers[0])
-            try:
-                conn = await asyncio.wait_for(
-                    create_conn(host, port, client_id=self.client_id, **self.security.client_kwargs()), 15
-                )
-            except _AUTH_ERRORS as auth:
-                return self._auth_error(auth)
-            except (KafkaError, OSError, TimeoutError):
-                pass  # unreachable as well: the original error says it
-            else:
-                conn.close()
-        return SourceError(f"{self._where()}: cannot connect ({self.security.describe()}): {e}")
-
-    def _auth_error(self, e: BaseException) -> SourceError:
-        return SourceAccessDenied(
-            f"{self._where()}: SASL authentication failed ({self.security.describe()}): the broker refused "
-            f"the credentials: {e}",
-            reason=AUTHN_ERROR,
-        )
-
-    def _translate(self, e: KafkaError, operation: str) -> SourceError:
-        if isinstance(e, _AUTH_ERRORS):
-            return self._auth_error(e)
-        if isinstance(e, _DENIED_ERRORS):
-            return SourceAccessDenied(f"{self._where()}: {operation} not authorized: {e}", reason=AUTHZ_ERROR)
-        return SourceError(f"{self._where()}: {operation} failed: {e}")
-
     async def aclose(self) -> None:
-        """Leaves the group and stops the consumer (shielded from cancellation, at most CLOSE_TIMEOUT_S)."""
+        """Stops the producer, commits what is finished, leaves the group and stops the consumer (each
+        step shielded from cancellation, at most CLOSE_TIMEOUT_S)."""
         self._closed = True
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            with contextlib.suppress(KafkaError, OSError, TimeoutError):
-                await asyncio.wait_for(asyncio.shield(producer.stop()), CLOSE_TIMEOUT_S)
-        committer, self._committer = self._committer, None
-        if committer is not None:
-            committer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await committer
-        with contextlib.suppress(SourceError, TimeoutError):  # what finished last is not redelivered
-            await asyncio.wait_for(self._flush_commits(), CLOSE_TIMEOUT_S)
+        await self._producer.aclose()
+        with anyio.move_on_after(CLOSE_TIMEOUT_S):  # what finished last is not redelivered
+            try:
+                await self._committer.flush()
+            except SourceError as e:
+                self.log.warning("kafka_commit_on_close_failed", error=str(e))
         consumer, self._consumer = self._consumer, None
         for reader in self._readers.values():
             reader._revoked = True
@@ -334,23 +223,20 @@ class KafkaSource(Transport):
         self._stable.set()  # wake readers waiting for a rebalance: they end
         if consumer is None:
             return
-        stopping = asyncio.ensure_future(consumer.stop())
-        try:
-            await asyncio.wait_for(asyncio.shield(stopping), CLOSE_TIMEOUT_S)
-        except TimeoutError:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT_S) as deadline:
+            try:
+                await consumer.stop()
+            except (KafkaError, OSError) as e:
+                self.log.warning("kafka_consumer_stop_failed", error=str(e))
+        if deadline.cancelled_caught:
             self.log.warning("kafka_consumer_stop_timeout", timeout_s=CLOSE_TIMEOUT_S)
-        except (KafkaError, OSError) as e:
-            self.log.warning("kafka_consumer_stop_failed", error=str(e))
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(stopping), CLOSE_TIMEOUT_S)
-            raise
         self.log.info("kafka_consumer_stopped")
 
     # --- rebalance listener ---------------------------------------------------------------------------
 
     def _on_revoked(self, revoked: Collection[Any]) -> None:
-        self._stable.clear()
+        if self._stable.is_set():  # an unset one already has waiters: they wake at the next assignment
+            self._stable = anyio.Event()
         self.log.info(
             "kafka_partitions_revoked",
             partitions=sorted(partition_key(tp.topic, tp.partition) for tp in revoked),
@@ -378,13 +264,9 @@ class KafkaSource(Transport):
             self._consumer.seek(tp, offset)
 
     async def _wait_stable(self, timeout_s: float) -> bool:
-        if self._stable.is_set():
-            return True
-        try:
-            await asyncio.wait_for(self._stable.wait(), timeout_s)
-        except TimeoutError:
-            return False
-        return True
+        with anyio.move_on_after(timeout_s):
+            await self._stable.wait()
+        return self._stable.is_set()
 
     # --- StreamSource ---------------------------------------------------------------------------------
 
@@ -394,11 +276,7 @@ class KafkaSource(Transport):
         if self._identity is not None:
             return self._identity
         await self._started()
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.bootstrap_servers,
-            client_id=self.client_id,
-            **self.security.client_kwargs(),
-        )
+        admin = AIOKafkaAdminClient(**self.connection.client_kwargs())
         cluster_id: str | None = None
         try:
             await admin.start()
@@ -406,9 +284,10 @@ class KafkaSource(Transport):
                 described = await admin.describe_cluster()
                 cluster_id = described.get("cluster_id") or None
             finally:
-                await asyncio.shield(admin.close())
+                with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT_S):
+                    await admin.close()
         except KafkaError as e:
-            raise self._translate(e, "DescribeCluster") from e
+            raise self.connection.refused(e, "DescribeCluster") from e
         self._identity = cluster_id or f"{','.join(self.bootstrap_servers)}/{self.topic}"
         return self._identity
 
@@ -417,8 +296,8 @@ class KafkaSource(Transport):
         ``rebalance_wait_s``, for the first assignment)."""
         consumer = await self._started()
         if not self._assigned_once.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._keepalive_until_assigned(consumer), self.rebalance_wait_s)
+            with anyio.move_on_after(self.rebalance_wait_s):
+                await self._keepalive_until_assigned(consumer)
         await self._keepalive(consumer)
         if not self._stable.is_set():
             return []
@@ -433,13 +312,13 @@ class KafkaSource(Transport):
         try:
             await consumer.getmany(TopicPartition(self.topic, -1), timeout_ms=0)
         except KafkaError as e:
-            raise self._translate(e, "Poll") from e
+            raise self.connection.refused(e, "Poll") from e
 
     async def _keepalive_until_assigned(self, consumer: Any) -> None:
         while not self._assigned_once.is_set():
             await self._keepalive(consumer)
-            with contextlib.suppress(TimeoutError):  # back as soon as the assignment arrives
-                await asyncio.wait_for(self._assigned_once.wait(), 0.1)
+            with anyio.move_on_after(_ASSIGNMENT_POLL_S):  # back as soon as the assignment arrives
+                await self._assigned_once.wait()
 
     async def open_shard(self, shard_id: str, start: StartPosition) -> KafkaPartitionReader:
         """A reader of one partition. ``AFTER_SEQUENCE_NUMBER`` resumes after that offset; any other start
@@ -465,7 +344,7 @@ class KafkaSource(Transport):
             reader._revoked = True
             return reader
         except KafkaError as e:
-            raise self._translate(e, "Seek") from e
+            raise self.connection.refused(e, "Seek") from e
         previous = self._readers.get(tp)
         if previous is not None:
             previous._revoked = True
@@ -505,75 +384,16 @@ class KafkaSource(Transport):
 
     async def commit(self, shard_id: str, sequence_number: str) -> None:
         """Every record of the partition up to ``sequence_number`` is finished: offset + 1 is committed
-        in the background, the partitions and batches finished meanwhile in one OffsetCommit request (and
-        before a rebalance or close). Raises the SourceError a background commit met.
-
-        A partition no longer assigned to this member is not committed (its new owner resumes from the
-        last committed offset: at-least-once); a commit refused by a rebalance in progress likewise (a
-        later commit covers it)."""
-        if self._commit_failure is not None:
-            raise self._commit_failure
+        in the background (see OffsetCommitter.request; a source never entered commits before a rebalance
+        and on close only). Raises the SourceError a background commit met."""
         topic, partition = parse_partition_key(shard_id)
         await self._started()
-        tp = TopicPartition(topic, partition)
-        offset = int(sequence_number) + 1
-        if tp not in self._assignment:
-            self.log.warning("kafka_commit_skipped_not_assigned", shard=shard_id, offset=offset)
-            return
-        self._pending_commits[tp] = offset
-        self._commit_wanted.set()
-        if self._committer is None:
-            self._committer = asyncio.create_task(
-                self._commit_loop(), name=f"esm-kafka-commit-{self.group_id}"
-            )
-
-    async def _commit_loop(self) -> None:
-        while True:
-            await self._commit_wanted.wait()
-            self._commit_wanted.clear()
-            try:
-                await self._flush_commits()
-            except SourceError as e:
-                self._commit_failure = e  # the next commit() raises it: the runner restarts
-                return
-
-    async def _flush_commits(self) -> None:
-        offsets = {tp: o for tp, o in self._pending_commits.items() if tp in self._assignment}
-        self._pending_commits.clear()
-        consumer = self._consumer
-        if not offsets or consumer is None:
-            return
-        try:
-            await consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError) as e:
-            self.log.warning(
-                "kafka_commit_skipped_rebalance",
-                shards=sorted(partition_key(tp.topic, tp.partition) for tp in offsets),
-                error=str(e),
-            )
-        except KafkaError as e:
-            raise self._translate(e, "Commit") from e
+        self._committer.request(TopicPartition(topic, partition), int(sequence_number) + 1)
 
     async def produce(self, topic: str, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
-        """A ``kafka://<topic>`` on-failure destination on the same cluster (implements TopicProducer):
-        each (key, value) is sent with acks from all in-sync replicas; a keyless message goes to any
-        partition."""
-        destination = f"{KAFKA_SCHEME}{topic}"
-        try:
-            if self._producer is None:
-                producer = AIOKafkaProducer(
-                    bootstrap_servers=self.bootstrap_servers,
-                    client_id=self.client_id,
-                    acks="all",
-                    enable_idempotence=True,
-                    **self.security.client_kwargs(),
-                )
-                await producer.start()
-                self._producer = producer
-            sent = [await self._producer.send(topic, value=value, key=key) for key, value in messages]
-            await asyncio.gather(*sent)
-        except KafkaError as e:
-            raise DestinationError(f"{destination}: produce failed: {e}", destination=destination) from e
+        """A ``kafka://<topic>`` on-failure destination on the same cluster (implements TopicProducer,
+        through the producer this source owns)."""
+        await self._producer.produce(topic, messages)
 
     def stream_record(self, message: Any) -> StreamRecord:
         headers: Sequence[tuple[str, bytes | None]] = list(message.headers or ())
@@ -630,7 +450,7 @@ class KafkaPartitionReader(Transport):
             self._revoked = True
             return ShardRead(records=[], released=True)
         except KafkaError as e:
-            raise source._translate(e, f"Fetch {self.shard_id}") from e
+            raise source.connection.refused(e, f"Fetch {self.shard_id}") from e
         if self._revoked:  # revoked while fetching: those records belong to the new owner
             return ShardRead(records=[], released=True)
         messages = fetched.get(self.tp) or []
@@ -648,7 +468,9 @@ class KafkaPartitionReader(Transport):
 
 
 if TYPE_CHECKING:  # the ports these classes implement (checked by mypy, never run)
-    from engine.ports import ShardReader, StreamSource
+    from engine.ports import ShardReader, SourceCommits, StreamSource, TopicProducer
 
-    def _implements(source: KafkaSource, reader: KafkaPartitionReader) -> tuple[StreamSource, ShardReader]:
-        return source, reader
+    def _implements(
+        source: KafkaSource, reader: KafkaPartitionReader
+    ) -> tuple[StreamSource, SourceCommits, TopicProducer, ShardReader]:
+        return source, source, source, reader

@@ -19,7 +19,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-
 
 from engine.events_kafka import parse_partition_key
 from engine.ports import ShardReader, SourceAccessDenied, SourceError, StartPosition, StreamRecord
-from pollers.kafka import KafkaSecurity, KafkaSource, StartingPosition
+from pollers.kafka import KafkaSource, StartingPosition
+from pollers.kafka_connection import KafkaSecurity
 from tests.services import KAFKA_SCRAM, KAFKA_SCRAM_PASSWORD, KAFKA_SCRAM_USER, endpoint_for, setting
 from tests.services import unique_name as new_name
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from engine.model import EventSourceMapping, SourceKind, State
-from pollers.kafka_factory import KafkaSourceFactory
+from pollers.kafka_factory import KafkaSourceFactory, MskSourceFactory, SelfManagedKafkaSourceFactory
 from pollers.resolve import MSK_TLS_BROKER_STRINGS, BrokerDirectory
 
 CLUSTER = "arn:aws:kafka:us-east-1:123456789012:cluster/orders/5f1c8e2a-0000-4000-8000-000000000001-1"
@@ -59,11 +59,15 @@ def _mapping(access: list[dict[str, str]], kind: SourceKind = SourceKind.MSK) ->
     )
 
 
-def _factory(sections: dict[str, Any], msk_answer: dict[str, str] | None = None) -> KafkaSourceFactory:
+def _factory(
+    sections: dict[str, Any],
+    msk_answer: dict[str, str] | None = None,
+    kind: type[KafkaSourceFactory] = MskSourceFactory,
+) -> KafkaSourceFactory:
     secrets = {SECRET: {"username": "esm", "password": "esm-secret"}}
     directory = BrokerDirectory({"secrets": secrets, **sections}, lambda service: None)
     directory._msk = _FakeMsk(msk_answer or {})  # type: ignore[assignment]
-    return KafkaSourceFactory(directory)
+    return kind(directory)
 
 
 async def _protocol(factory: KafkaSourceFactory, mapping: EventSourceMapping) -> tuple[list[str], str]:
@@ -127,4 +131,5 @@ async def test_config_file_brokers_keep_their_tls_flag(entry_tls: bool | None, p
 
 async def test_self_managed_scram_stays_plaintext_without_certificates() -> None:
     mapping = _mapping([{"Type": "SASL_SCRAM_256_AUTH", "URI": SECRET}], SourceKind.SELF_MANAGED_KAFKA)
-    assert await _protocol(_factory({}), mapping) == (["127.0.0.1:9096"], "SASL_PLAINTEXT")
+    factory = _factory({}, kind=SelfManagedKafkaSourceFactory)
+    assert await _protocol(factory, mapping) == (["127.0.0.1:9096"], "SASL_PLAINTEXT")
