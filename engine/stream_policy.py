@@ -48,8 +48,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.model import RetryPolicy
+from engine.pipeline.verdict import FUNCTION_ERROR, PARTIAL_FAILURE, classify
 from engine.ports import InvokeError, InvokeResult, StreamRecord
-from engine.responses import ResponseKind, parse_batch_item_failures, string_identifier
+from engine.responses import string_identifier
 from engine.retry import Backoff
 
 RETRY_ATTEMPTS_EXHAUSTED = "RetryAttemptsExhausted"
@@ -118,6 +119,7 @@ async def process_batch(
     item_id: Callable[[StreamRecord], Hashable] = sequence_number,
     identify: Callable[[Any], Hashable | None] = string_identifier,
     settled: Callable[[tuple[StreamRecord, ...]], Awaitable[None]] | None = None,
+    invoke_empty: bool = False,
 ) -> BatchReport:
     """Process one batch of one shard lane to the end (spec 4.9) and say what happened.
 
@@ -126,15 +128,18 @@ async def process_batch(
     ``discard`` receives every give-up, in record order, before processing continues. ``settled``
     receives every run of records as soon as it is final (succeeded, or discarded after ``discard``), so
     the checkpoint can move before the rest of the batch settles: a partial batch response checkpoints
-    at its lowest failed record (spec 4.5). Returns only when every record has either succeeded or been
-    discarded exactly once. Any other exception, cancellation included, propagates untouched.
+    at its lowest failed record (spec 4.5). With ``invoke_empty``, an empty batch is one invocation under
+    the same policy (given up on with an empty Discard). Returns only when every record has either
+    succeeded or been discarded exactly once. Any other exception, cancellation included, propagates
+    untouched.
     """
     report = BatchReport()
     delays = backoff()
     max_retries = policy.max_retry_attempts
     max_age = policy.max_record_age_s
     # the work list, last item next: halves are pushed second-then-first
-    pending = [_Lineage(tuple(records), attempts=0, invocations=0, depth=0)] if records else []
+    # an empty batch is invoked only when asked (a tumbling window's final invocation carries no records)
+    pending = [_Lineage(tuple(records), 0, 0, 0)] if records or invoke_empty else []
 
     async def settle(records: tuple[StreamRecord, ...]) -> None:
         if settled is not None and records:
@@ -175,30 +180,27 @@ async def process_batch(
                 continue
             report.invocations += 1
             lineage.invocations += 1
-            if result.function_error is None:
-                if not policy.report_batch_item_failures:
-                    await succeed(batch)
-                    delays.reset()
-                    break
-                parsed = parse_batch_item_failures(result.payload, {item_id(r) for r in batch}, identify)
-                if parsed.kind is ResponseKind.SUCCESS:
-                    await succeed(batch)
-                    delays.reset()
-                    break
-                if parsed.kind is ResponseKind.PARTIAL:
-                    failed = set(parsed.failed)
-                    lowest = next(i for i, r in enumerate(batch) if item_id(r) in failed)
-                    await succeed(batch[:lowest])
-                    batch = batch[lowest:]
-                lineage.attempts += 1
-            elif policy.bisect_on_error and len(batch) > 1:
+            verdict = classify(
+                result,
+                [item_id(r) for r in batch],
+                report_batch_item_failures=policy.report_batch_item_failures,
+                identify=identify,
+            )
+            if verdict.ok:
+                await succeed(batch)
+                delays.reset()
+                break
+            if verdict.outcome == PARTIAL_FAILURE:
+                lowest = next(i for i, r in enumerate(batch) if item_id(r) in verdict.failed)
+                await succeed(batch[:lowest])
+                batch = batch[lowest:]
+            elif verdict.outcome == FUNCTION_ERROR and policy.bisect_on_error and len(batch) > 1:
                 mid = len(batch) // 2
                 for half in (batch[mid:], batch[:mid]):
                     pending.append(_Lineage(half, lineage.attempts, lineage.invocations, lineage.depth + 1))
                 await sleep(delays.next_delay())
                 break
-            else:
-                lineage.attempts += 1
+            lineage.attempts += 1
             if max_retries >= 0 and lineage.attempts > max_retries:
                 await give_up(batch, RETRY_ATTEMPTS_EXHAUSTED, lineage.invocations, result)
                 delays.reset()

@@ -8,23 +8,21 @@ timeout to return them). The runner scales its pollers between a floor and Maxim
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import anyio
 import structlog
 
-from engine.batching import Admission, Batch, Batcher, encode_envelope, encode_record
-from engine.destinations import MAXIMUM_PAYLOAD_SIZE_EXCEEDED
+from engine.batching import Admission, Batch, Batcher, encode_record
 from engine.events import Envelope
 from engine.filtering import RecordFilter, filter_view
 from engine.model import EventSourceMapping
-from engine.ports import InvokeError, Invoker, QueueMessage, QueueSource
-from engine.responses import ResponseKind, parse_batch_item_failures
-from engine.retry import Backoff
-from engine.runner.status import LastProcessingResult
+from engine.pipeline.journal import Journal, LastProcessingResult
+from engine.pipeline.queue_batch import QueueBatches
+from engine.ports import Invoker, QueueMessage, QueueSource
 from engine.sources.profile import SourceProfile
-from engine.store.sqlite import DISCARDED, JournalEntry, SqliteStore
+from engine.store.sqlite import SqliteStore
 
 log = structlog.get_logger("engine.runner.queue")
 
@@ -64,19 +62,32 @@ class QueueRunner:
         store: SqliteStore,
         settings: QueueRunnerSettings,
         clock: Callable[[], float] = anyio.current_time,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self.mapping = mapping
         self.source = source
         self.envelope = envelope
-        self.invoker = invoker
         self.filter = record_filter
-        self.store = store
-        self.last_result = LastProcessingResult(store, mapping.uuid)
         self.settings = settings
         self.clock = clock
         self.profile = profile
         self.policy = profile.batching(mapping)
-        self.report_failures = profile.retry(mapping).report_batch_item_failures
+        self.log = log.bind(
+            mapping=mapping.uuid, source=mapping.event_source_arn, function=mapping.function_arn
+        )
+        self.batches = QueueBatches(
+            source,
+            envelope,
+            invoker,
+            profile,
+            Journal(store, mapping.uuid),
+            LastProcessingResult(store, mapping.uuid, shown=profile.shows_last_processing_result),
+            report_batch_item_failures=profile.retry(mapping).report_batch_item_failures,
+            invoke_budget_s=settings.invoke_retry_budget_s,
+            clock=clock,
+            sleep=sleep,
+            log=self.log,
+        )
         provisioned = profile.provisioned_pollers(mapping)
         if provisioned is not None:
             # provisioned pollers stay up while the queue is idle, as on AWS
@@ -92,9 +103,6 @@ class QueueRunner:
         # invocations run concurrently (SQS pollers each receive for themselves)
         self._cut_lock = anyio.Lock() if profile.one_push_buffer else None
         self._tg: anyio.abc.TaskGroup | None = None
-        self.log = log.bind(
-            mapping=mapping.uuid, source=mapping.event_source_arn, function=mapping.function_arn
-        )
 
     def drain(self) -> None:
         """Stop receiving; batches in flight finish."""
@@ -137,7 +145,7 @@ class QueueRunner:
                     continue
                 while backlog and self._active < self.burst_pollers:
                     self._spawn()  # a backlog gets AWS's first concurrent batches at once
-                invoke_s = await self._process(batch)
+                invoke_s = await self.batches.process(batch)
                 # another poller helps only when the function, not the queue's round trips, is the bottleneck
                 function_bound = invoke_s >= (self.clock() - started) / 2
                 if backlog and function_bound and self._active < self.max_pollers:
@@ -165,13 +173,8 @@ class QueueRunner:
                 verdict = batcher.offer(msg, encoded, self.clock())
                 if verdict is Admission.WOULD_EXCEED:
                     return batcher.batch, pending[i:], True
-                if verdict is Admission.TOO_LARGE:
-                    # never invocable: the broker dead-letters it (never a delete), the journal says so
-                    reason = MAXIMUM_PAYLOAD_SIZE_EXCEEDED
-                    self.log.warning("record_rejected", item=msg.item_id, bytes=len(encoded), reason=reason)
-                    await self.source.reject([msg], reason)
-                    attempt = int(msg.extra.get("attempt", 1))
-                    self._journal([msg], attempt, DISCARDED, 0.0, {"reason": reason, "bytes": len(encoded)})
+                if verdict is Admission.TOO_LARGE:  # never invocable: dead-lettered, never deleted
+                    await self.batches.too_large(msg, len(encoded))
             pending = []
             now = self.clock()
             if batcher.should_flush(now) or self._draining.is_set():
@@ -204,104 +207,9 @@ class QueueRunner:
             else:
                 dropped.append(msg)
         if dropped:
-            self.log.debug("records_filtered_out", count=len(dropped))
-            await self.source.ack(dropped)
+            await self.batches.filtered_out(dropped)
         return kept
 
     def _matches(self, msg: QueueMessage) -> bool:
         view = filter_view(self.profile.filters, msg.record)
         return view is not None and self.filter.matches(view)
-
-    async def _process(self, batch: Batch[QueueMessage]) -> float:
-        """Invoke and settle one batch; returns the seconds spent invoking."""
-        payload = encode_envelope(self.envelope.prefix, batch.encoded, self.envelope.suffix)
-        items = batch.items
-        attempt = max(int(m.extra.get("attempt", 1)) for m in items)
-        backoff = Backoff()
-        budget_ends = self.clock() + self.settings.invoke_retry_budget_s
-        while True:
-            try:
-                result = await self.invoker.invoke(payload)
-                break
-            except InvokeError as e:
-                delay = backoff.next_delay()
-                self.log.warning("invoke_failed", error=str(e), throttled=e.throttled, retry_in_s=delay)
-                if self.clock() + delay >= budget_ends:
-                    self._journal(items, attempt, "invoke_error", 0.0, {"error": str(e)})
-                    await self._release(items)
-                    return 0.0
-                await anyio.sleep(delay)
-        failed: Sequence[QueueMessage]
-        if result.function_error:
-            outcome, failed = "function_error", items
-        elif self.report_failures:
-            parsed = parse_batch_item_failures(result.payload, {m.item_id for m in items})
-            if parsed.kind is ResponseKind.SUCCESS:
-                outcome, failed = "success", ()
-            elif parsed.kind is ResponseKind.PARTIAL:
-                reported = set(parsed.failed)
-                outcome, failed = "partial_failure", [m for m in items if m.item_id in reported]
-            else:
-                self.log.warning("invalid_batch_response", reason=parsed.reason)
-                outcome, failed = "invalid_response", items
-        else:
-            outcome, failed = "success", ()
-        failed_ids = {m.item_id for m in failed}
-        if self.profile.shows_last_processing_result:
-            self.last_result.report(function_failed=outcome != "success")
-        done = [m for m in items if m.item_id not in failed_ids]
-        if done:
-            await self.source.ack(done)
-        self._journal(
-            items,
-            attempt,
-            outcome,
-            result.duration_ms,
-            {"failed": sorted(failed_ids)} if 0 < len(failed_ids) < len(items) else {},
-        )
-        if failed:
-            await self._release(failed)
-        self.log.info(
-            "batch_processed",
-            outcome=outcome,
-            size=len(items),
-            failed=len(failed_ids),
-            bytes=len(payload),
-            duration_ms=round(result.duration_ms, 2),
-        )
-        return result.duration_ms / 1000
-
-    async def _release(self, failed: Sequence[QueueMessage]) -> None:
-        """Back to the broker, or past its redelivery limit to its dead-letter queue (journaled)."""
-        limit = self.profile.max_redeliveries
-        spent = [m for m in failed if limit is not None and int(m.extra.get("attempt", 1)) > limit]
-        if spent:
-            await self.source.reject(spent, MAXIMUM_REDELIVERIES_EXCEEDED)
-            failed = [m for m in failed if m not in spent]
-        for m in [*spent, *(await self.source.release(failed) if failed else ())]:
-            self.log.warning("record_dead_lettered", item=m.item_id, reason=MAXIMUM_REDELIVERIES_EXCEEDED)
-            attempt = int(m.extra.get("attempt", 1))
-            self._journal([m], attempt, DISCARDED, 0.0, {"reason": MAXIMUM_REDELIVERIES_EXCEEDED})
-
-    def _journal(
-        self,
-        items: Sequence[QueueMessage],
-        attempt: int,
-        outcome: str,
-        duration_ms: float,
-        detail: dict[str, object],
-    ) -> None:
-        self.store.append_journal(
-            JournalEntry(
-                mapping_uuid=self.mapping.uuid,
-                scope="queue",
-                first_item=items[0].item_id,
-                last_item=items[-1].item_id,
-                batch_size=len(items),
-                attempt=attempt,
-                bisect_depth=0,
-                outcome=outcome,
-                duration_ms=duration_ms,
-                detail=detail,
-            )
-        )

@@ -1,18 +1,24 @@
 """The embedded default store: SQLite in WAL mode holding mappings, checkpoints and the invocation journal.
 
-Writes are small and sub-millisecond in WAL mode with synchronous=NORMAL, so they run on the event loop
-thread; a restart reads everything back.
+Every call is serialized on one lock, so the runners' frequent writes (journal, checkpoints, window state)
+can run on a worker thread (:meth:`SqliteStore.offload`) while the control plane's calls, which are small
+and indexed, run on the event loop thread. A restart reads everything back.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import anyio
+import anyio.to_thread
 
 from engine.model import EventSourceMapping, SourceKind, State
 
@@ -94,11 +100,29 @@ class JournalEntry:
     id: int = 0
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _serialized(method: Callable[Concatenate[SqliteStore, P], R]) -> Callable[Concatenate[SqliteStore, P], R]:
+    """One call at a time on the connection, whichever thread makes it (a transaction never interleaves)."""
+
+    @functools.wraps(method)
+    def call(self: SqliteStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return call
+
+
 class SqliteStore:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        #: one worker thread at a time, so the runners' writes keep their order (made in the event loop)
+        self._worker: anyio.CapacityLimiter | None = None
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -119,11 +143,19 @@ class SqliteStore:
                 self._db.execute("ROLLBACK")
                 raise
 
+    async def offload(self, call: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run one of this store's calls on the worker thread, off the event loop."""
+        if self._worker is None:
+            self._worker = anyio.CapacityLimiter(1)
+        return await anyio.to_thread.run_sync(functools.partial(call, *args, **kwargs), limiter=self._worker)
+
+    @_serialized
     def close(self) -> None:
         self._db.close()
 
     # --- mappings ---------------------------------------------------------------------------------
 
+    @_serialized
     def insert_mapping(self, m: EventSourceMapping) -> EventSourceMapping:
         row = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM mappings").fetchone()
         m = replace(m, seq=int(row[0]))
@@ -133,13 +165,16 @@ class SqliteStore:
         )
         return m
 
+    @_serialized
     def save_mapping(self, m: EventSourceMapping) -> None:
         assignments = ", ".join(f"{c}=:{c}" for c in _COLUMNS if c not in ("uuid", "seq", "kind"))
         self._db.execute(f"UPDATE mappings SET {assignments} WHERE uuid=:uuid", _columns(m))
 
+    @_serialized
     def set_last_processing_result(self, uuid: str, result: str) -> None:
         self._db.execute("UPDATE mappings SET last_processing_result=? WHERE uuid=?", (result, uuid))
 
+    @_serialized
     def set_stopped_reason(self, uuid: str, reason: str, result: str | None) -> None:
         """Lambda stopped the mapping's consumer: StateTransitionReason and LastProcessingResult say why
         (``result`` None: no result since)."""
@@ -148,13 +183,16 @@ class SqliteStore:
             (reason, result, uuid),
         )
 
+    @_serialized
     def get_mapping(self, uuid: str) -> EventSourceMapping | None:
         row = self._db.execute("SELECT * FROM mappings WHERE uuid=?", (uuid,)).fetchone()
         return _mapping(row) if row else None
 
+    @_serialized
     def list_mappings(self) -> list[EventSourceMapping]:
         return [_mapping(r) for r in self._db.execute("SELECT * FROM mappings ORDER BY seq")]
 
+    @_serialized
     def delete_mapping(self, uuid: str) -> None:
         self._db.execute("BEGIN")
         self._db.execute("DELETE FROM mappings WHERE uuid=?", (uuid,))
@@ -164,12 +202,14 @@ class SqliteStore:
 
     # --- tags -------------------------------------------------------------------------------------
 
+    @_serialized
     def tags(self, mapping_uuid: str) -> dict[str, str]:
         rows = self._db.execute(
             "SELECT key, value FROM tags WHERE mapping_uuid=? ORDER BY key", (mapping_uuid,)
         )
         return {r["key"]: r["value"] for r in rows}
 
+    @_serialized
     def put_tags(self, mapping_uuid: str, tags: Mapping[str, str]) -> None:
         """Add tags, replacing the values of keys the mapping already has."""
         self._db.executemany(
@@ -178,6 +218,7 @@ class SqliteStore:
             [(mapping_uuid, k, v) for k, v in tags.items()],
         )
 
+    @_serialized
     def remove_tags(self, mapping_uuid: str, keys: Iterable[str]) -> None:
         self._db.executemany(
             "DELETE FROM tags WHERE mapping_uuid=? AND key=?", [(mapping_uuid, k) for k in keys]
@@ -185,6 +226,7 @@ class SqliteStore:
 
     # --- checkpoints ------------------------------------------------------------------------------
 
+    @_serialized
     def put_checkpoint(self, mapping_uuid: str, scope: str, position: str) -> None:
         self._db.execute(
             "INSERT INTO checkpoints VALUES (?,?,?,?) ON CONFLICT (mapping_uuid, scope)"
@@ -192,9 +234,11 @@ class SqliteStore:
             (mapping_uuid, scope, position, time.time()),
         )
 
+    @_serialized
     def clear_checkpoints(self, mapping_uuid: str) -> None:
         self._db.execute("DELETE FROM checkpoints WHERE mapping_uuid=?", (mapping_uuid,))
 
+    @_serialized
     def checkpoints(self, mapping_uuid: str) -> dict[str, str]:
         rows = self._db.execute(
             "SELECT scope, position FROM checkpoints WHERE mapping_uuid=?", (mapping_uuid,)
@@ -203,6 +247,7 @@ class SqliteStore:
 
     # --- invocation journal -----------------------------------------------------------------------
 
+    @_serialized
     def append_journal(self, e: JournalEntry) -> None:
         self._db.execute(
             "INSERT INTO journal (mapping_uuid, at, scope, first_item, last_item, batch_size, attempt,"
@@ -222,15 +267,17 @@ class SqliteStore:
             ),
         )
 
-    def journal(self, mapping_uuid: str | None = None, limit: int = 100) -> Iterator[JournalEntry]:
+    @_serialized
+    def journal(self, mapping_uuid: str | None = None, limit: int = 100) -> list[JournalEntry]:
+        """The newest ``limit`` rows (of one mapping), oldest first."""
         sql = "SELECT * FROM journal"
         args: tuple[Any, ...] = ()
         if mapping_uuid:
             sql += " WHERE mapping_uuid=?"
             args = (mapping_uuid,)
         sql += " ORDER BY id DESC LIMIT ?"
-        for r in reversed(self._db.execute(sql, (*args, limit)).fetchall()):
-            yield JournalEntry(
+        return [
+            JournalEntry(
                 mapping_uuid=r["mapping_uuid"],
                 scope=r["scope"],
                 first_item=r["first_item"],
@@ -244,6 +291,8 @@ class SqliteStore:
                 at=r["at"],
                 id=r["id"],
             )
+            for r in reversed(self._db.execute(sql, (*args, limit)).fetchall())
+        ]
 
 
 _COLUMNS = (

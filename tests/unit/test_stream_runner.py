@@ -25,7 +25,8 @@ from engine.destinations import iso_millis
 from engine.filtering import compile_filters
 from engine.model import EventSourceMapping, SourceKind, State
 from engine.ports import InvokeResult, SourceThrottled, StartPosition, StreamRecord
-from engine.runner.stream import SHARD_END, StreamRunner, StreamRunnerSettings
+from engine.pipeline.checkpoints import SHARD_END
+from engine.runner.stream import StreamRunner, StreamRunnerSettings
 from engine.senders import DestinationError
 from engine.sources.registry import profile_of
 from engine.store.sqlite import JournalEntry, SqliteStore
