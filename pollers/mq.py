@@ -1,6 +1,10 @@
 """Amazon MQ mappings: the broker ARN resolves to endpoints (config file or DescribeBroker), the engine
 type follows the endpoint's scheme (amqp/amqps: RabbitMQ; stomp/stomp+ssl: ActiveMQ), BASIC_AUTH to
-credentials (config file or Secrets Manager), VIRTUAL_HOST selects the RabbitMQ virtual host."""
+credentials (config file or Secrets Manager), VIRTUAL_HOST selects the RabbitMQ virtual host.
+
+The factory keeps ActiveMQ's redelivery ledgers (the delivery counts STOMP does not carry), one per
+broker endpoint and queue, for as long as it lives: a source re-created for a restarted runner goes on
+counting where the last one stopped."""
 
 from __future__ import annotations
 
@@ -12,14 +16,14 @@ from engine.events_activemq import activemq_envelope
 from engine.events_rabbitmq import rabbitmq_envelope
 from engine.model import EventSourceMapping
 from engine.ports import QueueSource, SourceDescription, SourceError, SourceNotFound
-from pollers.activemq import ActiveMqQueue
+from engine.sources.mq import prefetch_count
+from pollers.activemq import ActiveMqQueue, parse_endpoint, queue_name
+from pollers.activemq_ledger import RedeliveryLedger
 from pollers.rabbitmq import RabbitMqQueue
 from pollers.resolve import BrokerDirectory
 
 RABBITMQ_SCHEMES = ("amqp", "amqps")
 ACTIVEMQ_SCHEMES = ("stomp", "stomp+ssl", "stomp+nio", "stomp+nio+ssl")
-#: prefetch is sized to the batch, within what the brokers accept
-MAX_PREFETCH = 65_535
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,16 @@ def _access(mapping: EventSourceMapping, kind: str) -> str | None:
 class MqSourceFactory:
     def __init__(self, directory: BrokerDirectory) -> None:
         self.directory = directory
+        self._ledgers: dict[tuple[str, int, str], RedeliveryLedger] = {}
+
+    def ledger(self, endpoint: str, queue: str) -> RedeliveryLedger:
+        """The redelivery ledger of this queue on this broker, created on first use."""
+        host, port, _tls = parse_endpoint(endpoint)
+        key = (host, port, queue_name(queue))
+        ledger = self._ledgers.get(key)
+        if ledger is None:
+            ledger = self._ledgers[key] = RedeliveryLedger()
+        return ledger
 
     async def target(self, mapping: EventSourceMapping) -> MqTarget:
         arn = mapping.event_source_arn
@@ -68,8 +82,7 @@ class MqSourceFactory:
         t = await self.target(mapping)
         creds = await self.directory.credentials(t.secret_arn) if t.secret_arn else None
         arn = mapping.event_source_arn or ""
-        # twice the batch: the broker refills while a batch is being invoked
-        prefetch = min(2 * int(mapping.params["BatchSize"]), MAX_PREFETCH)
+        prefetch = prefetch_count(mapping)
         user, password = (creds.username, creds.password) if creds else (None, None)
         if t.engine == "RabbitMQ":
             source: QueueSource = RabbitMqQueue(
@@ -83,6 +96,12 @@ class MqSourceFactory:
             )
             return source, rabbitmq_envelope(arn, t.queue, t.vhost), t
         source = ActiveMqQueue(
-            t.endpoint, t.queue, username=user, password=password, prefetch=prefetch, broker_arn=arn
+            t.endpoint,
+            t.queue,
+            username=user,
+            password=password,
+            prefetch=prefetch,
+            broker_arn=arn,
+            ledger=self.ledger(t.endpoint, t.queue),
         )
         return source, activemq_envelope(arn), t

@@ -15,7 +15,7 @@ SourceNotFound; refused credentials raise SourceError naming the user and the vi
 
 from __future__ import annotations
 
-import asyncio
+import asyncio  # aio-pika/aiormq are asyncio-based: a channel reports its closing as an asyncio future
 import contextlib
 import math
 from collections.abc import Mapping, Sequence
@@ -44,14 +44,13 @@ AMQPS_PORT = 5671
 #: basic.qos prefetch-count is a short (the engine passes BatchSize, up to 10,000)
 MAX_PREFETCH = 65535
 _PROPERTY_NAMES = tuple(spec.Basic.Properties.__slots__)
-# what aiormq/aio-pika raise when the broker or the network fails
+# what aiormq/aio-pika raise when the broker or the network fails (asyncio's TimeoutError is the builtin)
 _AMQP_FAILURES: tuple[type[BaseException], ...] = (
     amqp_errors.AMQPError,
     amqp_errors.ChannelInvalidStateError,
     ConnectionError,
     OSError,
     TimeoutError,
-    asyncio.TimeoutError,
 )
 
 
@@ -263,6 +262,7 @@ class RabbitMqQueue(Transport):
         self._send.close()  # wakes every waiting receive
 
     def _on_channel_closed(self, gen: int, closing: asyncio.Future[Any]) -> None:
+        # a done callback of aiormq's asyncio future, run by the event loop
         exc = None if closing.cancelled() else closing.exception()
         self._fail(gen, SourceError(f"RabbitMQ channel for {self.where} closed: {_reason(exc)}"))
 

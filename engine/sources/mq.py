@@ -54,3 +54,14 @@ class MqRunners(BoundRunners[MqTransports]):
         )
         profile = BROKER_PROFILES[target.engine]
         return QueueRunner(m, profile, source, envelope, kit.invoker, kit.record_filter, kit.store, settings)
+
+
+#: the largest prefetch the brokers accept (RabbitMQ's basic.qos prefetch-count is a short)
+MAX_PREFETCH = 65_535
+
+
+def prefetch_count(m: EventSourceMapping) -> int:
+    """How many messages a broker pushes ahead of acknowledgements: twice the batch, so it refills while
+    a batch is being invoked (the concurrent batches share that one push buffer), within what the
+    brokers accept."""
+    return min(2 * PROFILE.batching(m).batch_size, MAX_PREFETCH)

@@ -2,8 +2,9 @@
 
 Broker behaviour these tests pin down (see the module docstring of pollers/activemq.py):
 * a message left unacknowledged comes back with ``redelivered:true`` once its subscription ends;
-* the broker applies no redelivery limit over STOMP by itself: the source counts failures and NACKs
-  (poison-acks) a message on its 7th failure, which moves it to ``ActiveMQ.DLQ``;
+* the broker applies no redelivery limit over STOMP by itself: the source counts failures (the next
+  delivery's ``attempt``), and a NACK (``reject``, what the queue runner does past the MQ profile's
+  ``max_redeliveries``) poison-acks a message, which moves it to ``ActiveMQ.DLQ``;
 * messages in flight on the same subscription are not redelivered by a release; a lost or closed
   connection hands back everything it held unacknowledged.
 """
@@ -17,7 +18,7 @@ import re
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,7 +29,10 @@ import pytest
 import stompman
 
 from engine.ports import QueueMessage, SourceError
-from pollers.activemq import ActiveMqQueue, RedeliveryLedger, StompFrameParser, encode_ack, parse_endpoint
+from engine.sources.mq import BROKER_PROFILES
+from pollers.activemq import ActiveMqQueue, parse_endpoint
+from pollers.activemq_ledger import RedeliveryLedger
+from pollers.stomp import StompFrameParser, encode_ack
 from tests.services import ACTIVEMQ_PASSWORD, ACTIVEMQ_USER, endpoint_for, host_port, is_up, setting
 
 ROOT = Path(__file__).parents[2]
@@ -66,9 +70,9 @@ SourceFactory = Callable[..., ActiveMqQueue]
 
 
 @pytest.fixture
-async def open_source() -> AsyncIterator[SourceFactory]:
-    """``open_source(queue, **overrides)``: an ActiveMqQueue closed at teardown."""
-    sources: list[ActiveMqQueue] = []
+def open_source() -> SourceFactory:
+    """``async with open_source(queue, **overrides) as src``: an ActiveMqQueue (its own ledger unless
+    one is given), closed when the block ends."""
 
     def make(queue: str, *, endpoint: str | None = None, **overrides: Any) -> ActiveMqQueue:
         user, password = _creds()
@@ -80,13 +84,9 @@ async def open_source() -> AsyncIterator[SourceFactory]:
             "ledger": RedeliveryLedger(),
             **overrides,
         }
-        src = ActiveMqQueue(endpoint or _endpoint(), queue, **kwargs)
-        sources.append(src)
-        return src
+        return ActiveMqQueue(endpoint or _endpoint(), queue, **kwargs)
 
-    yield make
-    for src in sources:
-        await src.aclose()
+    return make
 
 
 def _client() -> stompman.Client:
@@ -146,6 +146,17 @@ async def dead_letters(token: str, expect: int, within: float = 5.0) -> list[sto
         await anyio.sleep(0.3 if expect else 1.0)  # anything beyond what was expected
         await sub.unsubscribe()
     return frames
+
+
+async def fail(src: ActiveMqQueue, messages: Sequence[QueueMessage], max_redeliveries: int) -> None:
+    """Settle failed messages as the queue runner does (engine/runner/queue.py ``_release``): past the
+    redelivery limit rejected (the broker's DLQ), the others released for redelivery."""
+    spent = [m for m in messages if m.extra["attempt"] > max_redeliveries]
+    if spent:
+        await src.reject(spent, "MaximumRedeliveriesExceeded")
+    back = [m for m in messages if m not in spent]
+    if back:
+        assert await src.release(back) == ()  # the transport itself never dead-letters
 
 
 def _b64(b: bytes) -> str:
@@ -296,35 +307,35 @@ async def test_receives_in_order_with_exact_records(open_source: SourceFactory, 
     await publish(queue, [b"\x00\x01binary\xff"], headers=lambda i: {"index": "5"}, as_bytes=True)
     after = int(time.time() * 1000)
 
-    src = open_source(queue)
-    got = await collect(src, 6)
-    assert [m.record["data"] for m in got] == [_b64(b) for b in [*texts, b"\x00\x01binary\xff"]]
-    for i, m in enumerate(got):
-        rec = m.record
-        assert list(rec) == KEY_ORDER
-        assert m.item_id == rec["messageID"] and rec["messageID"].startswith("ID:")
-        assert before <= rec["timestamp"] <= after
-        text = i < 5
-        assert rec == {
-            "messageID": m.item_id,
-            "messageType": "jms/text-message" if text else "jms/bytes-message",
-            "deliveryMode": 2,
-            "replyTo": {"physicalName": "replies"} if text else None,
-            "type": "OrderCreated" if text else None,
-            "expiration": expires if text else None,
-            "priority": 4,
-            "correlationId": f"corr-{i}" if text else None,
-            "redelivered": False,
-            "destination": {"physicalName": queue},
-            "data": rec["data"],
-            "timestamp": rec["timestamp"],
-            "brokerInTime": rec["timestamp"],
-            "brokerOutTime": rec["timestamp"],
-            "properties": {"index": str(i), "origin": "test"} if text else {"index": "5"},
-        }
-        assert m.extra == {"attempt": 1}
-    assert len({m.item_id for m in got}) == 6
-    await src.ack(got)
+    async with open_source(queue) as src:
+        got = await collect(src, 6)
+        assert [m.record["data"] for m in got] == [_b64(b) for b in [*texts, b"\x00\x01binary\xff"]]
+        for i, m in enumerate(got):
+            rec = m.record
+            assert list(rec) == KEY_ORDER
+            assert m.item_id == rec["messageID"] and rec["messageID"].startswith("ID:")
+            assert before <= rec["timestamp"] <= after
+            text = i < 5
+            assert rec == {
+                "messageID": m.item_id,
+                "messageType": "jms/text-message" if text else "jms/bytes-message",
+                "deliveryMode": 2,
+                "replyTo": {"physicalName": "replies"} if text else None,
+                "type": "OrderCreated" if text else None,
+                "expiration": expires if text else None,
+                "priority": 4,
+                "correlationId": f"corr-{i}" if text else None,
+                "redelivered": False,
+                "destination": {"physicalName": queue},
+                "data": rec["data"],
+                "timestamp": rec["timestamp"],
+                "brokerInTime": rec["timestamp"],
+                "brokerOutTime": rec["timestamp"],
+                "properties": {"index": str(i), "origin": "test"} if text else {"index": "5"},
+            }
+            assert m.extra == {"attempt": 1}
+        assert len({m.item_id for m in got}) == 6
+        await src.ack(got)
 
 
 @needs_broker
@@ -332,40 +343,39 @@ async def test_receive_waits_for_the_first_then_takes_what_is_buffered(
     open_source: SourceFactory, unique_name: Any
 ) -> None:
     queue = unique_name("amq-wait")
-    src = open_source(queue, prefetch=50)
-    started = time.monotonic()
-    assert await src.receive(10, 1.0) == []
-    assert 0.9 <= time.monotonic() - started < 3.0
+    async with open_source(queue, prefetch=50) as src:
+        started = time.monotonic()
+        assert await src.receive(10, 1.0) == []
+        assert 0.9 <= time.monotonic() - started < 3.0
 
-    async def later() -> None:
-        await anyio.sleep(0.5)
-        await publish(queue, [f"b{i}".encode() for i in range(25)])
+        async def later() -> None:
+            await anyio.sleep(0.5)
+            await publish(queue, [f"b{i}".encode() for i in range(25)])
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(later)
-        first = await src.receive(10, 10.0)
-    assert 1 <= len(first) <= 10
-    rest: list[QueueMessage] = []
-    with anyio.fail_after(5):
-        while len(first) + len(rest) < 25:
-            await anyio.sleep(0.1)
-            started = time.monotonic()
-            rest += await src.receive(100, 0)  # no wait: only what is buffered
-            assert time.monotonic() - started < 0.05
-    assert len(first) + len(rest) == 25
-    await src.ack([*first, *rest])
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(later)
+            first = await src.receive(10, 10.0)
+        assert 1 <= len(first) <= 10
+        rest: list[QueueMessage] = []
+        with anyio.fail_after(5):
+            while len(first) + len(rest) < 25:
+                await anyio.sleep(0.1)
+                started = time.monotonic()
+                rest += await src.receive(100, 0)  # no wait: only what is buffered
+                assert time.monotonic() - started < 0.05
+        assert len(first) + len(rest) == 25
+        await src.ack([*first, *rest])
 
 
 @needs_broker
 async def test_ack_removes_messages(open_source: SourceFactory, unique_name: Any) -> None:
     queue = unique_name("amq-ack")
     await publish(queue, [b"a", b"b", b"c"])
-    first = open_source(queue)
-    got = await collect(first, 3)
-    await first.ack(got)
-    await first.aclose()
-    fresh = open_source(queue)
-    assert await fresh.receive(10, 1.5) == []
+    async with open_source(queue) as first:
+        got = await collect(first, 3)
+        await first.ack(got)
+    async with open_source(queue) as fresh:
+        assert await fresh.receive(10, 1.5) == []
 
 
 @needs_broker
@@ -374,18 +384,18 @@ async def test_release_redelivers_with_the_redelivered_flag(
 ) -> None:
     queue = unique_name("amq-release")
     await publish(queue, [b"fails once"])
-    src = open_source(queue)
-    (msg,) = await collect(src, 1)
-    assert msg.record["redelivered"] is False
-    await src.release([msg])
-    (again,) = await collect(src, 1)
-    assert again.item_id == msg.item_id
-    assert again.record["redelivered"] is True and again.extra == {"attempt": 2}
-    assert {k: v for k, v in again.record.items() if k != "redelivered"} == {
-        k: v for k, v in msg.record.items() if k != "redelivered"
-    }
-    await src.ack([again])
-    assert await src.receive(10, 1.0) == []
+    async with open_source(queue) as src:
+        (msg,) = await collect(src, 1)
+        assert msg.record["redelivered"] is False
+        await src.release([msg])
+        (again,) = await collect(src, 1)
+        assert again.item_id == msg.item_id
+        assert again.record["redelivered"] is True and again.extra == {"attempt": 2}
+        assert {k: v for k, v in again.record.items() if k != "redelivered"} == {
+            k: v for k, v in msg.record.items() if k != "redelivered"
+        }
+        await src.ack([again])
+        assert await src.receive(10, 1.0) == []
 
 
 @needs_broker
@@ -396,19 +406,19 @@ async def test_release_waits_for_batches_in_flight_on_the_same_subscription(
     a message that was only prefetched comes back with redelivered=false."""
     queue = unique_name("amq-inflight")
     await publish(queue, [b"fails", b"in flight", b"prefetched"])
-    src = open_source(queue, prefetch=10)
-    (failing,) = await src.receive(1, 5.0)
-    (in_flight,) = await src.receive(1, 5.0)
-    await anyio.sleep(0.3)  # the third pushed into the subscription's prefetch
-    await src.release([failing])
-    assert await src.receive(10, 1.0) == []  # still held by the retiring subscription
-    await src.ack([in_flight])  # the last one in flight: the old subscription ends
-    back = await collect(src, 2)
-    assert [m.record["data"] for m in back] == [_b64(b"fails"), _b64(b"prefetched")]
-    assert [m.record["redelivered"] for m in back] == [True, False]
-    assert [m.extra["attempt"] for m in back] == [2, 1]
-    await src.ack(back)
-    assert await src.receive(10, 1.0) == []  # "in flight" was acked: never redelivered
+    async with open_source(queue, prefetch=10) as src:
+        (failing,) = await src.receive(1, 5.0)
+        (in_flight,) = await src.receive(1, 5.0)
+        await anyio.sleep(0.3)  # the third pushed into the subscription's prefetch
+        await src.release([failing])
+        assert await src.receive(10, 1.0) == []  # still held by the retiring subscription
+        await src.ack([in_flight])  # the last one in flight: the old subscription ends
+        back = await collect(src, 2)
+        assert [m.record["data"] for m in back] == [_b64(b"fails"), _b64(b"prefetched")]
+        assert [m.record["redelivered"] for m in back] == [True, False]
+        assert [m.extra["attempt"] for m in back] == [2, 1]
+        await src.ack(back)
+        assert await src.receive(10, 1.0) == []  # "in flight" was acked: never redelivered
 
 
 @needs_broker
@@ -418,19 +428,21 @@ async def test_seventh_failure_moves_the_message_to_the_dlq(
     queue = unique_name("amq-dlq")
     token = uuid.uuid4().hex
     await publish(queue, [b"poison"], headers=lambda i: {"esmTest": token})
-    src = open_source(queue)
-    message_id = None
-    for attempt in range(1, 8):  # 1 delivery + maximumRedeliveries (6) redeliveries
-        (msg,) = await collect(src, 1)
-        message_id = message_id or msg.item_id
-        assert msg.item_id == message_id
-        assert msg.record["redelivered"] is (attempt > 1) and msg.extra == {"attempt": attempt}
-        await src.release([msg])
-    assert await src.receive(10, 1.5) == []  # not redelivered an 8th time
-    (dead,) = await dead_letters(token, expect=1)
-    assert dead.headers["message-id"] == message_id
-    assert dead.headers["original-destination"] == f"/queue/{queue}"
-    assert dead.body == b"poison"
+    limit = BROKER_PROFILES["ActiveMQ"].max_redeliveries
+    assert limit == 6
+    async with open_source(queue) as src:
+        message_id = None
+        for attempt in range(1, 8):  # 1 delivery + maximumRedeliveries (6) redeliveries
+            (msg,) = await collect(src, 1)
+            message_id = message_id or msg.item_id
+            assert msg.item_id == message_id
+            assert msg.record["redelivered"] is (attempt > 1) and msg.extra == {"attempt": attempt}
+            await fail(src, [msg], limit)
+        assert await src.receive(10, 1.5) == []  # not redelivered an 8th time
+        (dead,) = await dead_letters(token, expect=1)
+        assert dead.headers["message-id"] == message_id
+        assert dead.headers["original-destination"] == f"/queue/{queue}"
+        assert dead.body == b"poison"
 
 
 @needs_broker
@@ -440,33 +452,34 @@ async def test_reject_moves_the_message_to_the_dlq_at_once(
     queue = unique_name("amq-reject")
     token = uuid.uuid4().hex
     await publish(queue, [b"never", b"fine"], headers=lambda i: {"esmTest": token, "n": str(i)})
-    src = open_source(queue)
-    never, fine = await collect(src, 2)
-    await src.reject([never], "MaximumPayloadSizeExceeded")
-    await src.ack([fine])
-    assert await src.receive(10, 1.0) == []  # not redelivered
-    (dead,) = await dead_letters(token, expect=1)
-    assert dead.headers["message-id"] == never.item_id and dead.body == b"never"
-    assert dead.headers["original-destination"] == f"/queue/{queue}"
+    async with open_source(queue) as src:
+        never, fine = await collect(src, 2)
+        await src.reject([never], "MaximumPayloadSizeExceeded")
+        await src.ack([fine])
+        assert await src.receive(10, 1.0) == []  # not redelivered
+        (dead,) = await dead_letters(token, expect=1)
+        assert dead.headers["message-id"] == never.item_id and dead.body == b"never"
+        assert dead.headers["original-destination"] == f"/queue/{queue}"
 
 
 @needs_broker
 async def test_broker_itself_sets_no_redelivery_limit_over_stomp(
     open_source: SourceFactory, unique_name: Any
 ) -> None:
-    """Without the source's count, ActiveMQ keeps redelivering a released message: it enforces
-    maximumRedeliveries only through its JMS client, which STOMP does not have."""
+    """Without the runner's limit, ActiveMQ keeps redelivering a released message: it enforces
+    maximumRedeliveries only through its JMS client, which STOMP does not have; ``release`` itself
+    never dead-letters."""
     queue = unique_name("amq-nolimit")
     token = uuid.uuid4().hex
     await publish(queue, [b"again and again"], headers=lambda i: {"esmTest": token})
-    src = open_source(queue, max_redeliveries=1000)
-    for _ in range(9):
+    async with open_source(queue) as src:
+        for _ in range(9):
+            (msg,) = await collect(src, 1)
+            await src.release([msg])
         (msg,) = await collect(src, 1)
-        await src.release([msg])
-    (msg,) = await collect(src, 1)
-    assert msg.record["redelivered"] is True and msg.extra == {"attempt": 10}
-    assert await dead_letters(token, expect=0) == []
-    await src.ack([msg])
+        assert msg.record["redelivered"] is True and msg.extra == {"attempt": 10}
+        assert await dead_letters(token, expect=0) == []
+        await src.ack([msg])
 
 
 @needs_broker
@@ -476,13 +489,13 @@ async def test_max_redeliveries_zero_dead_letters_at_the_first_failure(
     queue = unique_name("amq-dlq0")
     token = uuid.uuid4().hex
     await publish(queue, [b"x", b"y"], headers=lambda i: {"esmTest": token, "n": str(i)})
-    src = open_source(queue, max_redeliveries=0)
-    got = await collect(src, 2)
-    await src.release(got[:1])
-    await src.ack(got[1:])
-    assert await src.receive(10, 1.0) == []
-    dead = await dead_letters(token, expect=1)
-    assert [f.headers["n"] for f in dead] == ["0"]
+    async with open_source(queue) as src:
+        got = await collect(src, 2)
+        await fail(src, got[:1], max_redeliveries=0)
+        await src.ack(got[1:])
+        assert await src.receive(10, 1.0) == []
+        dead = await dead_letters(token, expect=1)
+        assert [f.headers["n"] for f in dead] == ["0"]
 
 
 @needs_broker
@@ -490,22 +503,22 @@ async def test_concurrent_pollers_get_each_message_once(open_source: SourceFacto
     queue = unique_name("amq-concurrent")
     bodies = [f"c{i}".encode() for i in range(200)]
     await publish(queue, bodies)
-    src = open_source(queue, prefetch=20)
-    seen: list[QueueMessage] = []
+    async with open_source(queue, prefetch=20) as src:
+        seen: list[QueueMessage] = []
 
-    async def poller() -> None:
-        while len(seen) < len(bodies):
-            batch = await src.receive(10, 0.5)
-            seen.extend(batch)
-            await anyio.sleep(0.001 * len(batch))
-            await src.ack(batch)
+        async def poller() -> None:
+            while len(seen) < len(bodies):
+                batch = await src.receive(10, 0.5)
+                seen.extend(batch)
+                await anyio.sleep(0.001 * len(batch))
+                await src.ack(batch)
 
-    with anyio.fail_after(30):
-        async with anyio.create_task_group() as tg:
-            for _ in range(5):
-                tg.start_soon(poller)
-    assert sorted(base64.b64decode(m.record["data"]) for m in seen) == sorted(bodies)
-    assert len({m.item_id for m in seen}) == len(bodies)
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for _ in range(5):
+                    tg.start_soon(poller)
+        assert sorted(base64.b64decode(m.record["data"]) for m in seen) == sorted(bodies)
+        assert len({m.item_id for m in seen}) == len(bodies)
 
 
 @needs_broker
@@ -513,35 +526,35 @@ async def test_aclose_hands_back_what_was_not_acked(open_source: SourceFactory, 
     queue = unique_name("amq-close")
     await publish(queue, [b"one", b"two", b"three"])
     ledger = RedeliveryLedger()
-    first = open_source(queue, ledger=ledger)
-    taken = list(await first.receive(1, 5.0))
-    await anyio.sleep(0.3)  # the other two pushed into the subscription's prefetch
-    taken += await first.receive(1, 0)
-    assert len(taken) == 2
-    await first.aclose()
-    with pytest.raises(SourceError):
-        await first.ack(taken)
-    second = open_source(queue, ledger=ledger)
-    back = await collect(second, 3)
-    assert [base64.b64decode(m.record["data"]) for m in back] == [b"one", b"two", b"three"]
-    # the third had only been prefetched: it never reached the function
-    assert [m.record["redelivered"] for m in back] == [True, True, False]
-    await second.ack(back)
+    async with open_source(queue, ledger=ledger) as first:
+        taken = list(await first.receive(1, 5.0))
+        await anyio.sleep(0.3)  # the other two pushed into the subscription's prefetch
+        taken += await first.receive(1, 0)
+        assert len(taken) == 2
+        await first.aclose()
+        with pytest.raises(SourceError):
+            await first.ack(taken)
+    async with open_source(queue, ledger=ledger) as second:
+        back = await collect(second, 3)
+        assert [base64.b64decode(m.record["data"]) for m in back] == [b"one", b"two", b"three"]
+        # the third had only been prefetched: it never reached the function
+        assert [m.record["redelivered"] for m in back] == [True, True, False]
+        await second.ack(back)
 
 
 @needs_broker
 async def test_wrong_password_is_a_source_error(open_source: SourceFactory, unique_name: Any) -> None:
-    src = open_source(unique_name("amq-auth"), password="not-the-password")
-    with pytest.raises(
-        SourceError, match=r"refused the connection of user '.+': User name \[.+\] or password is invalid"
-    ):
-        await src.receive(1, 1.0)
+    async with open_source(unique_name("amq-auth"), password="not-the-password") as src:
+        with pytest.raises(
+            SourceError, match=r"refused the connection of user '.+': User name \[.+\] or password is invalid"
+        ):
+            await src.receive(1, 1.0)
 
 
 async def test_unreachable_broker_is_a_source_error(open_source: SourceFactory) -> None:
-    src = open_source("q", endpoint="stomp://127.0.0.1:1", connect_timeout_s=2.0)
-    with pytest.raises(SourceError, match=r"cannot connect to ActiveMQ at 127\.0\.0\.1:1"):
-        await src.receive(1, 1.0)
+    async with open_source("q", endpoint="stomp://127.0.0.1:1", connect_timeout_s=2.0) as src:
+        with pytest.raises(SourceError, match=r"cannot connect to ActiveMQ at 127\.0\.0\.1:1"):
+            await src.receive(1, 1.0)
 
 
 @contextlib.asynccontextmanager
@@ -578,11 +591,12 @@ def _answering(reply: bytes) -> Callable[[Any], Any]:
 async def test_a_peer_that_is_no_stomp_broker_is_a_source_error(
     open_source: SourceFactory, reply: bytes, error: str
 ) -> None:
-    async with _fake_broker(_answering(reply)) as endpoint:
-        src = open_source("q", endpoint=endpoint, connect_timeout_s=1.0)
+    async with (
+        _fake_broker(_answering(reply)) as endpoint,
+        open_source("q", endpoint=endpoint, connect_timeout_s=1.0) as src,
+    ):
         with pytest.raises(SourceError, match=error):
             await src.receive(1, 1.0)
-        await src.aclose()
 
 
 async def _connects_then_goes_silent(stream: Any) -> None:
@@ -607,13 +621,14 @@ async def _connects_then_goes_silent(stream: Any) -> None:
 
 async def test_a_silent_broker_is_a_lost_connection(open_source: SourceFactory) -> None:
     """Heartbeats: a broker that promised them and sends nothing for 3 intervals is given up."""
-    async with _fake_broker(_connects_then_goes_silent) as endpoint:
-        src = open_source("q", endpoint=endpoint, heartbeat_ms=1000)
+    async with (
+        _fake_broker(_connects_then_goes_silent) as endpoint,
+        open_source("q", endpoint=endpoint, heartbeat_ms=1000) as src,
+    ):
         started = time.monotonic()
         with anyio.fail_after(10), pytest.raises(SourceError, match="no data nor heartbeat for 3s"):
             await src.receive(10, 8.0)
         assert 2.5 < time.monotonic() - started < 6
-        await src.aclose()
 
 
 def _services(action: str) -> None:
@@ -628,23 +643,23 @@ async def test_broker_restart_loses_nothing(open_source: SourceFactory, unique_n
     bodies = [f"r{i}".encode() for i in range(6)]
     await publish(queue, bodies)
     ledger = RedeliveryLedger()
-    src = open_source(queue, ledger=ledger)
-    got = await collect(src, 6)
-    assert len(got) == 6
-    await src.ack(got[:2])  # these two are done; the other four are in flight
-    try:
-        await anyio.to_thread.run_sync(_services, "stop")
-        with anyio.fail_after(30), pytest.raises(SourceError, match="lost"):
-            while True:
-                await src.receive(10, 1.0)
-        with pytest.raises(SourceError):
-            await src.ack(got[2:])
-    finally:
-        await anyio.to_thread.run_sync(_services, "start")
-    assert is_up(endpoint_for("activemq"))
-    fresh = open_source(queue, ledger=ledger)
-    back = await collect(fresh, 4, within=30)
-    assert sorted(base64.b64decode(m.record["data"]) for m in back) == bodies[2:]
-    assert {m.item_id for m in back} == {m.item_id for m in got[2:]}
-    await fresh.ack(back)
-    assert await fresh.receive(10, 1.0) == []
+    async with open_source(queue, ledger=ledger) as src:
+        got = await collect(src, 6)
+        assert len(got) == 6
+        await src.ack(got[:2])  # these two are done; the other four are in flight
+        try:
+            await anyio.to_thread.run_sync(_services, "stop")
+            with anyio.fail_after(30), pytest.raises(SourceError, match="lost"):
+                while True:
+                    await src.receive(10, 1.0)
+            with pytest.raises(SourceError):
+                await src.ack(got[2:])
+        finally:
+            await anyio.to_thread.run_sync(_services, "start")
+        assert is_up(endpoint_for("activemq"))
+    async with open_source(queue, ledger=ledger) as fresh:
+        back = await collect(fresh, 4, within=30)
+        assert sorted(base64.b64decode(m.record["data"]) for m in back) == bodies[2:]
+        assert {m.item_id for m in back} == {m.item_id for m in got[2:]}
+        await fresh.ack(back)
+        assert await fresh.receive(10, 1.0) == []
