@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -39,20 +40,29 @@ DYNAMODB_MAX_LIMIT = 1000
 _DESCRIBE_PAGE = 100
 
 
-def dynamodb_stream_parts(arn: str) -> tuple[str, str, str]:
-    """``arn:aws:dynamodb:REGION:ACCOUNT:table/TABLE/stream/LABEL`` -> (table name, label, region)."""
-    parts = parse_arn(arn)
-    segments = parts.resource.split("/")
-    if (
-        parts.service != "dynamodb"
-        or len(segments) != 4
-        or segments[0] != "table"
-        or segments[2] != "stream"
-        or not segments[1]
-        or not segments[3]
-    ):
-        raise ValueError(f"not a DynamoDB stream ARN: {arn!r}")
-    return segments[1], segments[3], parts.region
+@dataclass(frozen=True)
+class DynamoDbStreamArn:
+    """``arn:aws:dynamodb:REGION:ACCOUNT:table/TABLE/stream/LABEL``, parsed once."""
+
+    arn: str
+    table: str
+    label: str
+    region: str
+
+    @classmethod
+    def parse(cls, arn: str) -> DynamoDbStreamArn:
+        parts = parse_arn(arn)
+        segments = parts.resource.split("/")
+        if (
+            parts.service != "dynamodb"
+            or len(segments) != 4
+            or segments[0] != "table"
+            or segments[2] != "stream"
+            or not segments[1]
+            or not segments[3]
+        ):
+            raise ValueError(f"not a DynamoDB stream ARN: {arn!r}")
+        return cls(arn, segments[1], segments[3], parts.region)
 
 
 class DynamoDbSourceFactory(StreamSourceFactory):
@@ -76,8 +86,8 @@ class DynamoDbStream(StreamApi):
 
     def __init__(self, clients: AwsClients, arn: str) -> None:
         self.clients = clients
-        self.arn = arn
-        self.table, self.label, self.region = dynamodb_stream_parts(arn)
+        parsed = DynamoDbStreamArn.parse(arn)
+        self.arn, self.table, self.label, self.region = parsed.arn, parsed.table, parsed.label, parsed.region
 
     async def _client(self) -> Any:
         return await self.clients.client(self.region)

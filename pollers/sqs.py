@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -32,10 +33,24 @@ def _is_missing_queue(e: ClientError) -> bool:
     return e.response.get("Error", {}).get("Code", "") in _MISSING_QUEUE_CODES
 
 
-async def queue_url(client: Any, queue_arn: str) -> str:
-    arn = parse_arn(queue_arn)
+@dataclass(frozen=True)
+class QueueArn:
+    """``arn:aws:sqs:REGION:ACCOUNT:NAME``, parsed once."""
+
+    arn: str
+    name: str
+    account: str
+    region: str
+
+    @classmethod
+    def parse(cls, arn: str) -> QueueArn:
+        parts = parse_arn(arn)
+        return cls(arn, parts.resource, parts.account, parts.region)
+
+
+async def queue_url(client: Any, queue: QueueArn) -> str:
     try:
-        resp = await client.get_queue_url(QueueName=arn.resource, QueueOwnerAWSAccountId=arn.account)
+        resp = await client.get_queue_url(QueueName=queue.name, QueueOwnerAWSAccountId=queue.account)
     except ClientError as e:
         if _is_missing_queue(e):
             raise SourceNotFound(NON_EXISTENT_QUEUE) from e
@@ -52,8 +67,9 @@ class SqsSourceFactory:
     async def describe(self, mapping: EventSourceMapping) -> SourceDescription:
         arn = mapping.event_source_arn
         assert arn is not None
-        client = await self.clients.client(parse_arn(arn).region)
-        url = await queue_url(client, arn)
+        queue = QueueArn.parse(arn)
+        client = await self.clients.client(queue.region)
+        url = await queue_url(client, queue)
         try:
             attrs = (await client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"]))["Attributes"]
         except (ClientError, BotoCoreError) as e:
@@ -75,20 +91,20 @@ class SqsQueue(Transport):
         arn = mapping.event_source_arn
         assert arn is not None
         self.arn = arn
-        self.region = parse_arn(arn).region
+        self.queue = QueueArn.parse(arn)
         self.clients = clients
         self._url: str | None = None
 
     async def _client_and_url(self) -> tuple[Any, str]:
-        client = await self.clients.client(self.region)
+        client = await self.clients.client(self.queue.region)
         if self._url is None:
-            self._url = await queue_url(client, self.arn)
+            self._url = await queue_url(client, self.queue)
         return client, self._url
 
     async def receive(self, max_messages: int, wait_s: float) -> Sequence[QueueMessage]:
         calls, url = await self._client_and_url()
         # a long poll holds its connection: never in the pool the deletes use
-        client = await self.clients.waiting_client(self.region) if wait_s > 0 else calls
+        client = await self.clients.waiting_client(self.queue.region) if wait_s > 0 else calls
         try:
             resp = await client.receive_message(
                 QueueUrl=url,
