@@ -21,14 +21,6 @@ class SourceKind(enum.StrEnum):
     SELF_MANAGED_KAFKA = "self-managed-kafka"
     MQ = "mq"
 
-    @property
-    def is_stream(self) -> bool:
-        return self in (SourceKind.KINESIS, SourceKind.DYNAMODB)
-
-    @property
-    def is_kafka(self) -> bool:
-        return self in (SourceKind.MSK, SourceKind.SELF_MANAGED_KAFKA)
-
 
 _ARN_SERVICE = re.compile(r"^arn:[^:]+:([^:]+):")
 

@@ -42,13 +42,12 @@ from engine.ports import (
 from engine.sources.registry import profile_of
 from engine.store.sqlite import SqliteStore
 from engine.supervisor import Supervisor
-from engine.validate import (
+from engine.validate.mappings import validate_create, validate_update
+from engine.validate.tags import (
     check_tags,
     tagged_mapping_uuid,
-    validate_create,
     validate_tag_resource,
     validate_untag_keys,
-    validate_update,
 )
 
 log = structlog.get_logger("engine.api")

@@ -50,6 +50,27 @@ def _self_managed_duplicate_text(m: EventSourceMapping, existing: EventSourceMap
     )
 
 
+#: the request members both Kafka sources accept beyond what every source does (spec 8.4's table)
+_KAFKA_PARAMS = frozenset(
+    {
+        "StartingPosition",
+        "StartingPositionTimestamp",
+        "MaximumRetryAttempts",
+        "MaximumRecordAgeInSeconds",
+        "BisectBatchOnFunctionError",
+        "DestinationConfig",
+        "FunctionResponseTypes",
+        "ProvisionedPollerConfig",
+        "Topics",
+        "SourceAccessConfigurations",
+        "LoggingConfig",
+    }
+)
+MSK_CONFIG = "AmazonManagedKafkaEventSourceConfig"
+SELF_MANAGED_CONFIG = "SelfManagedKafkaEventSourceConfig"
+#: Observed for self-managed Kafka when StartingPosition is omitted (spec 6.1); applied to MSK too.
+DEFAULT_STARTING_POSITION = "TRIM_HORIZON"
+
 MSK = SourceProfile(
     SourceKind.MSK,
     filtering.KAFKA,
@@ -58,12 +79,40 @@ MSK = SourceProfile(
     retry_cap_with_destination=MAX_RETRIES_WITH_DESTINATION,
     provisioned_min_pollers=1,
     duplicates=_msk_duplicates,
+    accepted_params=_KAFKA_PARAMS | {"EventSourceArn", MSK_CONFIG},
+    required_params=("Topics",),
+    # no MaximumBatchingWindowInSeconds until one is set: the 500 ms default has no integer form
+    default_params={"BatchSize": 100, "StartingPosition": DEFAULT_STARTING_POSITION},
+    starting_positions=frozenset({"LATEST", "TRIM_HORIZON", "AT_TIMESTAMP"}),
+    consumer_group_member=MSK_CONFIG,
+    access_types=frozenset(
+        {"SASL_SCRAM_512_AUTH", "CLIENT_CERTIFICATE_TLS_AUTH", "VPC_SUBNET", "VPC_SECURITY_GROUP"}
+    ),
+    destinations=frozenset({"sqs", "sns", "s3", "kafka"}),
+    poller_ranges=((1, 200), (1, 2000)),
+    accepted_metrics=frozenset({"ErrorCount", "KafkaMetrics"}),
 )
 SELF_MANAGED = replace(
     MSK,
     kind=SourceKind.SELF_MANAGED_KAFKA,
     duplicates=_self_managed_duplicates,
     duplicate_text=_self_managed_duplicate_text,
+    accepted_params=_KAFKA_PARAMS | {"SelfManagedEventSource", SELF_MANAGED_CONFIG},
+    consumer_group_member=SELF_MANAGED_CONFIG,
+    access_types=frozenset(
+        {
+            "BASIC_AUTH",
+            "SASL_SCRAM_256_AUTH",
+            "SASL_SCRAM_512_AUTH",
+            "CLIENT_CERTIFICATE_TLS_AUTH",
+            "SERVER_ROOT_CA_CERTIFICATE",
+            "VPC_SUBNET",
+            "VPC_SECURITY_GROUP",
+        }
+    ),
+    # its source is reached through its access configurations: without them it is refused first
+    access_required=True,
+    access_required_first=True,
 )
 _PROFILES = {p.kind: p for p in (MSK, SELF_MANAGED)}
 

@@ -9,11 +9,18 @@ from engine import filtering
 from engine.model import EventSourceMapping, SourceKind
 from engine.runner.stream import StreamRunner
 from engine.sources.kit import BoundRunners, RunnerKit, StreamTransports, stream_runner
-from engine.sources.profile import SourceProfile
+from engine.sources.profile import STREAM_DEFAULTS, STREAM_PARAMS, SourceProfile
 from engine.stream_shapes import RecordsShape
 
 PROFILE = SourceProfile(
-    SourceKind.KINESIS, filtering.KINESIS, pins_latest=True, user_initiated_reason="User action"
+    SourceKind.KINESIS,
+    filtering.KINESIS,
+    pins_latest=True,
+    user_initiated_reason="User action",
+    accepted_params=STREAM_PARAMS,
+    required_params=("StartingPosition",),
+    default_params=STREAM_DEFAULTS,
+    starting_positions=frozenset({"LATEST", "TRIM_HORIZON", "AT_TIMESTAMP"}),
 )
 
 

@@ -20,6 +20,15 @@ PROFILE = SourceProfile(
     default_window_s=0.5,
     window_opens_at_first_record=True,
     one_push_buffer=True,
+    accepted_params=frozenset({"EventSourceArn", "Queues", "SourceAccessConfigurations"}),
+    required_params=("Queues",),
+    # no MaximumBatchingWindowInSeconds until one is set: the 500 ms default has no integer form
+    default_params={"BatchSize": 100},
+    access_types=frozenset({"BASIC_AUTH", "VIRTUAL_HOST"}),
+    access_required=True,
+    required_access_types=("BASIC_AUTH",),
+    # RabbitMQ's virtual host is where the queue lives: fixed at create (spec 8.4)
+    create_only_access_types=("VIRTUAL_HOST",),
 )
 
 #: what differs between the two brokers: ActiveMQ dead-letters a message after 6 redeliveries (its

@@ -3,8 +3,9 @@ parameters give under them. Pure: no I/O; the runners read their profile, they n
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from engine.filtering import FilterSource
 from engine.model import (
@@ -39,6 +40,43 @@ def no_source_rule(description: SourceDescription, function_timeout_s: float) ->
     """Nothing in the source's description is refused."""
 
 
+def no_params_rule(params: Mapping[str, Any]) -> None:
+    """No rule of the source's own on its parameters."""
+
+
+def batch_size_range(maximum: int) -> str:
+    return f"Maximum batch size must be between 1 and {maximum} inclusive"
+
+
+#: the source-specific request members Kinesis and DynamoDB Streams accept (spec 8.4's table)
+STREAM_PARAMS = frozenset(
+    {
+        "EventSourceArn",
+        "StartingPosition",
+        "StartingPositionTimestamp",
+        "ParallelizationFactor",
+        "TumblingWindowInSeconds",
+        "MaximumRetryAttempts",
+        "MaximumRecordAgeInSeconds",
+        "BisectBatchOnFunctionError",
+        "DestinationConfig",
+        "FunctionResponseTypes",
+    }
+)
+#: what the API shows for a Kinesis or DynamoDB mapping created with nothing but the required members
+STREAM_DEFAULTS: Mapping[str, Any] = {
+    "BatchSize": 100,
+    "BisectBatchOnFunctionError": False,
+    "DestinationConfig": {"OnFailure": {}},
+    "FunctionResponseTypes": [],
+    "MaximumBatchingWindowInSeconds": 0,
+    "MaximumRecordAgeInSeconds": -1,
+    "MaximumRetryAttempts": -1,
+    "ParallelizationFactor": 1,
+    "TumblingWindowInSeconds": 0,
+}
+
+
 @dataclass(frozen=True)
 class SourceProfile:
     kind: SourceKind
@@ -70,6 +108,41 @@ class SourceProfile:
     duplicate_text: Callable[[EventSourceMapping, EventSourceMapping], str] = arn_duplicate_text
     #: a create-time rule on the source's description (raises InvalidParameterValueException)
     check_source: Callable[[SourceDescription, float], None] = no_source_rule
+
+    # What Create/UpdateEventSourceMapping accept for it and store (spec 8.2, 8.4); the order of the
+    # checks and the rules every source shares are in engine/validate/mappings.py.
+    #: the source-specific request members it accepts (validate.mappings.SOURCE_SPECIFIC_PARAMS); any
+    #: other of those is refused as "Unsupported <member> parameter"
+    accepted_params: frozenset[str] = frozenset({"EventSourceArn"})
+    #: members a create cannot do without once the source is known (spec 8.4 #4)
+    required_params: tuple[str, ...] = ()
+    #: the parameters a mapping created with nothing but the required members shows (spec 8.2); a
+    #: removed DestinationConfig returns to its entry here
+    default_params: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    #: the StartingPosition values it takes; another is "Unsupported starting position" (spec 8.4 #6)
+    starting_positions: frozenset[str] = frozenset()
+    #: its own rules on the merged parameters, judged after the starting position and before the
+    #: shared rules (timestamp, record age, access, destination, pollers, metrics)
+    check_params: Callable[[Mapping[str, Any]], None] = no_params_rule
+    #: the member holding its ConsumerGroupId (Kafka): the mapping's UUID by default, fixed after create
+    consumer_group_member: str | None = None
+    #: the SourceAccessConfigurations types it accepts
+    access_types: frozenset[str] = frozenset()
+    #: it needs at least one SourceAccessConfigurations entry...
+    access_required: bool = False
+    #: ...and a create without one is refused right after the source is recognised (spec 8.4 #2)
+    access_required_first: bool = False
+    #: access types it cannot do without
+    required_access_types: tuple[str, ...] = ()
+    #: access types fixed at create: an update may repeat them or leave them out, not change them
+    create_only_access_types: tuple[str, ...] = ()
+    #: the on-failure destinations it sends to (as engine.senders.destination_kind names them)
+    destinations: frozenset[str] = frozenset({"sqs", "sns", "s3"})
+    #: the (low, high) ranges of ProvisionedPollerConfig's MinimumPollers and MaximumPollers, from the
+    #: model's doc strings; its shapes allow 1-200 and 1-10,000
+    poller_ranges: tuple[tuple[int, int], tuple[int, int]] = ((1, 200), (1, 10_000))
+    #: the source-specific metrics it offers (validate.mappings.SOURCE_SPECIFIC_METRICS)
+    accepted_metrics: frozenset[str] = frozenset()
 
     def batching(self, m: EventSourceMapping) -> BatchingPolicy:
         window = m.params.get("MaximumBatchingWindowInSeconds")

@@ -3,8 +3,9 @@ the queue's redrive policy; SQS mappings show no LastProcessingResult (spec 5)."
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from engine import filtering
 from engine.errors import InvalidParameterValueException
@@ -13,7 +14,19 @@ from engine.model import EventSourceMapping, SourceKind
 from engine.ports import QueueSource, SourceDescription
 from engine.runner.queue import QueueRunner
 from engine.sources.kit import BoundRunners, Described, RunnerKit
-from engine.sources.profile import SourceProfile, update_or_delete
+from engine.sources.profile import SourceProfile, batch_size_range, update_or_delete
+
+#: Above this a standard queue needs a batching window (spec 3.1).
+MAX_BATCH_SIZE_WITHOUT_WINDOW = 10
+FIFO_MAX_BATCH_SIZE = 10
+WINDOW_REQUIRED = (
+    "Maximum batch window in seconds must be greater than 0 if maximum batch size is greater than 10"
+)
+FIFO_WINDOW = "Batching window is not supported for FIFO queues"
+#: [UNVERIFIED] text, in AWS's wording where a sibling is known
+SCALING_AND_PROVISIONED = (
+    "ScalingConfig and ProvisionedPollerConfig cannot be used together on an SQS event source mapping."
+)
 
 
 def _duplicate_text(m: EventSourceMapping, existing: EventSourceMapping) -> str:
@@ -33,6 +46,22 @@ def _check_visibility_timeout(description: SourceDescription, function_timeout_s
         )
 
 
+def _check_params(params: Mapping[str, Any]) -> None:
+    """A standard queue's batch above 10 needs a window; a FIFO queue takes no window and at most 10
+    (spec 3.1); scaling caps on-demand pollers, so it does not go with provisioned ones."""
+    batch_size = params["BatchSize"]
+    window = params.get("MaximumBatchingWindowInSeconds") or 0
+    fifo = (params.get("EventSourceArn") or "").endswith(".fifo")
+    if not fifo and batch_size > MAX_BATCH_SIZE_WITHOUT_WINDOW and window == 0:
+        raise InvalidParameterValueException(WINDOW_REQUIRED)
+    if fifo and window > 0:
+        raise InvalidParameterValueException(FIFO_WINDOW)
+    if fifo and batch_size > FIFO_MAX_BATCH_SIZE:
+        raise InvalidParameterValueException(batch_size_range(FIFO_MAX_BATCH_SIZE))
+    if params.get("ScalingConfig") and params.get("ProvisionedPollerConfig"):
+        raise InvalidParameterValueException(SCALING_AND_PROVISIONED)
+
+
 PROFILE = SourceProfile(
     SourceKind.SQS,
     filtering.SQS,
@@ -40,6 +69,12 @@ PROFILE = SourceProfile(
     provisioned_min_pollers=2,
     duplicate_text=_duplicate_text,
     check_source=_check_visibility_timeout,
+    accepted_params=frozenset(
+        {"EventSourceArn", "FunctionResponseTypes", "ScalingConfig", "ProvisionedPollerConfig"}
+    ),
+    default_params={"BatchSize": 10, "MaximumBatchingWindowInSeconds": 0, "FunctionResponseTypes": []},
+    check_params=_check_params,
+    poller_ranges=((2, 200), (2, 10_000)),
 )
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from engine import validate
 from engine.errors import (
     InvalidParameterValueException,
     LambdaError,
@@ -15,16 +14,17 @@ from engine.errors import (
     ValidationException,
 )
 from engine.model import EventSourceMapping, SourceKind, State
-from engine.validate import (
+from engine.sources import dynamodb, sqs
+from engine.sources.registry import PROFILES
+from engine.validate import mappings, service_model, tags
+from engine.validate.mappings import (
     CreateRequest,
     UpdateRequest,
     model_shape_names,
-    tagged_mapping_uuid,
     validate_create,
-    validate_tag_resource,
-    validate_untag_keys,
     validate_update,
 )
+from engine.validate.tags import tagged_mapping_uuid, validate_tag_resource, validate_untag_keys
 from tests.unit.fakes import retry_of
 
 UUID = "6f1c1b9e-3d1c-4c47-9a55-0d1b3f1f0a11"
@@ -116,7 +116,7 @@ def at(value: str | None, member: str, constraint: str) -> str:
 
 
 def shape_pattern(shape: str) -> str:
-    pattern: str = validate._shape(shape)["pattern"]
+    pattern: str = service_model.model_shape(shape)["pattern"]
     return pattern
 
 
@@ -126,6 +126,7 @@ LEN_GE = "Member must have length greater than or equal to {}"
 LEN_LE = "Member must have length less than or equal to {}"
 NOT_NULL = "Member must not be null"
 POSITIONS = "Member must satisfy enum value set: [LATEST, AT_TIMESTAMP, TRIM_HORIZON]"
+MISSING_BASIC_AUTH = "Required BASIC_AUTH source access configuration is missing."
 
 
 # --- ranges from the model: every edge ----------------------------------------------------------------
@@ -580,7 +581,7 @@ def test_at_timestamp_needs_a_timestamp(source: str) -> None:
 def test_timestamp_without_at_timestamp() -> None:
     err = error_of(create, "kinesis", StartingPositionTimestamp=1704067200)
     assert type(err) is InvalidParameterValueException
-    assert err.message == validate.TIMESTAMP_WITHOUT_AT_TIMESTAMP
+    assert err.message == mappings.TIMESTAMP_WITHOUT_AT_TIMESTAMP
 
 
 @pytest.mark.parametrize("source", ["sqs", "mq"])
@@ -594,8 +595,8 @@ def test_starting_position_not_allowed_for_queues(source: str, position: str) ->
 SQS_BATCH_CASES = [
     # (source, BatchSize, window, message or None)
     ("sqs", 10, None, None),
-    ("sqs", 11, None, validate.SQS_WINDOW_REQUIRED),
-    ("sqs", 11, 0, validate.SQS_WINDOW_REQUIRED),
+    ("sqs", 11, None, sqs.WINDOW_REQUIRED),
+    ("sqs", 11, 0, sqs.WINDOW_REQUIRED),
     ("sqs", 11, 1, None),
     ("sqs", 10000, 300, None),
     ("kinesis", 100, 0, None),  # the API doc claims the rule for streams too; AWS does not apply it
@@ -623,7 +624,7 @@ def test_rule7_and_fifo_batching(
 
 
 def test_sqs_batch_rule_text() -> None:
-    assert validate.SQS_WINDOW_REQUIRED == (
+    assert sqs.WINDOW_REQUIRED == (
         "Maximum batch window in seconds must be greater than 0 if maximum batch size is greater than 10"
     )
 
@@ -641,8 +642,8 @@ def test_sqs_batch_rule_text() -> None:
 def test_dynamodb_legacy_batch_cap_switch(
     monkeypatch: pytest.MonkeyPatch, enforced: bool, batch_size: int, message: str | None
 ) -> None:
-    assert validate.DYNAMODB_LEGACY_MAX_BATCH_SIZE_ENFORCED is False  # the default follows the API (10,000)
-    monkeypatch.setattr(validate, "DYNAMODB_LEGACY_MAX_BATCH_SIZE_ENFORCED", enforced)
+    assert dynamodb.LEGACY_MAX_BATCH_SIZE_ENFORCED is False  # the default follows the API (10,000)
+    monkeypatch.setattr(dynamodb, "LEGACY_MAX_BATCH_SIZE_ENFORCED", enforced)
     if message is None:
         assert create("dynamodb", BatchSize=batch_size).params["BatchSize"] == batch_size
         assert create("kinesis", BatchSize=10000).params["BatchSize"] == 10000
@@ -654,6 +655,14 @@ def test_dynamodb_legacy_batch_cap_switch(
 
 
 # --- parameter applicability (spec 8.4 table) ---------------------------------------------------------------
+
+
+def test_profiles_accept_only_source_specific_members() -> None:
+    # any other member every source accepts: listing it in a profile would read as a restriction
+    for profile in PROFILES.values():
+        assert profile.accepted_params <= mappings.SOURCE_SPECIFIC_PARAMS, profile.kind
+        assert profile.accepted_metrics <= mappings.SOURCE_SPECIFIC_METRICS, profile.kind
+
 
 STREAMS = {"kinesis", "dynamodb"}
 KAFKA = {"msk", "smk"}
@@ -733,18 +742,22 @@ def test_self_managed_event_source_makes_the_mapping_self_managed_kafka() -> Non
             ],
             None,
         ),
-        ("smk", [{"Type": "VIRTUAL_HOST", "URI": "/"}], validate.unsupported_access_type("VIRTUAL_HOST")),
+        ("smk", [{"Type": "VIRTUAL_HOST", "URI": "/"}], mappings.unsupported_access_type("VIRTUAL_HOST")),
         ("msk", [{"Type": "SASL_SCRAM_512_AUTH", "URI": SECRET}], None),
         ("msk", [{"Type": "VPC_SUBNET", "URI": "subnet:subnet-1"}], None),
-        ("msk", [BASIC_AUTH], validate.unsupported_access_type("BASIC_AUTH")),
-        ("msk", [{"Type": "IAM_AUTH", "URI": SECRET}], validate.unsupported_access_type("IAM_AUTH")),
+        ("msk", [BASIC_AUTH], mappings.unsupported_access_type("BASIC_AUTH")),
+        ("msk", [{"Type": "IAM_AUTH", "URI": SECRET}], mappings.unsupported_access_type("IAM_AUTH")),
         ("mq", [BASIC_AUTH, {"Type": "VIRTUAL_HOST", "URI": "/vhost"}], None),
-        ("mq", [{"Type": "VIRTUAL_HOST", "URI": "/vhost"}], validate.MISSING_BASIC_AUTH),
+        (
+            "mq",
+            [{"Type": "VIRTUAL_HOST", "URI": "/vhost"}],
+            MISSING_BASIC_AUTH,
+        ),
         ("mq", [], "Required 'sourceAccessConfigurations' parameter is missing."),
         (
             "mq",
             [{"Type": "SASL_SCRAM_512_AUTH", "URI": SECRET}],
-            validate.unsupported_access_type("SASL_SCRAM_512_AUTH"),
+            mappings.unsupported_access_type("SASL_SCRAM_512_AUTH"),
         ),
     ],
 )
@@ -775,7 +788,7 @@ def test_scaling_config_and_provisioned_pollers_are_exclusive_on_sqs() -> None:
         create, "sqs", ScalingConfig={"MaximumConcurrency": 5}, ProvisionedPollerConfig={"MinimumPollers": 2}
     )
     assert type(err) is InvalidParameterValueException
-    assert err.message == validate.SCALING_AND_PROVISIONED
+    assert err.message == sqs.SCALING_AND_PROVISIONED
 
 
 # --- canonical form --------------------------------------------------------------------------------------
@@ -946,7 +959,7 @@ def test_update_model_constraints_and_applicability() -> None:
     err = error_of(update, "sqs", {"DestinationConfig": {"OnSuccess": {"Destination": DLQ_ARN}}})
     assert err.message == "Unsupported DestinationConfig parameter for given event source mapping type."
     err = error_of(update, "kinesis", {"MaximumRecordAgeInSeconds": 30})
-    assert err.message == validate.RECORD_AGE_RANGE
+    assert err.message == mappings.RECORD_AGE_RANGE
     err = error_of(update, "sqs", {"BatchSize": "5"})
     assert type(err) is SerializationException
 
@@ -954,22 +967,22 @@ def test_update_model_constraints_and_applicability() -> None:
 @pytest.mark.parametrize(
     ("source", "created", "changes", "message"),
     [
-        ("sqs", {}, {"BatchSize": 20}, validate.SQS_WINDOW_REQUIRED),
+        ("sqs", {}, {"BatchSize": 20}, sqs.WINDOW_REQUIRED),
         ("sqs", {"MaximumBatchingWindowInSeconds": 5}, {"BatchSize": 20}, None),
         (
             "sqs",
             {"BatchSize": 20, "MaximumBatchingWindowInSeconds": 5},
             {"MaximumBatchingWindowInSeconds": 0},
-            validate.SQS_WINDOW_REQUIRED,
+            sqs.WINDOW_REQUIRED,
         ),
         ("sqs", {}, {"BatchSize": 20, "MaximumBatchingWindowInSeconds": 1}, None),
-        ("fifo", {}, {"MaximumBatchingWindowInSeconds": 5}, validate.FIFO_WINDOW),
+        ("fifo", {}, {"MaximumBatchingWindowInSeconds": 5}, sqs.FIFO_WINDOW),
         ("fifo", {}, {"BatchSize": 11}, "Maximum batch size must be between 1 and 10 inclusive"),
         (
             "sqs",
             {"ScalingConfig": {"MaximumConcurrency": 5}},
             {"ProvisionedPollerConfig": {"MinimumPollers": 2}},
-            validate.SCALING_AND_PROVISIONED,
+            sqs.SCALING_AND_PROVISIONED,
         ),
         (
             "sqs",
@@ -1014,7 +1027,7 @@ def test_update_consumer_group_is_create_only() -> None:
     key = "SelfManagedKafkaEventSourceConfig"
     err = error_of(update, "smk", {key: {"ConsumerGroupId": "other"}})
     assert type(err) is InvalidParameterValueException
-    assert err.message == validate.CONSUMER_GROUP_IMMUTABLE
+    assert err.message == mappings.CONSUMER_GROUP_IMMUTABLE
     registry = {"SchemaRegistryURI": "https://registry:8081", "EventRecordFormat": "JSON"}
     req = update("smk", {key: {"ConsumerGroupId": UUID, "SchemaRegistryConfig": registry}})
     assert req.params[key] == {"ConsumerGroupId": UUID, "SchemaRegistryConfig": registry}
@@ -1035,9 +1048,9 @@ def test_update_virtual_host_is_create_only() -> None:
         **created,
     )
     assert type(err) is InvalidParameterValueException
-    assert err.message == validate.VIRTUAL_HOST_IMMUTABLE
+    assert err.message == "The VIRTUAL_HOST source access configuration cannot be changed."
     err = error_of(update, "mq", {"SourceAccessConfigurations": [vhost]}, **created)
-    assert err.message == validate.MISSING_BASIC_AUTH
+    assert err.message == MISSING_BASIC_AUTH
 
 
 def test_update_self_managed_kafka_keeps_needing_access_configurations() -> None:
@@ -1057,7 +1070,11 @@ def test_model_shape_names() -> None:
 
 def test_observed_enum_order_is_the_models_set() -> None:
     # if the model's StartingPosition values change, the observed order no longer applies
-    assert set(validate._shape("EventSourcePosition")["enum"]) == {"LATEST", "AT_TIMESTAMP", "TRIM_HORIZON"}
+    assert set(service_model.model_shape("EventSourcePosition")["enum"]) == {
+        "LATEST",
+        "AT_TIMESTAMP",
+        "TRIM_HORIZON",
+    }
 
 
 # --- on-failure destinations (kafka://, malformed, SQS/SNS/S3) ---------------------------------------------
@@ -1103,13 +1120,13 @@ def test_kafka_destination_refused_for_streams(source: str) -> None:
 def test_kafka_destination_must_differ_from_the_source_topic(source: str) -> None:
     err = error_of(create, source, **on_failure("kafka://topic"))
     assert type(err) is InvalidParameterValueException
-    assert err.message == validate.KAFKA_DESTINATION_SAME_TOPIC
+    assert err.message == mappings.KAFKA_DESTINATION_SAME_TOPIC
     assert err.message == "The Kafka on-failure destination topic must differ from the source topic."
     err = error_of(create, source, Topics=["orders"], **on_failure("kafka://orders"))
-    assert err.message == validate.KAFKA_DESTINATION_SAME_TOPIC
+    assert err.message == mappings.KAFKA_DESTINATION_SAME_TOPIC
     err = error_of(update, source, on_failure("kafka://topic"))
     assert type(err) is InvalidParameterValueException
-    assert err.message == validate.KAFKA_DESTINATION_SAME_TOPIC
+    assert err.message == mappings.KAFKA_DESTINATION_SAME_TOPIC
     # a topic whose name merely contains the source topic's is another topic
     assert create(source, **on_failure("kafka://topic-dlq")).params["DestinationConfig"] == {
         "OnFailure": {"Destination": "kafka://topic-dlq"}
@@ -1133,7 +1150,7 @@ def test_destination_that_names_no_sqs_sns_s3_or_topic_is_refused(source: str, d
     assert err.message == f"Unsupported destination {destination} for given event source mapping type."
     err = error_of(update, source, on_failure(destination))
     assert type(err) is InvalidParameterValueException
-    assert err.message == validate.unsupported_destination(destination)
+    assert err.message == mappings.unsupported_destination(destination)
 
 
 @pytest.mark.parametrize("source", sorted(STREAMS | KAFKA))
@@ -1149,7 +1166,7 @@ def test_update_judges_the_destination_against_the_stored_topics() -> None:
     # the source topics are create-only; a later destination update is checked against them
     current = mapping("smk", Topics=["orders"])
     err = error_of(validate_update, current, on_failure("kafka://orders"))
-    assert err.message == validate.KAFKA_DESTINATION_SAME_TOPIC
+    assert err.message == mappings.KAFKA_DESTINATION_SAME_TOPIC
     assert validate_update(current, on_failure("kafka://topic")).params["DestinationConfig"] == {
         "OnFailure": {"Destination": "kafka://topic"}
     }
@@ -1196,7 +1213,7 @@ def test_tag_resource_body_is_checked_against_the_model() -> None:
     err = error_of(validate_tag_resource, {"Tags": {"k": "v"}, "Other": 1})
     assert type(err) is ValidationException and '"Other"' in err.message
     err = error_of(validate_tag_resource, {"Tags": {}})
-    assert type(err) is InvalidParameterValueException and err.message == validate.NO_TAGS
+    assert type(err) is InvalidParameterValueException and err.message == tags.NO_TAGS
 
 
 def test_untag_keys_are_required_model_tag_keys() -> None:
@@ -1212,14 +1229,14 @@ def test_untag_keys_are_required_model_tag_keys() -> None:
 
 
 def test_tag_limits() -> None:
-    validate.check_tags({f"k{i}": "v" for i in range(validate.MAX_TAGS_PER_RESOURCE)})
-    err = error_of(validate.check_tags, {f"k{i}": "v" for i in range(validate.MAX_TAGS_PER_RESOURCE + 1)})
-    assert type(err) is InvalidParameterValueException and err.message == validate.TOO_MANY_TAGS
+    tags.check_tags({f"k{i}": "v" for i in range(tags.MAX_TAGS_PER_RESOURCE)})
+    err = error_of(tags.check_tags, {f"k{i}": "v" for i in range(tags.MAX_TAGS_PER_RESOURCE + 1)})
+    assert type(err) is InvalidParameterValueException and err.message == tags.TOO_MANY_TAGS
     err = error_of(create, "sqs", Tags={f"k{i}": "v" for i in range(51)})
-    assert type(err) is InvalidParameterValueException and err.message == validate.TOO_MANY_TAGS
+    assert type(err) is InvalidParameterValueException and err.message == tags.TOO_MANY_TAGS
     err = error_of(create, "sqs", Tags={"AWS:team": "v"})
     assert type(err) is InvalidParameterValueException
-    assert err.message == validate.reserved_tag_key("AWS:team")
+    assert err.message == tags.reserved_tag_key("AWS:team")
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -1244,8 +1261,8 @@ def test_error_and_kafka_metrics_are_kafka_only(source: str, metric: str) -> Non
         ({"MinimumPollers": 200}, None),  # the default maximum, 200, is not below
         ({"MaximumPollers": 1}, None),  # nor is the default minimum, 1, above
         ({"MinimumPollers": 5, "MaximumPollers": 5, "PollerGroupName": "g"}, None),
-        ({"MaximumPollers": 2001}, validate.pollers_range("MaximumPollers", 1, 2000)),
-        ({"MinimumPollers": 6, "MaximumPollers": 5}, validate.POLLERS_ORDER),
+        ({"MaximumPollers": 2001}, mappings.pollers_range("MaximumPollers", 1, 2000)),
+        ({"MinimumPollers": 6, "MaximumPollers": 5}, mappings.POLLERS_ORDER),
     ],
 )
 def test_kafka_provisioned_pollers(source: str, config: dict[str, Any], message: str | None) -> None:
@@ -1258,9 +1275,9 @@ def test_kafka_provisioned_pollers(source: str, config: dict[str, Any], message:
         ({"MinimumPollers": 2, "MaximumPollers": 10_000}, None),
         ({"MinimumPollers": 200}, None),  # the default maximum, 200, is not below
         ({"MaximumPollers": 2}, None),  # nor is the default minimum, 2, above
-        ({"MinimumPollers": 1}, validate.pollers_range("MinimumPollers", 2, 200)),
-        ({"MaximumPollers": 1}, validate.pollers_range("MaximumPollers", 2, 10_000)),
-        ({"MinimumPollers": 6, "MaximumPollers": 5}, validate.POLLERS_ORDER),
+        ({"MinimumPollers": 1}, mappings.pollers_range("MinimumPollers", 2, 200)),
+        ({"MaximumPollers": 1}, mappings.pollers_range("MaximumPollers", 2, 10_000)),
+        ({"MinimumPollers": 6, "MaximumPollers": 5}, mappings.POLLERS_ORDER),
     ],
 )
 def test_sqs_provisioned_pollers(config: dict[str, Any], message: str | None) -> None:
