@@ -2,7 +2,7 @@
 
 :class:`MemoryQueue`: receive, ack, release and reject are recorded, released messages come back at once
 with their attempt count raised (a visibility timeout of zero), rejected ones are kept aside as a
-dead-letter queue would.
+dead-letter queue would; closing gives back what was received and not settled, as a broker does.
 
 :class:`MemoryStream`: a Kinesis-like stream (implements StreamSource): shards with parents, closed by a
 split, records shaped as Kinesis delivers them (engine.stream_events.kinesis_record), every start position,
@@ -42,6 +42,8 @@ class MemoryQueue(Transport):
         #: (item id, reason) of the messages rejected, in order: the dead-letter queue
         self.rejected: list[tuple[str, str]] = []
         self.receives = 0
+        #: received and not yet acked, released or rejected, by item id
+        self._held: dict[str, QueueMessage] = {}
         self._arrived = anyio.Event()
         for body in bodies:
             self.put(body)
@@ -69,22 +71,34 @@ class MemoryQueue(Transport):
         out: list[QueueMessage] = []
         while self._ready and len(out) < max_messages:
             out.append(self._ready.popleft())
+        self._held.update((m.item_id, m) for m in out)
         return out
 
     async def ack(self, messages: Sequence[QueueMessage]) -> None:
+        self._settle(messages)
         self.acked += [m.item_id for m in messages]
 
     async def release(self, messages: Sequence[QueueMessage]) -> Sequence[QueueMessage]:
-        for m in messages:
+        for m in self._settle(messages):
             self.released.append(m.item_id)
-            self.put(m.record["body"], attempt=int(m.extra["attempt"]) + 1, item_id=m.item_id)
+            self._redeliver(m)
         return ()
 
     async def reject(self, messages: Sequence[QueueMessage], reason: str) -> None:
+        self._settle(messages)
         self.rejected += [(m.item_id, reason) for m in messages]
 
     async def aclose(self) -> None:
-        pass
+        for m in self._settle(list(self._held.values())):
+            self._redeliver(m)
+
+    def _settle(self, messages: Sequence[QueueMessage]) -> Sequence[QueueMessage]:
+        for m in messages:
+            self._held.pop(m.item_id, None)
+        return messages
+
+    def _redeliver(self, m: QueueMessage) -> None:
+        self.put(m.record["body"], attempt=int(m.extra["attempt"]) + 1, item_id=m.item_id)
 
 
 # --- streams ----------------------------------------------------------------------------------------
