@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import anyio
 import structlog
 
-from engine.batching import Admission, Batch, Batcher, encode_record
+from engine.batching import Batch, Batcher, encode_record
 from engine.events import Envelope
 from engine.filtering import RecordFilter, filter_view
 from engine.model import EventSourceMapping
+from engine.pipeline.collect import collect
 from engine.pipeline.journal import Journal, LastProcessingResult
 from engine.pipeline.queue_batch import QueueBatches
 from engine.ports import Invoker, QueueMessage, QueueSource
@@ -153,9 +154,6 @@ class QueueRunner:
         finally:
             self._active -= 1
 
-    async def _receive(self, room: int, wait_s: float) -> Sequence[QueueMessage]:
-        return await self.source.receive(min(self.settings.receive_max, room), wait_s)
-
     async def _collect(
         self, carry: list[tuple[QueueMessage, bytes]]
     ) -> tuple[Batch[QueueMessage], list[tuple[QueueMessage, bytes]], bool]:
@@ -166,36 +164,9 @@ class QueueRunner:
             now=self.clock(),
             open_on_first_record=self.profile.window_opens_at_first_record,
         )
-        pending = list(carry)
-        backlog = False
-        while True:
-            for i, (msg, encoded) in enumerate(pending):
-                verdict = batcher.offer(msg, encoded, self.clock())
-                if verdict is Admission.WOULD_EXCEED:
-                    return batcher.batch, pending[i:], True
-                if verdict is Admission.TOO_LARGE:  # never invocable: dead-lettered, never deleted
-                    await self.batches.too_large(msg, len(encoded))
-            pending = []
-            now = self.clock()
-            if batcher.should_flush(now) or self._draining.is_set():
-                return batcher.batch, [], backlog
-            if self.policy.window_s == 0 and batcher.batch.items:
-                return batcher.batch, [], backlog
-            if batcher.batch.items:
-                wait = min(self.settings.long_poll_s, batcher.remaining(now))
-            else:
-                wait = self.settings.long_poll_s
-            want = min(self.settings.receive_max, batcher.room)
-            received = await self._receive(want, wait)
-            if not received:
-                if not batcher.batch.items:
-                    return batcher.batch, [], False
-                continue
-            backlog = backlog or len(received) >= want
-            if not batcher.batch.items and batcher.remaining(self.clock()) <= 0:
-                # an idle window that closed empty reopens with the first message, so a burst batches
-                batcher.opened_at = self.clock()
-            pending = await self._admit(received)
+        feed = _PollerFeed(self)
+        got = await collect(batcher, feed, carry, self.clock)
+        return got.batch, got.carry, got.overflowed or feed.backlog
 
     async def _admit(self, received: Sequence[QueueMessage]) -> list[tuple[QueueMessage, bytes]]:
         """Encode what the filter lets through; acknowledge what it refuses."""
@@ -213,3 +184,33 @@ class QueueRunner:
     def _matches(self, msg: QueueMessage) -> bool:
         view = filter_view(self.profile.filters, msg.record)
         return view is not None and self.filter.matches(view)
+
+
+class _PollerFeed:
+    """A poller's receives: long polls of up to 10 messages, filtered and encoded as they arrive."""
+
+    reopens_idle_window = True
+
+    def __init__(self, runner: QueueRunner) -> None:
+        self.runner = runner
+        self.idle_wait_s = runner.settings.long_poll_s
+        #: a receive came back full: more is waiting
+        self.backlog = False
+
+    def stopped(self) -> bool:
+        return self.runner._draining.is_set()
+
+    async def take(self, room: int, wait_s: float) -> Sequence[tuple[QueueMessage, bytes]] | None:
+        want = min(self.runner.settings.receive_max, room)
+        received = await self.runner.source.receive(want, wait_s)
+        if not received:
+            return None
+        self.backlog = self.backlog or len(received) >= want
+        return await self.runner._admit(received)
+
+    def take_ready(self, room: int) -> Sequence[tuple[QueueMessage, bytes]]:
+        return ()  # a receive is a round trip: a batch without a window goes as received
+
+    async def too_large(self, item: QueueMessage, encoded: bytes) -> bool:
+        await self.runner.batches.too_large(item, len(encoded))  # never invocable: dead-lettered
+        return True

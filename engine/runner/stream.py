@@ -22,12 +22,13 @@ import anyio.abc
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from engine.batching import Admission, Batcher, encode_record
+from engine.batching import Batcher, encode_record
 from engine.checkpoints import ContiguousCheckpoint, lane_of
 from engine.events import Envelope
 from engine.filtering import RecordFilter, filter_view
 from engine.model import EventSourceMapping
 from engine.pipeline.checkpoints import CheckpointSink, ShardPositions, ShardState, SourcePositions
+from engine.pipeline.collect import collect
 from engine.pipeline.failures import Discards, failure_sink
 from engine.pipeline.invoking import JournaledInvoker
 from engine.pipeline.journal import Journal, LastProcessingResult
@@ -333,70 +334,24 @@ class StreamRunner:
         recv: MemoryObjectReceiveStream[list[StreamRecord]],
         tracker: ContiguousCheckpoint,
     ) -> None:
+        feed = _LaneFeed(recv)
         carry: list[tuple[StreamRecord, bytes]] = []
-        closed = False
         async with recv:
-            while carry or not closed:
-                batch, carry, closed = await self._collect(shard, recv, carry, closed)
+            while carry or not feed.closed:
+                # the window opens as the profile says (spec 3.2)
+                batcher: Batcher[StreamRecord] = Batcher(
+                    self.policy,
+                    envelope_bytes=self._envelope(shard.shard_id).overhead,
+                    now=anyio.current_time(),
+                    open_on_first_record=self.profile.window_opens_at_first_record,
+                )
+                got = await collect(batcher, feed, carry, anyio.current_time)
+                carry = got.carry
                 if shard.shard_id in self._released:
                     continue  # the new owner reads these from the last committed position
-                if batch:
+                if got.batch.items:
+                    batch = list(zip(got.batch.items, got.batch.encoded, strict=True))
                     await self._process(shard, index, batch, tracker)
-
-    async def _collect(
-        self,
-        shard: ShardInfo,
-        recv: MemoryObjectReceiveStream[list[StreamRecord]],
-        carry: list[tuple[StreamRecord, bytes]],
-        closed: bool,
-    ) -> tuple[list[tuple[StreamRecord, bytes]], list[tuple[StreamRecord, bytes]], bool]:
-        """One batch of a lane: (records with their encoding, what did not fit, whether input ended).
-
-        The window opens as the shape says (spec 3.2).
-        """
-        batcher: Batcher[tuple[StreamRecord, bytes]] = Batcher(
-            self.policy,
-            envelope_bytes=self._envelope(shard.shard_id).overhead,
-            now=anyio.current_time(),
-            open_on_first_record=self.profile.window_opens_at_first_record,
-        )
-        pending = carry
-        while True:
-            now = anyio.current_time()
-            for i, item in enumerate(pending):
-                if batcher.full:
-                    return batcher.batch.items, pending[i:], closed
-                verdict = batcher.offer(item, item[1], now)
-                if verdict is Admission.TOO_LARGE:  # alone over 6 MB: it goes alone (the invoke will say)
-                    return [item], pending[i + 1 :], closed
-                if verdict is Admission.WOULD_EXCEED:
-                    return batcher.batch.items, pending[i:], closed
-            pending = []
-            if batcher.full or closed:
-                return batcher.batch.items, [], closed
-            if batcher.batch.items and batcher.should_flush(anyio.current_time()):
-                return batcher.batch.items, [], closed
-            if batcher.batch.items and self.policy.window_s == 0:
-                # no window: what is already queued joins, then the batch goes
-                while len(pending) < batcher.room:
-                    try:
-                        recs = recv.receive_nowait()
-                    except anyio.WouldBlock:
-                        break
-                    except anyio.EndOfStream:
-                        closed = True
-                        break
-                    pending += [(r, r.encoded or encode_record(r.record)) for r in recs]
-                if not pending:
-                    return batcher.batch.items, [], closed
-                continue
-            wait = batcher.remaining(anyio.current_time()) if batcher.batch.items else math.inf
-            with anyio.move_on_after(wait):
-                try:
-                    recs = await recv.receive()
-                    pending += [(r, r.encoded or encode_record(r.record)) for r in recs]
-                except anyio.EndOfStream:
-                    closed = True
 
     def _envelope(self, shard_id: str) -> Envelope:
         envelope = self._envelopes.get(shard_id)
@@ -413,3 +368,45 @@ class StreamRunner:
     ) -> None:
         scope = shard.shard_id if self.lanes == 1 else f"{shard.shard_id}/lane-{lane}"
         await self.batches.process(shard.shard_id, scope, batch, self._envelope(shard.shard_id), tracker)
+
+
+def _encoded(records: Sequence[StreamRecord]) -> list[tuple[StreamRecord, bytes]]:
+    return [(r, r.encoded or encode_record(r.record)) for r in records]
+
+
+class _LaneFeed:
+    """A lane's share of its shard's reads, as the reader hands them over (bounded: backpressure)."""
+
+    idle_wait_s = math.inf  # a lane waits for its shard
+    reopens_idle_window = False
+
+    def __init__(self, recv: MemoryObjectReceiveStream[list[StreamRecord]]) -> None:
+        self.recv = recv
+        self.closed = False
+
+    def stopped(self) -> bool:
+        return self.closed
+
+    async def take(self, room: int, wait_s: float) -> Sequence[tuple[StreamRecord, bytes]] | None:
+        with anyio.move_on_after(wait_s):
+            try:
+                return _encoded(await self.recv.receive())
+            except anyio.EndOfStream:
+                self.closed = True
+                return []
+        return None
+
+    def take_ready(self, room: int) -> Sequence[tuple[StreamRecord, bytes]]:
+        ready: list[tuple[StreamRecord, bytes]] = []
+        while len(ready) < room:
+            try:
+                ready += _encoded(self.recv.receive_nowait())
+            except anyio.WouldBlock:
+                break
+            except anyio.EndOfStream:
+                self.closed = True
+                break
+        return ready
+
+    async def too_large(self, item: StreamRecord, encoded: bytes) -> bool:
+        return False  # alone, as its own batch: the pipeline sends it to the on-failure destination

@@ -24,8 +24,8 @@ from engine.checkpoints import lane_of
 from engine.destinations import iso_millis
 from engine.filtering import compile_filters
 from engine.model import EventSourceMapping, SourceKind, State
-from engine.ports import InvokeResult, SourceThrottled, StartPosition, StreamRecord
 from engine.pipeline.checkpoints import SHARD_END
+from engine.ports import InvokeResult, SourceThrottled, StartPosition, StreamRecord
 from engine.runner.stream import StreamRunner, StreamRunnerSettings
 from engine.senders import DestinationError
 from engine.sources.registry import profile_of
