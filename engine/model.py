@@ -66,6 +66,21 @@ class BatchingPolicy:
 
 
 @dataclass(frozen=True)
+class StreamPolicy:
+    """How an ordered source is read: where it starts, how a shard is spread, where give-ups go."""
+
+    starting_position: str = "LATEST"
+    #: StartingPositionTimestamp (epoch seconds) for AT_TIMESTAMP
+    starting_timestamp: float | None = None
+    #: ParallelizationFactor: lanes per shard (a windowed shard is one lane: its state is per shard)
+    lanes: int = 1
+    #: TumblingWindowInSeconds, 0 without windows
+    window_s: int = 0
+    #: DestinationConfig.OnFailure.Destination
+    on_failure: str | None = None
+
+
+@dataclass(frozen=True)
 class RetryPolicy:
     max_retry_attempts: int = -1
     max_record_age_s: int = -1

@@ -90,12 +90,9 @@ class StreamRunner:
         self.sleep = sleep
         self.profile = profile
         self.policy = profile.batching(mapping)
-        self.window_s = int(mapping.params.get("TumblingWindowInSeconds", 0))
-        # window state is per shard: a windowed shard is one lane
-        self.lanes = 1 if self.window_s else int(mapping.params.get("ParallelizationFactor", 1))
-        destination = ((mapping.params.get("DestinationConfig") or {}).get("OnFailure") or {}).get(
-            "Destination"
-        )
+        self.stream = profile.stream(mapping)
+        self.window_s = self.stream.window_s
+        self.lanes = self.stream.lanes
         self.stream_arn = mapping.event_source_arn or ""
         self._draining = anyio.Event()
         self._started: set[str] = set()
@@ -114,7 +111,7 @@ class StreamRunner:
         self.batches = StreamBatches(
             JournaledInvoker(invoker, journal, LastProcessingResult(store, mapping.uuid)),
             Discards(
-                failure_sink(destination, shape, destinations, producer),
+                failure_sink(self.stream.on_failure, shape, destinations, producer),
                 journal,
                 function_arn=invoker.info.function_arn,
                 now=now,
@@ -170,10 +167,9 @@ class StreamRunner:
                 tg.start_soon(self._run_shard, shard, name=f"esm-shard-{self.mapping.uuid}-{shard.shard_id}")
 
     async def _start_position(self, shard: ShardInfo, state: ShardState) -> StartPosition:
-        kind = str(self.mapping.params.get("StartingPosition", "LATEST"))
-        ts = self.mapping.params.get("StartingPositionTimestamp")
+        kind, ts = self.stream.starting_position, self.stream.starting_timestamp
         if self.source_keeps_positions:  # the source resumes from its own positions, else starts here
-            return StartPosition(kind, timestamp=float(ts) if ts is not None else None)
+            return StartPosition(kind, timestamp=ts)
         checkpoint = state.positions.get(shard.shard_id)
         if checkpoint is not None:
             return StartPosition("AFTER_SEQUENCE_NUMBER", sequence_number=checkpoint)
@@ -185,7 +181,7 @@ class StreamRunner:
             if fixed is not None:
                 return StartPosition("AT_TIMESTAMP", timestamp=fixed)
             await self.positions.pin_latest(shard.shard_id, self.now())
-        return StartPosition(kind, timestamp=float(ts) if ts is not None else None)
+        return StartPosition(kind, timestamp=ts)
 
     async def _run_shard(self, shard: ShardInfo) -> None:
         if self.window_s:

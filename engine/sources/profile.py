@@ -14,6 +14,7 @@ from engine.model import (
     EventSourceMapping,
     RetryPolicy,
     SourceKind,
+    StreamPolicy,
 )
 from engine.ports import SourceDescription
 
@@ -23,6 +24,11 @@ DEFAULT_MAX_POLLERS = 200
 
 def same_source_arn(m: EventSourceMapping, other: EventSourceMapping) -> bool:
     return other.event_source_arn is not None and other.event_source_arn == m.event_source_arn
+
+
+def on_failure_destination(m: EventSourceMapping) -> str | None:
+    """DestinationConfig.OnFailure.Destination, None without one."""
+    return ((m.params.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination") or None
 
 
 def update_or_delete(existing: EventSourceMapping) -> str:
@@ -155,7 +161,7 @@ class SourceProfile:
     def retry(self, m: EventSourceMapping) -> RetryPolicy:
         p = m.params
         max_retry_attempts = int(p.get("MaximumRetryAttempts", -1))
-        destination = ((p.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+        destination = on_failure_destination(m)
         if self.retry_cap_with_destination is not None and max_retry_attempts < 0 and destination:
             max_retry_attempts = self.retry_cap_with_destination
         return RetryPolicy(
@@ -163,6 +169,18 @@ class SourceProfile:
             max_record_age_s=int(p.get("MaximumRecordAgeInSeconds", -1)),
             bisect_on_error=bool(p.get("BisectBatchOnFunctionError", False)),
             report_batch_item_failures="ReportBatchItemFailures" in (p.get("FunctionResponseTypes") or []),
+        )
+
+    def stream(self, m: EventSourceMapping) -> StreamPolicy:
+        p = m.params
+        window_s = int(p.get("TumblingWindowInSeconds", 0))
+        ts = p.get("StartingPositionTimestamp")
+        return StreamPolicy(
+            starting_position=str(p.get("StartingPosition", "LATEST")),
+            starting_timestamp=float(ts) if ts is not None else None,
+            lanes=1 if window_s else int(p.get("ParallelizationFactor", 1)),
+            window_s=window_s,
+            on_failure=on_failure_destination(m),
         )
 
     def provisioned_pollers(self, m: EventSourceMapping) -> tuple[int, int] | None:
