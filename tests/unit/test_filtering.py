@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from engine import filtering
 from engine.filtering import (
     MESSAGE,
     DataFormat,
@@ -25,7 +24,9 @@ from engine.filtering import (
     FilterView,
     compile_filters,
     compile_pattern,
+    compiler,
     filter_view,
+    views,
 )
 from engine.model import SourceKind
 from engine.sources.registry import profile_of
@@ -69,7 +70,7 @@ def test_numbers_compared_as_text_when_switched_off() -> None:
 
 
 def test_module_switch_is_read_at_compile_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(filtering, "LITERAL_NUMBERS_BY_VALUE", False)
+    monkeypatch.setattr(compiler, "LITERAL_NUMBERS_BY_VALUE", False)
     assert not compile_pattern('{"number": [300]}').matches({"number": 300.0})
     assert compile_pattern('{"number": [300]}', literal_numbers_by_value=True).matches({"number": 300.0})
 
@@ -108,7 +109,7 @@ def test_length_limit_is_4096_characters() -> None:
 
 
 def test_nesting_limit() -> None:
-    depth = filtering.MAX_NESTING
+    depth = compiler.MAX_NESTING
     compile_pattern("{" + '"a": {' * (depth - 1) + '"b": [1]' + "}" * depth)
     with pytest.raises(FilterPatternError):
         compile_pattern("{" + '"a": {' * depth + '"b": [1]' + "}" * (depth + 1))
@@ -593,7 +594,7 @@ def test_one_view_serves_every_filter_without_reparsing(monkeypatch: pytest.Monk
         [f'{{"body": {{"a": [{n}]}}}}' for n in range(2, 7)], profile_of(SourceKind.SQS).filters
     )
     hit = compile_filters(['{"body": {"a": [1]}}'], profile_of(SourceKind.SQS).filters)
-    monkeypatch.setattr(filtering, "_JSON", None)  # any parse now fails loudly
+    monkeypatch.setattr(views, "STRICT_JSON", None)  # any parse now fails loudly
     assert not misses.matches(view)
     assert hit.matches(view)
 
