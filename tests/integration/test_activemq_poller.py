@@ -1,4 +1,5 @@
-"""The ActiveMQ transport (pollers/activemq.py) against a real ActiveMQ Classic 5.18 broker over STOMP.
+"""The ActiveMQ transport (pollers/activemq.py) against a real ActiveMQ Classic 5.18 broker over STOMP,
+beyond the QueueSource contract it passes (tests/contract/: ack, release, reject, waiting, closing).
 
 Broker behaviour these tests pin down (see the module docstring of pollers/activemq.py):
 * a message left unacknowledged comes back with ``redelivered:true`` once its subscription ends;
@@ -33,7 +34,13 @@ from engine.sources.mq import BROKER_PROFILES
 from pollers.activemq import ActiveMqQueue, parse_endpoint
 from pollers.activemq_ledger import RedeliveryLedger
 from pollers.stomp import StompFrameParser, encode_ack
-from tests.services import ACTIVEMQ_PASSWORD, ACTIVEMQ_USER, endpoint_for, host_port, is_up, setting
+from tests.contract.admin import (
+    activemq_credentials,
+    activemq_dead_letters,
+    stomp_endpoint,
+    stomp_publish,
+)
+from tests.services import endpoint_for, is_up
 
 ROOT = Path(__file__).parents[2]
 ARN = "arn:aws:mq:us-east-1:123456789012:broker:esm-test:b-0f2c0a41-6e0d-4f39-9b53-6a1f1c0d7e55"
@@ -58,14 +65,6 @@ KEY_ORDER = [
 needs_broker = pytest.mark.service("activemq")
 
 
-def _endpoint() -> str:
-    return f"stomp://{endpoint_for('activemq')}"
-
-
-def _creds() -> tuple[str, str]:
-    return setting(ACTIVEMQ_USER), setting(ACTIVEMQ_PASSWORD)
-
-
 SourceFactory = Callable[..., ActiveMqQueue]
 
 
@@ -75,7 +74,7 @@ def open_source() -> SourceFactory:
     one is given), closed when the block ends."""
 
     def make(queue: str, *, endpoint: str | None = None, **overrides: Any) -> ActiveMqQueue:
-        user, password = _creds()
+        user, password = activemq_credentials()
         kwargs: dict[str, Any] = {
             "username": user,
             "password": password,
@@ -84,36 +83,9 @@ def open_source() -> SourceFactory:
             "ledger": RedeliveryLedger(),
             **overrides,
         }
-        return ActiveMqQueue(endpoint or _endpoint(), queue, **kwargs)
+        return ActiveMqQueue(endpoint or stomp_endpoint(), queue, **kwargs)
 
     return make
-
-
-def _client() -> stompman.Client:
-    host, port = host_port(endpoint_for("activemq"))
-    user, password = _creds()
-    return stompman.Client(
-        servers=[stompman.ConnectionParameters(host=host, port=port, login=user, passcode=password)]
-    )
-
-
-async def publish(
-    queue: str,
-    bodies: list[bytes],
-    *,
-    headers: Callable[[int], dict[str, str]] | None = None,
-    as_bytes: bool = False,
-) -> None:
-    """Persistent SENDs with a receipt each; text messages unless ``as_bytes`` (content-length)."""
-    async with _client() as client:
-        for i, body in enumerate(bodies):
-            await client.send(
-                body,
-                destination=f"/queue/{queue}",
-                add_content_length=as_bytes,
-                headers={"persistent": "true", **(headers(i) if headers else {})},
-                receipt_timeout=5,
-            )
 
 
 async def collect(src: ActiveMqQueue, n: int, within: float = 10.0) -> list[QueueMessage]:
@@ -122,30 +94,6 @@ async def collect(src: ActiveMqQueue, n: int, within: float = 10.0) -> list[Queu
         while len(got) < n:
             got += await src.receive(n - len(got), 1.0)
     return got
-
-
-async def dead_letters(token: str, expect: int, within: float = 5.0) -> list[stompman.MessageFrame]:
-    """The messages in ActiveMQ.DLQ whose ``esmTest`` property is ``token`` (consumed)."""
-    frames: list[stompman.MessageFrame] = []
-
-    async def handler(frame: stompman.MessageFrame) -> None:
-        frames.append(frame)
-
-    async with _client() as client:
-        sub = await client.subscribe(
-            "/queue/ActiveMQ.DLQ",
-            handler,
-            ack="client-individual",
-            headers={"selector": f"esmTest = '{token}'"},
-            on_suppressed_exception=lambda e, f: None,
-            receipt_timeout=5,
-        )
-        with anyio.move_on_after(within):
-            while len(frames) < expect:
-                await anyio.sleep(0.05)
-        await anyio.sleep(0.3 if expect else 1.0)  # anything beyond what was expected
-        await sub.unsubscribe()
-    return frames
 
 
 async def fail(src: ActiveMqQueue, messages: Sequence[QueueMessage], max_redeliveries: int) -> None:
@@ -292,7 +240,7 @@ async def test_receives_in_order_with_exact_records(open_source: SourceFactory, 
     expires = str(int(time.time() * 1000) + 3_600_000)
     before = int(time.time() * 1000)
     texts = [f"message {i}".encode() for i in range(5)]
-    await publish(
+    await stomp_publish(
         queue,
         texts,
         headers=lambda i: {
@@ -304,7 +252,7 @@ async def test_receives_in_order_with_exact_records(open_source: SourceFactory, 
             "reply-to": "/queue/replies",
         },
     )
-    await publish(queue, [b"\x00\x01binary\xff"], headers=lambda i: {"index": "5"}, as_bytes=True)
+    await stomp_publish(queue, [b"\x00\x01binary\xff"], headers=lambda i: {"index": "5"}, as_bytes=True)
     after = int(time.time() * 1000)
 
     async with open_source(queue) as src:
@@ -350,7 +298,7 @@ async def test_receive_waits_for_the_first_then_takes_what_is_buffered(
 
         async def later() -> None:
             await anyio.sleep(0.5)
-            await publish(queue, [f"b{i}".encode() for i in range(25)])
+            await stomp_publish(queue, [f"b{i}".encode() for i in range(25)])
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(later)
@@ -368,44 +316,13 @@ async def test_receive_waits_for_the_first_then_takes_what_is_buffered(
 
 
 @needs_broker
-async def test_ack_removes_messages(open_source: SourceFactory, unique_name: Any) -> None:
-    queue = unique_name("amq-ack")
-    await publish(queue, [b"a", b"b", b"c"])
-    async with open_source(queue) as first:
-        got = await collect(first, 3)
-        await first.ack(got)
-    async with open_source(queue) as fresh:
-        assert await fresh.receive(10, 1.5) == []
-
-
-@needs_broker
-async def test_release_redelivers_with_the_redelivered_flag(
-    open_source: SourceFactory, unique_name: Any
-) -> None:
-    queue = unique_name("amq-release")
-    await publish(queue, [b"fails once"])
-    async with open_source(queue) as src:
-        (msg,) = await collect(src, 1)
-        assert msg.record["redelivered"] is False
-        await src.release([msg])
-        (again,) = await collect(src, 1)
-        assert again.item_id == msg.item_id
-        assert again.record["redelivered"] is True and again.extra == {"attempt": 2}
-        assert {k: v for k, v in again.record.items() if k != "redelivered"} == {
-            k: v for k, v in msg.record.items() if k != "redelivered"
-        }
-        await src.ack([again])
-        assert await src.receive(10, 1.0) == []
-
-
-@needs_broker
 async def test_release_waits_for_batches_in_flight_on_the_same_subscription(
     open_source: SourceFactory, unique_name: Any
 ) -> None:
     """A release does not disturb other batches: the failed message returns once they are settled, and
     a message that was only prefetched comes back with redelivered=false."""
     queue = unique_name("amq-inflight")
-    await publish(queue, [b"fails", b"in flight", b"prefetched"])
+    await stomp_publish(queue, [b"fails", b"in flight", b"prefetched"])
     async with open_source(queue, prefetch=10) as src:
         (failing,) = await src.receive(1, 5.0)
         (in_flight,) = await src.receive(1, 5.0)
@@ -427,7 +344,7 @@ async def test_seventh_failure_moves_the_message_to_the_dlq(
 ) -> None:
     queue = unique_name("amq-dlq")
     token = uuid.uuid4().hex
-    await publish(queue, [b"poison"], headers=lambda i: {"esmTest": token})
+    await stomp_publish(queue, [b"poison"], headers=lambda i: {"esmTest": token})
     limit = BROKER_PROFILES["ActiveMQ"].max_redeliveries
     assert limit == 6
     async with open_source(queue) as src:
@@ -439,27 +356,10 @@ async def test_seventh_failure_moves_the_message_to_the_dlq(
             assert msg.record["redelivered"] is (attempt > 1) and msg.extra == {"attempt": attempt}
             await fail(src, [msg], limit)
         assert await src.receive(10, 1.5) == []  # not redelivered an 8th time
-        (dead,) = await dead_letters(token, expect=1)
+        (dead,) = await activemq_dead_letters(token, expect=1)
         assert dead.headers["message-id"] == message_id
         assert dead.headers["original-destination"] == f"/queue/{queue}"
         assert dead.body == b"poison"
-
-
-@needs_broker
-async def test_reject_moves_the_message_to_the_dlq_at_once(
-    open_source: SourceFactory, unique_name: Any
-) -> None:
-    queue = unique_name("amq-reject")
-    token = uuid.uuid4().hex
-    await publish(queue, [b"never", b"fine"], headers=lambda i: {"esmTest": token, "n": str(i)})
-    async with open_source(queue) as src:
-        never, fine = await collect(src, 2)
-        await src.reject([never], "MaximumPayloadSizeExceeded")
-        await src.ack([fine])
-        assert await src.receive(10, 1.0) == []  # not redelivered
-        (dead,) = await dead_letters(token, expect=1)
-        assert dead.headers["message-id"] == never.item_id and dead.body == b"never"
-        assert dead.headers["original-destination"] == f"/queue/{queue}"
 
 
 @needs_broker
@@ -471,14 +371,14 @@ async def test_broker_itself_sets_no_redelivery_limit_over_stomp(
     never dead-letters."""
     queue = unique_name("amq-nolimit")
     token = uuid.uuid4().hex
-    await publish(queue, [b"again and again"], headers=lambda i: {"esmTest": token})
+    await stomp_publish(queue, [b"again and again"], headers=lambda i: {"esmTest": token})
     async with open_source(queue) as src:
         for _ in range(9):
             (msg,) = await collect(src, 1)
             await src.release([msg])
         (msg,) = await collect(src, 1)
         assert msg.record["redelivered"] is True and msg.extra == {"attempt": 10}
-        assert await dead_letters(token, expect=0) == []
+        assert await activemq_dead_letters(token, expect=0) == []
         await src.ack([msg])
 
 
@@ -488,13 +388,13 @@ async def test_max_redeliveries_zero_dead_letters_at_the_first_failure(
 ) -> None:
     queue = unique_name("amq-dlq0")
     token = uuid.uuid4().hex
-    await publish(queue, [b"x", b"y"], headers=lambda i: {"esmTest": token, "n": str(i)})
+    await stomp_publish(queue, [b"x", b"y"], headers=lambda i: {"esmTest": token, "n": str(i)})
     async with open_source(queue) as src:
         got = await collect(src, 2)
         await fail(src, got[:1], max_redeliveries=0)
         await src.ack(got[1:])
         assert await src.receive(10, 1.0) == []
-        dead = await dead_letters(token, expect=1)
+        dead = await activemq_dead_letters(token, expect=1)
         assert [f.headers["n"] for f in dead] == ["0"]
 
 
@@ -502,7 +402,7 @@ async def test_max_redeliveries_zero_dead_letters_at_the_first_failure(
 async def test_concurrent_pollers_get_each_message_once(open_source: SourceFactory, unique_name: Any) -> None:
     queue = unique_name("amq-concurrent")
     bodies = [f"c{i}".encode() for i in range(200)]
-    await publish(queue, bodies)
+    await stomp_publish(queue, bodies)
     async with open_source(queue, prefetch=20) as src:
         seen: list[QueueMessage] = []
 
@@ -524,7 +424,7 @@ async def test_concurrent_pollers_get_each_message_once(open_source: SourceFacto
 @needs_broker
 async def test_aclose_hands_back_what_was_not_acked(open_source: SourceFactory, unique_name: Any) -> None:
     queue = unique_name("amq-close")
-    await publish(queue, [b"one", b"two", b"three"])
+    await stomp_publish(queue, [b"one", b"two", b"three"])
     ledger = RedeliveryLedger()
     async with open_source(queue, ledger=ledger) as first:
         taken = list(await first.receive(1, 5.0))
@@ -641,7 +541,7 @@ def _services(action: str) -> None:
 async def test_broker_restart_loses_nothing(open_source: SourceFactory, unique_name: Any) -> None:
     queue = unique_name("amq-restart")
     bodies = [f"r{i}".encode() for i in range(6)]
-    await publish(queue, bodies)
+    await stomp_publish(queue, bodies)
     ledger = RedeliveryLedger()
     async with open_source(queue, ledger=ledger) as src:
         got = await collect(src, 6)

@@ -1,46 +1,32 @@
-"""The DynamoDB Streams transport (pollers/dynamodb.py) against moto's server (account 123456789012):
-INSERT / MODIFY / REMOVE records in order with their exact shape, start positions, identity, missing and
-replaced streams. moto has one shard per stream that never closes and never expires or throttles
-anything: expiry, trimming and throttling are injected as SDK errors on top of the real client."""
+"""The DynamoDB Streams transport (pollers/dynamodb.py) against moto's server (account 123456789012),
+beyond the StreamSource contract it passes (tests/contract/: identity, start positions, order, limits):
+INSERT / MODIFY / REMOVE records in order with their exact shape, KEYS_ONLY, missing and deleted streams.
+moto has one shard per stream that never closes and never expires or throttles anything: expiry, trimming
+and throttling are injected as SDK errors on top of the real client."""
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-import anyio
-import boto3
 import pytest
-from botocore.exceptions import ClientError
 
-from engine.model import EventSourceMapping, SourceKind, State
+from engine.model import EventSourceMapping, SourceKind
 from engine.ports import ShardInfo, SourceNotFound, SourceThrottled, StartPosition, StreamRecord
 from pollers.aws import AwsClients
 from pollers.dynamodb import DynamoDbSourceFactory, DynamoDbStream
 from pollers.kinesis import IteratorShardReader
+from tests.contract.admin import DynamoAdmin, item_key
+from tests.contract.admin import mapping_for as admin_mapping_for
 from tests.integration.faults import FaultyClients
 
 pytestmark = pytest.mark.service("moto")
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-
-
-def mapping_for(arn: str) -> EventSourceMapping:
-    return EventSourceMapping(
-        uuid="00000000-0000-0000-0000-000000000002",
-        kind=SourceKind.DYNAMODB,
-        function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:table-fn",
-        params={"EventSourceArn": arn, "StartingPosition": "TRIM_HORIZON", "BatchSize": 100},
-        enabled=True,
-        state=State.ENABLED,
-        state_transition_reason="USER_INITIATED",
-        last_modified=0.0,
-    )
 
 
 async def read_all(reader: IteratorShardReader, expected: int, limit: int = 100) -> list[StreamRecord]:
@@ -58,9 +44,22 @@ async def read_all(reader: IteratorShardReader, expected: int, limit: int = 100)
 # --- fixtures -----------------------------------------------------------------------------------------
 
 
+def mapping_for(arn: str) -> EventSourceMapping:
+    return admin_mapping_for(
+        SourceKind.DYNAMODB, arn, function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:table-fn"
+    )
+
+
 @pytest.fixture
-def dynamodb(moto_endpoint: str) -> Any:
-    return boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name=REGION)
+def admin(moto_endpoint: str) -> Iterator[DynamoAdmin]:
+    a = DynamoAdmin(moto_endpoint)
+    yield a
+    a.cleanup()
+
+
+@pytest.fixture
+def dynamodb(admin: DynamoAdmin) -> Any:
+    return admin.client
 
 
 @pytest.fixture
@@ -76,37 +75,12 @@ def factory(clients: AwsClients) -> DynamoDbSourceFactory:
 
 
 @pytest.fixture
-def make_table(dynamodb: Any, unique_name: Callable[..., str]) -> Iterator[Callable[..., tuple[str, str]]]:
-    """``make_table(view_type="NEW_AND_OLD_IMAGES", name=None) -> (table name, stream ARN)``: a table keyed
-    by pk (S) and sk (N) with a stream; deleted after the test."""
-    names: set[str] = set()
-
-    def make(view_type: str = "NEW_AND_OLD_IMAGES", name: str | None = None) -> tuple[str, str]:
-        name = name or unique_name("esm-ddb")
-        resp = dynamodb.create_table(
-            TableName=name,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "N"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": view_type},
-        )
-        names.add(name)
-        return name, str(resp["TableDescription"]["LatestStreamArn"])
-
-    yield make
-    for name in names:
-        with contextlib.suppress(ClientError):
-            dynamodb.delete_table(TableName=name)
+def make_table(admin: DynamoAdmin) -> Callable[..., tuple[str, str]]:
+    """``make_table(view_type="NEW_AND_OLD_IMAGES", name=None) -> (table name, stream ARN)``"""
+    return admin.create_table
 
 
-def key(pk: str, sk: int) -> dict[str, Any]:
-    return {"pk": {"S": pk}, "sk": {"N": str(sk)}}
+key = item_key
 
 
 async def only_shard(stream: DynamoDbStream) -> str:
@@ -214,30 +188,18 @@ async def test_identity_and_shards(factory: DynamoDbSourceFactory, make_table: A
     assert len(shards) == 1 and shards[0] == ShardInfo(shards[0].shard_id)
 
 
-async def test_latest_after_sequence_number_and_limit(
+async def test_keys_only_records_have_no_images(
     dynamodb: Any, factory: DynamoDbSourceFactory, make_table: Any
 ) -> None:
+    """(Start positions, limits and AT_TIMESTAMP's refusal are the contract's: tests/contract/.)"""
     table, arn = make_table("KEYS_ONLY")
-    stream = factory.open_stream(mapping_for(arn))
-    shard = await only_shard(stream)
-    dynamodb.put_item(TableName=table, Item=key("a", 0))
-    latest = await stream.open_shard(shard, StartPosition("LATEST"))
-    for i in range(1, 6):
+    for i in range(1, 3):
         dynamodb.put_item(TableName=table, Item={**key("a", i), "x": {"S": "y"}})
-
-    got = await read_all(latest, 5, limit=2)
-    assert [r.record["dynamodb"]["Keys"]["sk"]["N"] for r in got] == ["1", "2", "3", "4", "5"]
+    stream = factory.open_stream(mapping_for(arn))
+    reader = await stream.open_shard(await only_shard(stream), StartPosition("TRIM_HORIZON"))
+    got = await read_all(reader, 2)
+    assert [r.record["dynamodb"]["Keys"]["sk"]["N"] for r in got] == ["1", "2"]
     assert all("NewImage" not in r.record["dynamodb"] for r in got)  # KEYS_ONLY
-    assert latest.last_sequence_number == got[-1].sequence_number
-
-    after = await stream.open_shard(
-        shard, StartPosition("AFTER_SEQUENCE_NUMBER", sequence_number=got[2].sequence_number)
-    )
-    rest = await read_all(after, 2, limit=5000)  # Limit is capped at DynamoDB's 1000
-    assert [r.sequence_number for r in rest] == [r.sequence_number for r in got[3:]]
-
-    with pytest.raises(ValueError):
-        await stream.open_shard(shard, StartPosition("AT_TIMESTAMP", timestamp=time.time()))
 
 
 async def test_a_missing_stream_is_source_not_found(factory: DynamoDbSourceFactory, unique_name: Any) -> None:
@@ -253,22 +215,16 @@ async def test_a_missing_stream_is_source_not_found(factory: DynamoDbSourceFacto
         await factory.describe(mapping_for(f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/no-stream"))
 
 
-async def test_a_recreated_table_has_a_new_stream_and_the_old_arn_is_gone(
+async def test_a_deleted_tables_stream_is_not_found(
     dynamodb: Any, factory: DynamoDbSourceFactory, make_table: Any
 ) -> None:
+    """(That a re-created table's stream has a new identity, and the old ARN's is gone, is the
+    contract's: tests/contract/.)"""
     table, old_arn = make_table()
-    old_identity = await factory.open_stream(mapping_for(old_arn)).identity()
+    await factory.describe(mapping_for(old_arn))
     dynamodb.delete_table(TableName=table)
     with pytest.raises(SourceNotFound):
         await factory.describe(mapping_for(old_arn))
-    await anyio.sleep(0.002)  # a new label needs a new timestamp
-    _, new_arn = make_table(name=table)
-    assert new_arn != old_arn
-    # moto answers DescribeStream for the table's current stream whatever label the ARN names
-    with pytest.raises(SourceNotFound):
-        await factory.open_stream(mapping_for(old_arn)).identity()
-    new_identity = await factory.open_stream(mapping_for(new_arn)).identity()
-    assert new_identity != old_identity
 
 
 async def test_expired_iterator_trimmed_position_and_throttling(

@@ -1,6 +1,7 @@
 """The Kafka transport (pollers/kafka.py) against a real broker (Apache Kafka KRaft from
-scripts/services.sh): record shape and per-partition order, starting positions, committed offsets shared by
-a consumer group, partitions split between two members, SCRAM credentials right and wrong.
+scripts/services.sh), beyond the StreamSource contract it passes (tests/contract/: identity, starting
+positions, order, limits): record shape and per-partition order, committed offsets shared by a consumer
+group, partitions split between two members, SCRAM credentials right and wrong.
 
 Each test uses its own topic and group names (created with the admin client).
 """
@@ -14,15 +15,13 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
 
 from engine.events_kafka import parse_partition_key
 from engine.ports import ShardReader, SourceAccessDenied, SourceError, StartPosition, StreamRecord
 from pollers.kafka import KafkaSource, StartingPosition
 from pollers.kafka_connection import KafkaSecurity
-from tests.services import KAFKA_SCRAM, KAFKA_SCRAM_PASSWORD, KAFKA_SCRAM_USER, endpoint_for, setting
-from tests.services import unique_name as new_name
+from tests.contract.admin import KafkaAdmin, kafka_bootstrap, new_group
+from tests.services import KAFKA_SCRAM, KAFKA_SCRAM_PASSWORD, KAFKA_SCRAM_USER, setting
 
 pytestmark = pytest.mark.service("kafka")
 
@@ -30,49 +29,10 @@ TRIM = StartPosition("TRIM_HORIZON")
 LATEST = StartPosition("LATEST")
 
 
-def bootstrap() -> str:
-    return endpoint_for("kafka")
-
-
 @pytest.fixture
-async def admin() -> AsyncIterator[AIOKafkaAdminClient]:
-    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap())
-    await client.start()
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
-@pytest.fixture
-async def producer() -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=bootstrap(), linger_ms=5)
-    await p.start()
-    try:
-        yield p
-    finally:
-        await p.stop()
-
-
-async def create_topic(admin: AIOKafkaAdminClient, partitions: int = 1) -> str:
-    topic = new_name("esm-kafka")
-    await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
-    return topic
-
-
-async def produce(
-    producer: AIOKafkaProducer,
-    topic: str,
-    values: Sequence[bytes],
-    *,
-    key: bytes | None = None,
-    partition: int | None = None,
-    headers: list[tuple[str, bytes]] | None = None,
-) -> None:
-    futures = [
-        await producer.send(topic, value, key=key, partition=partition, headers=headers) for value in values
-    ]
-    await asyncio.gather(*futures)
+async def kafka() -> AsyncIterator[KafkaAdmin]:
+    async with KafkaAdmin() as admin:
+        yield admin
 
 
 @pytest.fixture
@@ -92,10 +52,10 @@ def make_source(
     starting_position: StartingPosition = "TRIM_HORIZON",
     **kwargs: Any,
 ) -> KafkaSource:
-    kwargs.setdefault("bootstrap_servers", [bootstrap()])
+    kwargs.setdefault("bootstrap_servers", [kafka_bootstrap()])
     source = KafkaSource(
         topic=topic,
-        group_id=group or new_name("esm-group"),
+        group_id=group or new_group(),
         starting_position=starting_position,
         fetch_wait_s=0.2,
         **kwargs,
@@ -138,13 +98,13 @@ def offsets(records: Sequence[StreamRecord]) -> list[int]:
 
 
 async def test_partitions_in_order_with_the_record_shape(
-    admin: AIOKafkaAdminClient, producer: AIOKafkaProducer, sources: list[KafkaSource]
+    kafka: KafkaAdmin, sources: list[KafkaSource]
 ) -> None:
-    topic = await create_topic(admin, partitions=4)
+    topic = await kafka.create_topic(partitions=4)
     keys = [f"key-{i}".encode() for i in range(20)]
     total = 1000
     futures = [
-        await producer.send(topic, f"{i}".encode(), key=keys[i % 20], headers=[("h", "ë".encode())])
+        await kafka.producer.send(topic, f"{i}".encode(), key=keys[i % 20], headers=[("h", "ë".encode())])
         for i in range(total)
     ]
     await asyncio.gather(*futures)
@@ -175,11 +135,9 @@ async def test_partitions_in_order_with_the_record_shape(
     assert await read_quiet(readers, rounds=1) == []
 
 
-async def test_null_key_and_lane_key(
-    admin: AIOKafkaAdminClient, producer: AIOKafkaProducer, sources: list[KafkaSource]
-) -> None:
-    topic = await create_topic(admin)
-    await produce(producer, topic, [b"no key"])
+async def test_null_key_and_lane_key(kafka: KafkaAdmin, sources: list[KafkaSource]) -> None:
+    topic = await kafka.create_topic()
+    await kafka.produce(topic, [b"no key"])
     readers = await open_all(make_source(sources, topic))
     (records,) = (await read_until(readers, 1)).values()
     assert records[0].record["key"] is None
@@ -187,43 +145,11 @@ async def test_null_key_and_lane_key(
     assert records[0].lane_key == ""
 
 
-async def test_trim_horizon_vs_latest_vs_at_timestamp(
-    admin: AIOKafkaAdminClient, producer: AIOKafkaProducer, sources: list[KafkaSource]
-) -> None:
-    topic = await create_topic(admin, partitions=2)
-    await produce(producer, topic, [b"old-%d" % i for i in range(6)])
-    await asyncio.sleep(0.05)
-    middle = time.time()
-    await asyncio.sleep(0.05)
-    await produce(producer, topic, [b"mid-%d" % i for i in range(4)])
-
-    trim = make_source(sources, topic)
-    latest = make_source(sources, topic, starting_position="LATEST")
-    at_ts = make_source(sources, topic, starting_position="AT_TIMESTAMP", timestamp=middle)
-    trim_readers = await open_all(trim, TRIM)
-    latest_readers = await open_all(latest, LATEST)
-    at_readers = await open_all(at_ts, StartPosition("AT_TIMESTAMP", timestamp=middle))
-
-    def values(got: dict[str, list[StreamRecord]]) -> list[bytes]:
-        return sorted(base64.b64decode(r.record["value"]) for rs in got.values() for r in rs)
-
-    assert len(values(await read_until(trim_readers, 10))) == 10
-    assert values(await read_until(at_readers, 4)) == sorted(b"mid-%d" % i for i in range(4))
-    assert await read_quiet(latest_readers) == []
-
-    await produce(producer, topic, [b"new-%d" % i for i in range(3)])
-    assert values(await read_until(latest_readers, 3)) == sorted(b"new-%d" % i for i in range(3))
-    assert len(values(await read_until(trim_readers, 3))) == 3
-    assert len(values(await read_until(at_readers, 3))) == 3
-
-
-async def test_commit_then_the_group_resumes_after_it(
-    admin: AIOKafkaAdminClient, producer: AIOKafkaProducer, sources: list[KafkaSource]
-) -> None:
-    topic = await create_topic(admin, partitions=2)
-    group = new_name("esm-group")
-    await produce(producer, topic, [b"a%d" % i for i in range(10)], partition=0)
-    await produce(producer, topic, [b"b%d" % i for i in range(10)], partition=1)
+async def test_commit_then_the_group_resumes_after_it(kafka: KafkaAdmin, sources: list[KafkaSource]) -> None:
+    topic = await kafka.create_topic(partitions=2)
+    group = new_group()
+    await kafka.produce(topic, [b"a%d" % i for i in range(10)], partition=0)
+    await kafka.produce(topic, [b"b%d" % i for i in range(10)], partition=1)
     first = make_source(sources, topic, group)
     readers = await open_all(first)
     got = await read_until(readers, 20)
@@ -232,7 +158,7 @@ async def test_commit_then_the_group_resumes_after_it(
     await first.commit(f"{topic}-1", "9")  # all finished
     await first.aclose()
 
-    await produce(producer, topic, [b"b10"], partition=1)
+    await kafka.produce(topic, [b"b10"], partition=1)
     # a LATEST start position is ignored: the group has committed offsets (spec 6.2)
     second = make_source(sources, topic, group, starting_position="LATEST")
     readers = await open_all(second, LATEST)
@@ -243,10 +169,10 @@ async def test_commit_then_the_group_resumes_after_it(
 
 
 async def test_after_sequence_number_overrides_the_committed_offset(
-    admin: AIOKafkaAdminClient, producer: AIOKafkaProducer, sources: list[KafkaSource]
+    kafka: KafkaAdmin, sources: list[KafkaSource]
 ) -> None:
-    topic = await create_topic(admin)
-    await produce(producer, topic, [b"%d" % i for i in range(8)])
+    topic = await kafka.create_topic()
+    await kafka.produce(topic, [b"%d" % i for i in range(8)])
     source = make_source(sources, topic)
     await source.list_shards()
     await source.commit(f"{topic}-0", "1")
@@ -257,16 +183,14 @@ async def test_after_sequence_number_overrides_the_committed_offset(
     assert offsets(got["p"]) == [5, 6, 7]
 
 
-async def test_two_members_split_the_partitions(
-    admin: AIOKafkaAdminClient, producer: AIOKafkaProducer, sources: list[KafkaSource]
-) -> None:
-    topic = await create_topic(admin, partitions=4)
-    group = new_name("esm-group")
+async def test_two_members_split_the_partitions(kafka: KafkaAdmin, sources: list[KafkaSource]) -> None:
+    topic = await kafka.create_topic(partitions=4)
+    group = new_group()
     everything = {f"{topic}-{p}" for p in range(4)}
     a = make_source(sources, topic, group)
     a_readers = await open_all(a)
     assert set(a_readers) == everything
-    await produce(producer, topic, [b"before-%d" % i for i in range(40)])
+    await kafka.produce(topic, [b"before-%d" % i for i in range(40)])
     before = await read_until(a_readers, 40)
     assert sum(map(len, before.values())) == 40
 
@@ -294,7 +218,7 @@ async def test_two_members_split_the_partitions(
             assert read.released and not read.records
         else:
             assert not read.released and not read.records
-    await produce(producer, topic, [b"after-%d" % i for i in range(40)])
+    await kafka.produce(topic, [b"after-%d" % i for i in range(40)])
     kept = {shard: r for shard, r in a_readers.items() if shard in a_shards}
     b_readers = await open_all(b)  # nothing committed: b starts its partitions from the beginning
     assert set(b_readers) == b_shards
@@ -314,11 +238,9 @@ async def test_two_members_split_the_partitions(
 
 
 @pytest.mark.parametrize("mechanism", ["SASL_SCRAM_512", "SASL_SCRAM_256"])
-async def test_scram_credentials(
-    mechanism: Any, admin: AIOKafkaAdminClient, producer: AIOKafkaProducer, sources: list[KafkaSource]
-) -> None:
-    topic = await create_topic(admin)
-    await produce(producer, topic, [b"secret-%d" % i for i in range(3)])
+async def test_scram_credentials(mechanism: Any, kafka: KafkaAdmin, sources: list[KafkaSource]) -> None:
+    topic = await kafka.create_topic()
+    await kafka.produce(topic, [b"secret-%d" % i for i in range(3)])
     security = KafkaSecurity(
         sasl=mechanism, username=setting(KAFKA_SCRAM_USER), password=setting(KAFKA_SCRAM_PASSWORD)
     )
@@ -329,10 +251,8 @@ async def test_scram_credentials(
     assert offsets(got[f"{topic}-0"]) == [0, 1, 2]
 
 
-async def test_wrong_scram_password_is_access_denied(
-    admin: AIOKafkaAdminClient, sources: list[KafkaSource]
-) -> None:
-    topic = await create_topic(admin)
+async def test_wrong_scram_password_is_access_denied(kafka: KafkaAdmin, sources: list[KafkaSource]) -> None:
+    topic = await kafka.create_topic()
     security = KafkaSecurity(sasl="SASL_SCRAM_512", username=setting(KAFKA_SCRAM_USER), password="wrong")
     source = make_source(sources, topic, bootstrap_servers=[setting(KAFKA_SCRAM)], security=security)
     with pytest.raises(SourceAccessDenied, match="SASL authentication failed") as caught:
@@ -353,7 +273,7 @@ async def test_unreachable_broker_is_a_source_error(sources: list[KafkaSource]) 
         await source.identity()
 
 
-async def test_identity_is_the_cluster_id(admin: AIOKafkaAdminClient, sources: list[KafkaSource]) -> None:
-    topic = await create_topic(admin)
-    cluster = (await admin.describe_cluster())["cluster_id"]
+async def test_identity_is_the_cluster_id(kafka: KafkaAdmin, sources: list[KafkaSource]) -> None:
+    topic = await kafka.create_topic()
+    cluster = (await kafka.admin.describe_cluster())["cluster_id"]
     assert await make_source(sources, topic).identity() == cluster

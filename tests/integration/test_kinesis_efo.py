@@ -9,21 +9,20 @@ LocalStack is the only endpoint here with SubscribeToShard: ``scripts/services.s
 from __future__ import annotations
 
 import base64
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import anyio
-import boto3
 import pytest
-from botocore.exceptions import ClientError
 
-from engine.model import EventSourceMapping, SourceKind, State
+from engine.model import EventSourceMapping, SourceKind
 from engine.ports import ShardRead, SourceError, SourceThrottled, StartPosition, StreamRecord
 from pollers.aws import AwsClients
 from pollers.kinesis import KinesisSourceFactory, KinesisStream
 from pollers.kinesis_efo import SubscribeShardReader
+from tests.contract.admin import KinesisAdmin
+from tests.contract.admin import mapping_for as admin_mapping_for
 from tests.services import require_service
 
 pytestmark = [pytest.mark.service("localstack"), pytest.mark.timeout(120)]
@@ -35,23 +34,7 @@ SHARD = "shardId-000000000000"
 
 
 def mapping_for(arn: str, start: str = "TRIM_HORIZON") -> EventSourceMapping:
-    return EventSourceMapping(
-        uuid="00000000-0000-0000-0000-0000000000ef",
-        kind=SourceKind.KINESIS,
-        function_arn=FUNCTION_ARN,
-        params={"EventSourceArn": arn, "StartingPosition": start, "BatchSize": 100},
-        enabled=True,
-        state=State.ENABLED,
-        state_transition_reason="USER_INITIATED",
-        last_modified=0.0,
-    )
-
-
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"{what} not within {timeout}s"
-        time.sleep(0.1)
+    return admin_mapping_for(SourceKind.KINESIS, arn, function_arn=FUNCTION_ARN, StartingPosition=start)
 
 
 def put(kinesis: Any, name: str, datas: list[bytes], key: str = "pk") -> list[str]:
@@ -81,8 +64,15 @@ def endpoint() -> str:
 
 
 @pytest.fixture
-def kinesis(endpoint: str) -> Any:
-    return boto3.client("kinesis", endpoint_url=endpoint, region_name=REGION)
+def admin(endpoint: str) -> Iterator[KinesisAdmin]:
+    a = KinesisAdmin(endpoint)
+    yield a
+    a.cleanup()
+
+
+@pytest.fixture
+def kinesis(admin: KinesisAdmin) -> Any:
+    return admin.client
 
 
 @pytest.fixture
@@ -93,31 +83,10 @@ async def factory(endpoint: str) -> AsyncIterator[KinesisSourceFactory]:
 
 
 @pytest.fixture
-def consumer(kinesis: Any, unique_name: Callable[..., str]) -> Iterator[tuple[str, str, str]]:
+def consumer(admin: KinesisAdmin, unique_name: Callable[..., str]) -> tuple[str, str, str]:
     """(stream name, stream ARN, ACTIVE consumer ARN) of a fresh one-shard stream; deleted after."""
-    name = unique_name("esm-efo")
-    kinesis.create_stream(StreamName=name, ShardCount=1)
-
-    def summary() -> dict[str, Any]:
-        return dict(kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"])
-
-    wait_until(lambda: summary()["StreamStatus"] == "ACTIVE", f"stream {name} ACTIVE")
-    stream_arn = str(summary()["StreamARN"])
-    consumer_arn = str(
-        kinesis.register_stream_consumer(StreamARN=stream_arn, ConsumerName="efo")["Consumer"]["ConsumerARN"]
-    )
-    wait_until(
-        lambda: (
-            kinesis.describe_stream_consumer(ConsumerARN=consumer_arn)["ConsumerDescription"][
-                "ConsumerStatus"
-            ]
-            == "ACTIVE"
-        ),
-        f"consumer {consumer_arn} ACTIVE",
-    )
-    yield name, stream_arn, consumer_arn
-    with contextlib.suppress(ClientError):
-        kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+    name, stream_arn = admin.create(1, unique_name("esm-efo"))
+    return name, stream_arn, admin.register_consumer(stream_arn)
 
 
 def open_stream(factory: KinesisSourceFactory, arn: str) -> KinesisStream:

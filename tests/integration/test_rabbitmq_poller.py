@@ -1,7 +1,7 @@
 """The RabbitMQ transport (pollers/rabbitmq.py) against a real broker (RabbitMQ 3.10 from
-scripts/services.sh): record shape and order, ack, release and redelivery, quorum-queue delivery limit and
-dead-lettering, virtual hosts, refused credentials, missing queues, and a broker restart that loses no
-message.
+scripts/services.sh), beyond the QueueSource contract it passes (tests/contract/: ack, release, reject,
+waiting, closing): record shape and order, multiple acks, prefetch, quorum-queue delivery limit, virtual
+hosts, refused credentials, missing queues, and a broker restart that loses no message.
 
 Each test uses its own queue names; the second virtual host ``esm-test`` is created with rabbitmqctl
 (``scripts/services.sh rabbitmqctl add_vhost``, idempotent on 3.10).
@@ -14,23 +14,19 @@ import datetime as dt
 import json
 import re
 import subprocess
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-import aio_pika
 import anyio
 import pytest
-from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.abc import DeliveredMessage
-from pamqp import commands as spec
 
 from engine.batching import encode_envelope, encode_record
 from engine.ports import QueueMessage, SourceError, SourceNotFound
 from pollers.rabbitmq import RabbitMqQueue, parse_rabbitmq_endpoint
-from tests.services import endpoint_for, is_up, skip_unless_ci
+from tests.contract.admin import RabbitAdmin, open_rabbit_admin, rabbitmq_url
+from tests.services import is_up, skip_unless_ci
 
 pytestmark = pytest.mark.service("rabbitmq")
 
@@ -43,82 +39,19 @@ VHOST = "esm-test"
 # --- helpers ------------------------------------------------------------------------------------------
 
 
-def url() -> str:
-    return endpoint_for("rabbitmq")
-
-
 def services(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(SERVICES), *args], capture_output=True, text=True, timeout=timeout, check=False
     )
 
 
-class Broker:
-    """An admin connection: declares queues, publishes, counts."""
-
-    def __init__(self, connection: AbstractConnection, channel: AbstractChannel) -> None:
-        self.connection = connection
-        self.channel = channel
-        self.declared: list[str] = []
-
-    async def declare(self, name: str, **arguments: Any) -> str:
-        await self.channel.declare_queue(name, durable=True, arguments=arguments or None)
-        self.declared.append(name)
-        return name
-
-    async def publish(self, queue: str, body: bytes, **properties: Any) -> None:
-        """A persistent message; ``properties`` as pamqp's Basic.Properties (absent = not sent)."""
-        properties.setdefault("delivery_mode", 2)
-        underlay = await self.channel.get_underlay_channel()
-        await underlay.basic_publish(
-            body, exchange="", routing_key=queue, properties=spec.Basic.Properties(**properties)
-        )
-
-    async def depth(self, queue: str) -> int:
-        """Ready messages (not counting deliveries still unacknowledged)."""
-        declared = await self.channel.declare_queue(queue, passive=True)
-        count = declared.declaration_result.message_count
-        assert count is not None
-        return count
-
-    async def get_all(self, queue: str) -> list[bytes]:
-        q = await self.channel.get_queue(queue, ensure=False)
-        out = []
-        while (m := await q.get(no_ack=True, fail=False, timeout=5)) is not None:
-            out.append(m.body)
-        return out
-
-
-async def open_broker(vhost: str = "/") -> Broker:
-    # aio_pika.connect ignores ``virtualhost=`` when given a URL: pass the parts
-    parts = urlsplit(url())
-    host, port, tls = parse_rabbitmq_endpoint(url())
-    connection = await aio_pika.connect(
-        host=host,
-        port=port,
-        ssl=tls,
-        login=unquote(parts.username or "guest"),
-        password=unquote(parts.password or "guest"),
-        virtualhost=vhost,
-        timeout=10,
-    )
-    channel = await connection.channel()
-    return Broker(connection, channel)
-
-
 @pytest.fixture
-async def broker() -> AsyncIterator[Broker]:
-    b = await open_broker()
+async def broker() -> AsyncIterator[RabbitAdmin]:
+    b = await open_rabbit_admin()
     try:
         yield b
     finally:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(10):
-            await b.connection.close()
-            if b.declared:  # the test's queues go (a fresh connection: the test may have closed its own)
-                cleanup = await open_broker()
-                for name in b.declared:
-                    await cleanup.channel.queue_delete(name)
-                await cleanup.connection.close()
+        await b.aclose()
 
 
 @pytest.fixture(scope="session")
@@ -141,7 +74,7 @@ def qname(unique_name: Callable[..., str], request: pytest.FixtureRequest) -> st
 def source(queue: str, **kwargs: Any) -> RabbitMqQueue:
     kwargs.setdefault("prefetch", 100)
     kwargs.setdefault("broker_arn", ARN)
-    return RabbitMqQueue(url(), queue, **kwargs)
+    return RabbitMqQueue(rabbitmq_url(), queue, **kwargs)
 
 
 async def receive_n(
@@ -183,7 +116,7 @@ def test_parse_endpoint() -> None:
     assert (q.username, q.password, q.vhost, q.prefetch) == ("other", "secret", "/", 1)
 
 
-async def test_records_in_order_exact_shape_then_ack_removes(broker: Broker, qname: str) -> None:
+async def test_records_in_order_exact_shape_then_ack_removes(broker: RabbitAdmin, qname: str) -> None:
     await broker.declare(qname)
     await broker.publish(
         qname,
@@ -278,29 +211,7 @@ async def test_records_in_order_exact_shape_then_ack_removes(broker: Broker, qna
         await assert_nothing_more(q2)
 
 
-async def test_receive_waits_for_the_first_message_without_polling(broker: Broker, qname: str) -> None:
-    await broker.declare(qname)
-    async with source(qname) as q:
-        t0 = time.monotonic()
-        assert await q.receive(10, 0.3) == []
-        assert 0.25 <= time.monotonic() - t0 < 2.0
-        assert await q.receive(10, 0) == []
-
-        async def publish_later() -> None:
-            await anyio.sleep(0.2)
-            await broker.publish(qname, b"late")
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(publish_later)
-            t0 = time.monotonic()
-            got = await q.receive(10, 10.0)
-            elapsed = time.monotonic() - t0
-        assert bodies(got) == [b"late"]
-        assert elapsed < 2.0  # woken by the delivery, not by the 10 s wait
-        await q.ack(got)
-
-
-async def test_max_messages_prefetch_and_concurrent_receivers(broker: Broker, qname: str) -> None:
+async def test_max_messages_prefetch_and_concurrent_receivers(broker: RabbitAdmin, qname: str) -> None:
     await broker.declare(qname)
     for i in range(20):
         await broker.publish(qname, f"m{i:02d}".encode())
@@ -334,7 +245,7 @@ async def test_max_messages_prefetch_and_concurrent_receivers(broker: Broker, qn
     assert await broker.depth(qname) == 0
 
 
-async def test_ack_uses_one_multiple_frame_for_the_lowest_tags(broker: Broker, qname: str) -> None:
+async def test_ack_uses_one_multiple_frame_for_the_lowest_tags(broker: RabbitAdmin, qname: str) -> None:
     await broker.declare(qname)
     for i in range(6):
         await broker.publish(qname, f"m{i}".encode())
@@ -375,25 +286,7 @@ async def test_ack_uses_one_multiple_frame_for_the_lowest_tags(broker: Broker, q
     assert await broker.depth(qname) == 0
 
 
-async def test_release_redelivers_with_redelivered_true(broker: Broker, qname: str) -> None:
-    await broker.declare(qname)
-    await broker.publish(qname, b"a")
-    await broker.publish(qname, b"b")
-    async with source(qname) as q:
-        got = await receive_n(q, 2)
-        assert [m.record["redelivered"] for m in got] == [False, False]
-        await q.release(got)
-        again = await receive_n(q, 2)
-        assert bodies(again) == [b"a", b"b"]  # classic queues requeue at the original position
-        assert [m.record["redelivered"] for m in again] == [True, True]
-        assert [m.extra["attempt"] for m in again] == [2, 2]
-        assert {m.item_id for m in again}.isdisjoint({m.item_id for m in got})
-        assert [m.record["basicProperties"] for m in again] == [m.record["basicProperties"] for m in got]
-        await q.ack(again)
-    assert await broker.depth(qname) == 0
-
-
-async def test_quorum_queue_delivery_limit_dead_letters(broker: Broker, qname: str) -> None:
+async def test_quorum_queue_delivery_limit_dead_letters(broker: RabbitAdmin, qname: str) -> None:
     dlq = await broker.declare(f"{qname}-dlq")
     await broker.declare(
         qname,
@@ -431,25 +324,8 @@ async def test_quorum_queue_delivery_limit_dead_letters(broker: Broker, qname: s
     assert await broker.depth(qname) == 0
 
 
-async def test_reject_dead_letters_through_the_queue_exchange(broker: Broker, qname: str) -> None:
-    dlq = await broker.declare(f"{qname}-dlq")
-    await broker.declare(qname, **{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq})
-    await broker.publish(qname, b"never")
-    await broker.publish(qname, b"fine")
-    async with source(qname) as q:
-        never, fine = await receive_n(q, 2)
-        await q.reject([never], "MaximumPayloadSizeExceeded")
-        await q.ack([fine])
-        await assert_nothing_more(q, 0.5)  # not requeued
-    with anyio.fail_after(10):
-        while not (dead := await broker.get_all(dlq)):
-            await anyio.sleep(0.05)
-    assert dead == [b"never"]
-    assert await broker.depth(qname) == 0
-
-
-async def test_vhost_selects_the_queue(broker: Broker, qname: str, test_vhost: str) -> None:
-    other = await open_broker(test_vhost)
+async def test_vhost_selects_the_queue(broker: RabbitAdmin, qname: str, test_vhost: str) -> None:
+    other = await open_rabbit_admin(test_vhost)
     try:
         await broker.declare(qname)
         await other.declare(qname)
@@ -476,7 +352,7 @@ async def test_vhost_selects_the_queue(broker: Broker, qname: str, test_vhost: s
         await other.connection.close()
 
 
-async def test_wrong_password_is_a_source_error(broker: Broker, qname: str) -> None:
+async def test_wrong_password_is_a_source_error(broker: RabbitAdmin, qname: str) -> None:
     await broker.declare(qname)
     q = source(qname, username="guest", password="wrong")
     with pytest.raises(SourceError, match="authentication failed for user 'guest' on vhost '/'"):
@@ -490,13 +366,13 @@ async def test_wrong_password_is_a_source_error(broker: Broker, qname: str) -> N
 async def test_unknown_vhost_and_unreachable_broker_are_source_errors(qname: str) -> None:
     with pytest.raises(SourceError, match="refused access to vhost 'no-such-vhost' for user 'guest'"):
         await source(qname, vhost="no-such-vhost").connect()
-    host, _port, _tls = parse_rabbitmq_endpoint(url())
+    host, _port, _tls = parse_rabbitmq_endpoint(rabbitmq_url())
     dead = RabbitMqQueue(f"amqp://{host}:1", qname, prefetch=10, broker_arn=ARN, connect_timeout_s=3)
     with pytest.raises(SourceError, match="cannot connect to RabbitMQ"):
         await dead.receive(10, 0.1)
 
 
-async def test_missing_queue_is_source_not_found(broker: Broker, qname: str) -> None:
+async def test_missing_queue_is_source_not_found(broker: RabbitAdmin, qname: str) -> None:
     q = source(qname)
     with pytest.raises(SourceNotFound, match=f"queue '{qname}' on vhost '/'"):
         await q.connect()
@@ -514,22 +390,16 @@ async def test_missing_queue_is_source_not_found(broker: Broker, qname: str) -> 
                 await q.receive(10, 1.0)
 
 
-async def test_aclose_returns_unacked_messages(broker: Broker, qname: str) -> None:
+async def test_aclose_is_idempotent_and_final(broker: RabbitAdmin, qname: str) -> None:
+    """(What a close gives back is the contract's: tests/contract/test_queue_contract.py.)"""
     await broker.declare(qname)
-    for i in range(3):
-        await broker.publish(qname, f"m{i}".encode())
+    await broker.publish(qname, b"m0")
     q = source(qname)
-    got = await receive_n(q, 3)
-    await q.ack(got[:1])
+    await q.ack(await receive_n(q, 1))
     await q.aclose()
     await q.aclose()  # idempotent
     with pytest.raises(SourceError, match="closed"):
         await q.receive(10, 0.1)
-    async with source(qname) as q2:
-        again = await receive_n(q2, 2)
-        assert bodies(again) == [b"m1", b"m2"]
-        assert all(m.record["redelivered"] for m in again)
-        await q2.ack(again)
 
 
 def _broker_is_ours() -> bool:
@@ -537,7 +407,7 @@ def _broker_is_ours() -> bool:
     return "running pid" in status
 
 
-async def test_broker_restart_raises_source_error_and_loses_nothing(broker: Broker, qname: str) -> None:
+async def test_broker_restart_raises_source_error_and_loses_nothing(broker: RabbitAdmin, qname: str) -> None:
     if not _broker_is_ours():
         skip_unless_ci("the broker was not started by scripts/services.sh: this test cannot restart it")
     await broker.declare(qname)
@@ -570,7 +440,7 @@ async def test_broker_restart_raises_source_error_and_loses_nothing(broker: Brok
         start = await anyio.to_thread.run_sync(lambda: services("start", "rabbitmq"))
         restarted = True
         assert start.returncode == 0, start.stderr
-        assert is_up(url())
+        assert is_up(rabbitmq_url())
 
         # a new source (as the supervisor builds one) receives every unacknowledged message again
         async with source(qname) as q2, source(quorum) as qq2:
@@ -587,7 +457,7 @@ async def test_broker_restart_raises_source_error_and_loses_nothing(broker: Brok
     finally:
         if not restarted:
             await anyio.to_thread.run_sync(lambda: services("start", "rabbitmq"))
-    after = await open_broker()
+    after = await open_rabbit_admin()
     try:
         assert await after.depth(qname) == 0
         assert await after.depth(quorum) == 0
