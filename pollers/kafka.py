@@ -369,17 +369,15 @@ class KafkaSource(Transport):
             await consumer.seek_to_beginning(tp)
             return False
         if kind == "LATEST":
-            await consumer.seek_to_end(tp)
-        else:
-            ts = start.timestamp if start.kind == "AT_TIMESTAMP" else self.timestamp
-            if ts is None:
-                raise ValueError("AT_TIMESTAMP needs a timestamp")
-            found = await consumer.offsets_for_times({tp: int(ts * 1000)})
-            at = found.get(tp)
-            if at is None:  # nothing at or after the timestamp yet
-                await consumer.seek_to_end(tp)
-            else:
-                consumer.seek(tp, int(at.offset))
+            consumer.seek(tp, await _end_offset(consumer, tp))
+            return True
+        ts = start.timestamp if start.kind == "AT_TIMESTAMP" else self.timestamp
+        if ts is None:
+            raise ValueError("AT_TIMESTAMP needs a timestamp")
+        at = (await consumer.offsets_for_times({tp: int(ts * 1000)})).get(tp)
+        # nothing at or after the timestamp yet: the end, as an explicit offset (seek_to_end resets lazily,
+        # and the consumer's own auto_offset_reset could win the race to the first fetch)
+        consumer.seek(tp, int(at.offset) if at is not None else await _end_offset(consumer, tp))
         return True
 
     async def commit(self, shard_id: str, sequence_number: str) -> None:
@@ -474,3 +472,8 @@ if TYPE_CHECKING:  # the ports these classes implement (checked by mypy, never r
         source: KafkaSource, reader: KafkaPartitionReader
     ) -> tuple[StreamSource, SourceCommits, TopicProducer, ShardReader]:
         return source, source, source, reader
+
+
+async def _end_offset(consumer: Any, tp: Any) -> int:
+    """The partition's end (the offset the next record produced gets)."""
+    return int((await consumer.end_offsets([tp]))[tp])

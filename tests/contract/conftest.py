@@ -25,16 +25,6 @@ from tests.contract.harness import (
 )
 from tests.services import require_service
 
-
-def expect_failure(request: pytest.FixtureRequest, known_defects: dict[str, str]) -> None:
-    """Marks the case xfail when its transport has a known defect there (not strict: some are races)."""
-    spec = getattr(request.node, "callspec", None)
-    others = [str(v) for k, v in (spec.params.items() if spec else ()) if k != request.fixturename]
-    case = f"{request.node.originalname}[{'-'.join(others)}]" if others else request.node.originalname
-    if case in known_defects:
-        request.applymarker(pytest.mark.xfail(reason=known_defects[case], strict=False))
-
-
 QUEUE_TRANSPORTS = ["sqs-elasticmq", "sqs-moto", "rabbitmq", "activemq", "memory"]
 
 
@@ -75,7 +65,6 @@ async def stream_transport(request: pytest.FixtureRequest) -> AsyncIterator[Stre
         require_service("kafka")
         async with KafkaAdmin() as admin:
             harness = KafkaHarness(admin)
-            expect_failure(request, harness.known_defects)
             try:
                 yield harness
             finally:
@@ -83,7 +72,6 @@ async def stream_transport(request: pytest.FixtureRequest) -> AsyncIterator[Stre
         return
     else:
         harness = MemoryStreamHarness()
-    expect_failure(request, harness.known_defects)
     try:
         yield harness
     finally:

@@ -334,8 +334,6 @@ class StreamHarness:
     )
     #: start positions the transport takes but its service here does not honour, with the reason
     service_ignores: ClassVar[dict[str, str]] = {}
-    #: defects of the transport the contract found, by case (``test_name[param]``): expected to fail
-    known_defects: ClassVar[dict[str, str]] = {}
     #: most shards a new stream may have
     max_shards: ClassVar[int] = 2
     #: why the stream's identity survives a re-creation (None: it changes)
@@ -471,11 +469,6 @@ class KafkaHarness(StreamHarness):
     no_recreate = "a Kafka source's identity is its cluster id: a topic deleted and re-created keeps it"
     no_delete = "a Kafka source's identity is its cluster id, which a deleted topic leaves"
     no_split = "Kafka partitions never close"
-    known_defects = {
-        "test_start_position[AT_TIMESTAMP]": "pollers/kafka.py: an AT_TIMESTAMP after every record of a "
-        "partition that already has records starts at offset 0, not at its end (offsets_for_times finds "
-        "nothing, then seek_to_end / position races the new consumer's own offset reset)"
-    }
 
     def __init__(self, admin: KafkaAdmin) -> None:
         self.admin = admin
