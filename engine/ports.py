@@ -148,9 +148,9 @@ class QueueSource(Opened, Protocol):
         """Processing is final for these messages (success or filtered out): remove them."""
         ...
 
-    async def release(self, messages: Sequence[QueueMessage]) -> Sequence[QueueMessage]:
-        """Processing failed: hand the messages back for redelivery as the broker does it. Returns the
-        ones the broker dead-lettered instead (ActiveMQ past its redelivery limit), for the journal."""
+    async def release(self, messages: Sequence[QueueMessage]) -> None:
+        """Processing failed: hand the messages back for redelivery as the broker does it (the broker's
+        redelivery limit, where it has one, is the pipeline's: it rejects past it instead)."""
         ...
 
     async def reject(self, messages: Sequence[QueueMessage], reason: str) -> None:

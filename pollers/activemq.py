@@ -288,7 +288,7 @@ class ActiveMqQueue(Transport):
                 "acknowledged: the broker redelivers them"
             )
 
-    async def release(self, messages: Sequence[QueueMessage]) -> Sequence[QueueMessage]:
+    async def release(self, messages: Sequence[QueueMessage]) -> None:
         """Failed: counted (the next delivery's ``attempt``) and handed back to the broker for redelivery.
         Never dead-letters: the redelivery limit is the queue runner's, which rejects past it."""
         for s, group in self._by_session(messages).items():
@@ -309,7 +309,6 @@ class ActiveMqQueue(Transport):
             if items:
                 await s.ensure_active()
                 self.log.debug("released", count=len(items))
-        return ()
 
     async def reject(self, messages: Sequence[QueueMessage], reason: str) -> None:
         """Can never succeed (or past the redelivery limit): a NACK, a poison ack, so the broker moves

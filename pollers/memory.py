@@ -78,11 +78,10 @@ class MemoryQueue(Transport):
         self._settle(messages)
         self.acked += [m.item_id for m in messages]
 
-    async def release(self, messages: Sequence[QueueMessage]) -> Sequence[QueueMessage]:
+    async def release(self, messages: Sequence[QueueMessage]) -> None:
         for m in self._settle(messages):
             self.released.append(m.item_id)
             self._redeliver(m)
-        return ()
 
     async def reject(self, messages: Sequence[QueueMessage], reason: str) -> None:
         self._settle(messages)

@@ -327,11 +327,10 @@ class RabbitMqQueue(Transport):
     async def ack(self, messages: Sequence[QueueMessage]) -> None:
         await self._settle(messages, requeue=None)
 
-    async def release(self, messages: Sequence[QueueMessage]) -> Sequence[QueueMessage]:
+    async def release(self, messages: Sequence[QueueMessage]) -> None:
         """basic.nack with requeue: redelivered with ``redelivered=True`` (quorum queues count it toward
         ``x-delivery-limit``; past it the broker dead-letters or drops the message, out of our sight)."""
         await self._settle(messages, requeue=True)
-        return ()
 
     async def reject(self, messages: Sequence[QueueMessage], reason: str) -> None:
         """basic.nack without requeue: the queue's dead-letter exchange gets them (``x-death`` says

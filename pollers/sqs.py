@@ -162,10 +162,9 @@ class SqsQueue(Transport):
             for chunk in chunks:
                 tg.start_soon(delete, chunk)
 
-    async def release(self, messages: Sequence[QueueMessage]) -> Sequence[QueueMessage]:
+    async def release(self, messages: Sequence[QueueMessage]) -> None:
         """Nothing: the messages come back when their visibility timeout ends, as on AWS (the redrive
         policy's moves happen in the queue, out of our sight)."""
-        return ()
 
     async def aclose(self) -> None:
         """The clients belong to the engine."""

@@ -122,8 +122,9 @@ class QueueBatches:
         back = [m for m in failed if m not in spent]
         if spent:
             await self.source.reject(spent, MAXIMUM_REDELIVERIES_EXCEEDED)
-        dead = [*spent, *(await self.source.release(back) if back else ())]
-        for m in dead:
+        if back:
+            await self.source.release(back)
+        for m in spent:
             self.log.warning("record_dead_lettered", item=m.item_id, reason=MAXIMUM_REDELIVERIES_EXCEEDED)
             await self._journal(
                 [m], attempt_of(m), DISCARDED, detail={"reason": MAXIMUM_REDELIVERIES_EXCEEDED}
