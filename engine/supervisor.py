@@ -70,12 +70,15 @@ class Supervisor:
         settle_timeout_s: float = 30.0,
         max_pending_changes: int = 1000,
         restart_backoff: Callable[[], Backoff] = lambda: Backoff(base_s=0.5, cap_s=60.0),
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self.store = store
         self.runner_factory = runner_factory
         self.drain_timeout_s = drain_timeout_s
         self.settle_timeout_s = settle_timeout_s
         self.restart_backoff = restart_backoff
+        #: waits out a restart's back-off (tests count the delays instead of sleeping)
+        self.sleep = sleep
         self._send: MemoryObjectSendStream[str]
         self._recv: MemoryObjectReceiveStream[str]
         self._send, self._recv = anyio.create_memory_object_stream[str](max_pending_changes)
@@ -223,7 +226,7 @@ class Supervisor:
                                 )
                         bound.debug("mapping_restart_scheduled", restart_in_s=round(delay, 2))
                         handle.ready.set()  # the state settles; LastProcessingResult says what is wrong
-                        await anyio.sleep(delay)
+                        await self.sleep(delay)
         finally:
             self._handles.pop(m.uuid, None)
             handle.done.set()
