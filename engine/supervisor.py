@@ -50,10 +50,16 @@ SOURCE_MISSING_REASON = ESM_CONFIG_NOT_VALID
 RunnerFactory = Callable[[EventSourceMapping], Awaitable[Runner]]
 
 
+def _runner_scope() -> anyio.CancelScope:
+    # the engine's own cancellation reaches a runner only through the supervisor, which drains it first
+    # (stop_all, _stop) and then cancels this scope: the shield's deadline is drain_timeout_s
+    return anyio.CancelScope(shield=True)
+
+
 @dataclass
 class _Handle:
     mapping: EventSourceMapping
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    scope: anyio.CancelScope = field(default_factory=_runner_scope)
     done: anyio.Event = field(default_factory=anyio.Event)
     #: the runner fixed its read positions (LATEST means from here), or its first start failed
     ready: anyio.Event = field(default_factory=anyio.Event)
@@ -155,9 +161,13 @@ class Supervisor:
             await self._stop(uuid)
         settled = states.settled(m.enabled)
         if m.state is not settled:
-            # re-read: the runner may have recorded a problem (LastProcessingResult) meanwhile
-            m = self.store.get_mapping(uuid) or m
-            self.store.save_mapping(m.with_state(settled))
+            # re-read: the runner may have recorded a problem (LastProcessingResult) meanwhile, and the
+            # control plane may have accepted another change (a Delete while Disabling, an Update while
+            # Enabling): that change is the next reconcile's, never overwritten by this one's settling
+            current = self.store.get_mapping(uuid)
+            if current is None or (current.state, current.last_modified) != (m.state, m.last_modified):
+                return
+            self.store.save_mapping(current.with_state(settled))
             log.info("mapping_state_changed", mapping=uuid, state=settled.value, previous=m.state.value)
 
     def _start(self, m: EventSourceMapping) -> _Handle:

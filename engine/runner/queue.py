@@ -100,14 +100,19 @@ class QueueRunner:
             self.idle_pollers = min(settings.idle_pollers, self.burst_pollers)
         self._active = 0
         self._draining = anyio.Event()
+        #: the long polls waiting now, abandoned by drain (SQS: what one was handed comes back after the
+        #: visibility timeout; a broker gets back what it pushed when the transport closes)
+        self._receives: set[anyio.CancelScope] = set()
         # a broker pushes into one buffer: batches are cut one at a time, in order, and only the
         # invocations run concurrently (SQS pollers each receive for themselves)
         self._cut_lock = anyio.Lock() if profile.one_push_buffer else None
         self._tg: anyio.abc.TaskGroup | None = None
 
     def drain(self) -> None:
-        """Stop receiving; batches in flight finish."""
+        """Stop receiving (a long poll waiting for messages is abandoned); batches in flight finish."""
         self._draining.set()
+        for receive in self._receives:
+            receive.cancel()
 
     async def run(self, ready: Callable[[], None] = lambda: None) -> None:
         self.log.info(
@@ -201,9 +206,16 @@ class _PollerFeed:
         return self.runner._draining.is_set()
 
     async def take(self, room: int, wait_s: float) -> Sequence[tuple[QueueMessage, bytes]] | None:
+        if self.stopped():
+            return None
         want = min(self.runner.settings.receive_max, room)
-        received = await self.runner.source.receive(want, wait_s)
-        if not received:
+        with anyio.CancelScope() as receive:
+            self.runner._receives.add(receive)
+            try:
+                received = await self.runner.source.receive(want, wait_s)
+            finally:
+                self.runner._receives.discard(receive)
+        if receive.cancelled_caught or not received:
             return None
         self.backlog = self.backlog or len(received) >= want
         return await self.runner._admit(received)

@@ -20,7 +20,7 @@ from typing import Any
 from engine.errors import InvalidParameterValueException
 from engine.model import EventSourceMapping, SourceKind, source_kind
 from engine.senders import destination_kind, kafka_destination_topic
-from engine.sources.profile import DEFAULT_MAX_POLLERS, SourceProfile
+from engine.sources.profile import DEFAULT_MAX_POLLERS, STREAM_PARAMS, SourceProfile
 from engine.sources.registry import profile_of
 from engine.validate.service_model import (
     NOT_NULL,
@@ -52,30 +52,18 @@ POLLERS_ORDER = "MaximumPollers must be greater than or equal to MinimumPollers"
 
 #: Members only some sources take (spec 8.4's applicability table): each profile's ``accepted_params``
 #: says which; every source takes the others.
-SOURCE_SPECIFIC_PARAMS = frozenset(
-    {
-        "EventSourceArn",
-        "SelfManagedEventSource",
-        "StartingPosition",
-        "StartingPositionTimestamp",
-        "ParallelizationFactor",
-        "TumblingWindowInSeconds",
-        "MaximumRetryAttempts",
-        "MaximumRecordAgeInSeconds",
-        "BisectBatchOnFunctionError",
-        "DestinationConfig",
-        "FunctionResponseTypes",
-        "ScalingConfig",
-        "ProvisionedPollerConfig",
-        "Topics",
-        "AmazonManagedKafkaEventSourceConfig",
-        "SelfManagedKafkaEventSourceConfig",
-        "Queues",
-        "SourceAccessConfigurations",
-        "LoggingConfig",
-        "DocumentDBEventSourceConfig",  # no profile takes it: DocumentDB sources are not recognised here
-    }
-)
+SOURCE_SPECIFIC_PARAMS = STREAM_PARAMS | {
+    "SelfManagedEventSource",
+    "ScalingConfig",
+    "ProvisionedPollerConfig",
+    "Topics",
+    "AmazonManagedKafkaEventSourceConfig",
+    "SelfManagedKafkaEventSourceConfig",
+    "Queues",
+    "SourceAccessConfigurations",
+    "LoggingConfig",
+    "DocumentDBEventSourceConfig",  # no profile takes it: DocumentDB sources are not recognised here
+}
 #: Metrics only some sources offer (the model's doc string: "Amazon MSK and self-managed Apache Kafka");
 #: each profile's ``accepted_metrics`` says which.
 SOURCE_SPECIFIC_METRICS = frozenset({"ErrorCount", "KafkaMetrics"})

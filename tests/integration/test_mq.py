@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
+from tests.contract.admin import activemq_dead_letters, open_rabbit_admin
 from tests.integration.conftest import RunningEngine, esm_test_fns, functions_config, wait_for
 from tests.services import ACTIVEMQ_PASSWORD, ACTIVEMQ_USER, endpoint_for, require_service, setting
 
@@ -107,19 +108,12 @@ class Broker:
 
     async def _dead_letters(self, queue: str, token: str) -> list[bytes]:
         if self.engine == "rabbitmq":
-            from tests.integration.test_rabbitmq_poller import open_broker
-
-            admin = await open_broker()
+            admin = await open_rabbit_admin()
             try:
-                with anyio.fail_after(10):
-                    while not (bodies := await admin.get_all(f"{queue}-dlq")):
-                        await anyio.sleep(0.05)
-                return bodies
+                return await admin.wait_for(f"{queue}-dlq")
             finally:
                 await admin.connection.close()
-        from tests.integration.test_activemq_poller import dead_letters
-
-        return [frame.body for frame in await dead_letters(token, expect=1)]
+        return [frame.body for frame in await activemq_dead_letters(token, expect=1)]
 
 
 @pytest.fixture(params=["rabbitmq", "activemq"])

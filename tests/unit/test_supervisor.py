@@ -321,11 +321,6 @@ async def test_changes_to_one_mapping_apply_one_at_a_time_and_coalesce() -> None
         assert [w for w, _, _ in fleet.events] == ["run", "drain", "returned", "run"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="supervisor defect: a Delete accepted while Disabling is overwritten by the Disabling "
-    "reconcile's settle (it re-reads the mapping and saves it as Disabled), so the mapping is never deleted",
-)
 async def test_a_delete_accepted_while_disabling_is_applied_after_it() -> None:
     store, fleet = SqliteStore(":memory:"), Fleet()
     slow_drain = anyio.Event()
@@ -556,11 +551,6 @@ async def test_stopping_all_drains_every_runner_and_cancels_one_that_outlives_th
         assert sup.running() == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="supervisor defect: cancelling Supervisor.run (the engine's shutdown) cancels the runners "
-    "with it, so stop_all in its finally finds them cancelled already and nothing is drained",
-)
 async def test_shutdown_drains_every_runner_within_the_deadline() -> None:
     fleet = Fleet()
     async with _running(_supervisor(_prompt_and_stuck(fleet), fleet)) as sup:
