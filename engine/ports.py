@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, ClassVar, Protocol, Self
 
 import anyio
+import anyio.abc
 
 from engine.model import EventSourceMapping
 
@@ -32,6 +33,54 @@ class Transport:
 
     async def aclose(self) -> None:
         """Release what the transport holds; idempotent."""
+
+
+class TaskOwner(Transport):
+    """A transport with tasks of its own (a reader, a pump, a committer): they run in the task group it
+    opens on entry (``_tasks``, the same task as its runner's) and are cancelled and joined on exit."""
+
+    #: end the tasks before the close (a committer: the close's flush is the last commit); else after
+    #: it (a reader the close still needs, or that a close deadline may leave running)
+    end_tasks_first: ClassVar[bool] = False
+    _tasks: anyio.abc.TaskGroup | None = None
+
+    async def __aenter__(self) -> Self:
+        if self._tasks is not None:
+            raise RuntimeError(f"{type(self).__name__} entered twice")
+        tasks = anyio.create_task_group()
+        await tasks.__aenter__()
+        self._tasks = tasks
+        try:
+            self._start(tasks)
+        except BaseException as e:
+            await self.__aexit__(type(e), e, e.__traceback__)
+            raise
+        return self
+
+    def _start(self, tasks: anyio.abc.TaskGroup) -> None:
+        """Start what runs while the transport is entered (each task named)."""
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        tasks, self._tasks = self._tasks, None
+
+        async def end_tasks() -> None:
+            if tasks is not None:
+                tasks.cancel_scope.cancel()
+                # not given the body's exception: the runner's errors go on as they are, not wrapped
+                await tasks.__aexit__(None, None, None)
+
+        if self.end_tasks_first:
+            try:
+                await end_tasks()
+            finally:
+                await super().__aexit__(et, e, tb)
+        else:
+            try:
+                await super().__aexit__(et, e, tb)
+            finally:
+                await end_tasks()
 
 
 class Opened(Protocol):

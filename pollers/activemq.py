@@ -44,15 +44,13 @@ Persistence is the producer's business: a STOMP SEND is non-persistent unless it
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Self
 from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
 import structlog
 
-from engine.ports import QueueMessage, SourceError, Transport
+from engine.ports import QueueMessage, SourceError, TaskOwner
 from pollers.activemq_ledger import RedeliveryLedger
 from pollers.activemq_session import Delivery, Session, StompSettings, SubState, open_session
 from pollers.stomp import encode_ack
@@ -85,7 +83,7 @@ def queue_name(queue: str) -> str:
     return queue.removeprefix("/queue/")
 
 
-class ActiveMqQueue(Transport):
+class ActiveMqQueue(TaskOwner):
     """A :class:`engine.ports.QueueSource` for one ActiveMQ Classic queue over STOMP; use it inside
     ``async with`` (its readers run in the task group that opens).
 
@@ -129,7 +127,6 @@ class ActiveMqQueue(Transport):
         self.where = self.settings.where
         self.ledger = ledger if ledger is not None else RedeliveryLedger()
         self.log = log.bind(broker=broker_arn, endpoint=self.where, queue=self.queue)
-        self._tg: anyio.abc.TaskGroup | None = None
         self._session: Session | None = None
         #: sessions whose connection was lost: ``aclose`` returns what their readers had buffered
         self._lost: list[Session] = []
@@ -138,26 +135,9 @@ class ActiveMqQueue(Transport):
 
     # --- lifecycle --------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        if self._tg is not None or self._closed:
+    def _start(self, tasks: anyio.abc.TaskGroup) -> None:
+        if self._closed:  # readers start with the first session, in ``tasks``
             raise RuntimeError(f"the ActiveMQ source for {self.queue} at {self.where} was opened before")
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        tg, self._tg = self._tg, None
-        try:
-            await super().__aexit__(et, e, tb)  # aclose: shielded, with a deadline
-        finally:
-            if tg is not None:
-                tg.cancel_scope.cancel()  # readers a deadline left running
-                # not given the body's exception: the runner's errors propagate as they are, not
-                # wrapped in this group's ExceptionGroup
-                await tg.__aexit__(None, None, None)
 
     async def aclose(self) -> None:
         """Disconnect (unacknowledged messages go back to the queue) and end the readers; idempotent."""
@@ -186,13 +166,13 @@ class ActiveMqQueue(Transport):
             return s
         async with self._open_lock:
             if self._session is None:
-                if self._tg is None:
+                if self._tasks is None:
                     raise RuntimeError("enter the ActiveMqQueue (async with) first: it owns the readers")
                 self._session = await open_session(
                     self.settings,
                     self.ledger,
                     self.log,
-                    self._tg,
+                    self._tasks,
                     f"activemq-reader-{self.queue}",
                     self.close_timeout_s,
                 )

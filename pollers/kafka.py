@@ -41,8 +41,7 @@ pollers/kafka_producer.py.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import anyio.abc
@@ -56,7 +55,7 @@ from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 from aiokafka.errors import IllegalStateError, KafkaError  # type: ignore[import-untyped]
 
 from engine.events_kafka import encode_kafka_record, kafka_record, parse_partition_key, partition_key
-from engine.ports import ShardInfo, ShardRead, SourceError, StartPosition, StreamRecord, Transport
+from engine.ports import ShardInfo, ShardRead, SourceError, StartPosition, StreamRecord, TaskOwner, Transport
 from pollers.kafka_committer import OffsetCommitter
 from pollers.kafka_connection import CLOSE_TIMEOUT_S, KafkaConnection, KafkaSecurity
 from pollers.kafka_producer import KafkaTopicProducer
@@ -88,12 +87,15 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.source._on_assigned(assigned)
 
 
-class KafkaSource(Transport):
+class KafkaSource(TaskOwner):
     """One topic read as one member of a consumer group (implements StreamSource, see the module doc).
 
     ``event_source_arn``: the MSK cluster ARN (records' envelope ``aws:kafka``) or None (self-managed).
     ``fetch_wait_s`` is how long one ``read`` waits for records of its partition before returning none.
     """
+
+    #: the committer ends first: the flush on close is the last commit
+    end_tasks_first = True
 
     def __init__(
         self,
@@ -148,28 +150,11 @@ class KafkaSource(Transport):
             self.connection, lambda: self._consumer, lambda: self._assignment, self.log
         )
         self._producer = KafkaTopicProducer(self.connection)
-        #: the owner of the committer task, open while the source is entered
-        self._tasks: anyio.abc.TaskGroup | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        tasks = anyio.create_task_group()
-        await tasks.__aenter__()
-        self._tasks = tasks
+    def _start(self, tasks: anyio.abc.TaskGroup) -> None:
         tasks.start_soon(self._committer.run, name=f"esm-kafka-commit-{self.group_id}")
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        tasks, self._tasks = self._tasks, None
-        try:
-            if tasks is not None:
-                tasks.cancel_scope.cancel()  # the committer ends first: the flush on close is the last commit
-                await tasks.__aexit__(None, None, None)  # the body's own exception, if any, goes on as it is
-        finally:
-            await super().__aexit__(et, e, tb)  # aclose: flush, leave the group
 
     async def _started(self) -> Any:
         """The consumer, started and subscribed on first use."""

@@ -21,8 +21,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -31,7 +30,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from engine.ports import ShardRead, SourceError, SourceThrottled, StartPosition, StreamRecord, Transport
+from engine.ports import ShardRead, SourceError, SourceThrottled, StartPosition, StreamRecord, TaskOwner
 from pollers.kinesis import KinesisStream, check_start, error_code, translate
 
 log = structlog.get_logger("pollers.kinesis_efo")
@@ -80,7 +79,7 @@ def _close_events(events: Any) -> None:
         events.close()
 
 
-class SubscribeShardReader(Transport):
+class SubscribeShardReader(TaskOwner):
     """Reads one shard of a stream through an enhanced fan-out consumer (implements ShardReader).
 
     ``open`` subscribes (so that LATEST means the moment the shard was opened, and a consumer the service
@@ -107,7 +106,6 @@ class SubscribeShardReader(Transport):
         self.first_event_wait_s = first_event_wait_s
         self.max_buffered_events = max(1, max_buffered_events)
         self.close_timeout_s = close_timeout_s
-        self._tg: TaskGroup | None = None  # the pumps' owner, open while the reader is entered
         self._subscribed: Any = None  # a subscription made by ``open``, pumped once the reader is entered
         self._pump: _Pump | None = None
         self._current: _Event | None = None  # the event being handed out (records left in it)
@@ -146,25 +144,10 @@ class SubscribeShardReader(Transport):
         self._subscribed = await self._subscribe()
         return self
 
-    async def __aenter__(self) -> Self:
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
+    def _start(self, tasks: TaskGroup) -> None:
         subscribed, self._subscribed = self._subscribed, None
         if subscribed is not None:
             self._start_pump(subscribed)
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        tg, self._tg = self._tg, None
-        try:
-            await super().__aexit__(et, e, tb)  # aclose: the pump is cancelled and waited for
-        finally:
-            if tg is not None:
-                tg.cancel_scope.cancel()  # a pump stuck past its close deadline must not hold the exit
-                await tg.__aexit__(None, None, None)  # the body's own exception, if any, goes on as it is
 
     async def aclose(self) -> None:
         """Cancels the subscription (waiting at most ``close_timeout_s`` for its connection to close)."""
@@ -202,10 +185,10 @@ class SubscribeShardReader(Transport):
         return resp["EventStream"]
 
     def _start_pump(self, events: Any) -> None:
-        assert self._tg is not None
+        assert self._tasks is not None  # the pumps' owner, open while the reader is entered
         send, receive = anyio.create_memory_object_stream[_Event | _Ended](self.max_buffered_events)
         pump = self._pump = _Pump(receive)
-        self._tg.start_soon(self._run_pump, events, send, pump, name=f"kinesis-efo-{self.shard_id}")
+        self._tasks.start_soon(self._run_pump, events, send, pump, name=f"kinesis-efo-{self.shard_id}")
 
     async def _run_pump(
         self, events: Any, send: MemoryObjectSendStream[_Event | _Ended], pump: _Pump
@@ -277,7 +260,7 @@ class SubscribeShardReader(Transport):
     async def read(self, limit: int) -> ShardRead:
         if self._closed:
             raise SourceError(f"reader of {self.shard_id} is closed")
-        if self._tg is None:
+        if self._tasks is None:
             raise RuntimeError(f"reader of {self.shard_id} read before it was entered (async with)")
         limit = max(1, limit)
         out: list[StreamRecord] = []
