@@ -189,69 +189,47 @@ class StreamRunner:
         return StartPosition(kind, timestamp=ts)
 
     async def _run_shard(self, shard: ShardInfo) -> None:
-        if self.window_s:
-            await self._run_windowed_shard(shard)
-            return
+        """Read the shard into its mode (lanes, or tumbling windows) until it ends or the runner drains."""
         shard_log = self.log.bind(shard=shard.shard_id)
-        tracker = ContiguousCheckpoint()
+        state = await self.positions.load()
+        start = await self._start_position(shard, state)
+        mode: _Lanes | _Windows
+        if self.window_s:
+            mode = _Windows(self, shard, self._window_tracker(shard, state))
+            if mode.windows.resume_after is not None:  # records already folded into the open window
+                start = StartPosition("AFTER_SEQUENCE_NUMBER", sequence_number=mode.windows.resume_after)
+        else:
+            mode = _Lanes(self, shard)
         self._released.discard(shard.shard_id)
-        start = await self._start_position(shard, await self.positions.load())
         reader = await self.source.open_shard(shard.shard_id, start)
         async with reader, anyio.create_task_group() as tg:
             self._opened[shard.shard_id].set()
-            sends: list[MemoryObjectSendStream[list[StreamRecord]]] = []
-            for i in range(self.lanes):
-                # bounded: a slow function holds the reader back instead of filling memory
-                # each item is one read's records for the lane: a batch without a window is one read
-                send, recv = anyio.create_memory_object_stream[list[StreamRecord]](2)
-                sends.append(send)
-                tg.start_soon(self._lane, shard, i, recv, tracker, name=f"esm-lane-{shard.shard_id}-{i}")
+            mode.start(tg)
             try:
-                ended = await self._read(shard, reader, sends, tracker, shard_log)
+                ended = await self._read(shard, reader, mode, shard_log)
             finally:
-                for send in sends:
-                    send.close()  # lanes finish what they hold, then stop
+                mode.close()  # what the mode holds is finished, then it stops
         if shard.shard_id in self._released:
             # another consumer owns it now; if it is assigned back, it is opened again from the source
             self._started.discard(shard.shard_id)
             shard_log.info("shard_released")
-        elif ended and len(tracker) == 0:
+        elif mode.finished(ended):
             await self.positions.finish(shard.shard_id)
             self._finished.add(shard.shard_id)
             shard_log.info("shard_finished")
 
     async def _read(
-        self,
-        shard: ShardInfo,
-        reader: ShardReader,
-        lanes: list[MemoryObjectSendStream[list[StreamRecord]]],
-        tracker: ContiguousCheckpoint,
-        shard_log: Any,
+        self, shard: ShardInfo, reader: ShardReader, mode: _Lanes | _Windows, shard_log: Any
     ) -> bool:
-        """Read the shard into its lanes until it ends (True) or the runner drains (False)."""
+        """Hand the shard's reads to its mode until the shard ends (True) or the runner drains (False)."""
         backoff = Backoff(base_s=0.2, cap_s=5.0)
         while not self._draining.is_set():
             read = await self._read_or_back_off(reader, backoff, shard_log)
             if read is None:
                 continue
-            dropped: list[str] = []
-            per_lane: list[list[StreamRecord]] = [[] for _ in lanes]
-            tracker.extend(rec.sequence_number for rec in read.records)
-            if self.filter.is_empty and self.lanes == 1:
-                per_lane[0] = list(read.records)
-            else:
-                for rec in read.records:
-                    if self.filter.is_empty or self._matches(rec):
-                        per_lane[lane_of(rec.lane_key, self.lanes)].append(rec)
-                    else:
-                        dropped.append(rec.sequence_number)
-            for lane, recs in zip(lanes, per_lane, strict=True):
-                if recs:
-                    await lane.send(recs)
-            if dropped:  # filtered-out records advance the checkpoint too
-                await self.batches.checkpoint(shard.shard_id, tracker.finish(dropped))
+            await mode.take(read)
             if read.released:
-                self._released.add(shard.shard_id)  # lanes leave what they still hold to the new owner
+                self._released.add(shard.shard_id)  # what the mode still holds is the new owner's
                 return False
             if read.end_of_shard:
                 return True
@@ -260,12 +238,7 @@ class StreamRunner:
                     await self._draining.wait()
         return False
 
-    # --- tumbling windows (spec 4.7) --------------------------------------------------------------------
-
-    async def _run_windowed_shard(self, shard: ShardInfo) -> None:
-        shard_log = self.log.bind(shard=shard.shard_id)
-        state = await self.positions.load()
-        saved = state.windows.get(shard.shard_id)
+    def _window_tracker(self, shard: ShardInfo, state: ShardState) -> WindowTracker:
         kw: dict[str, Any] = {
             "shard_id": shard.shard_id,
             "stream_arn": self.stream_arn,
@@ -273,40 +246,8 @@ class StreamRunner:
             "batching": self.policy,
             "now": self.now(),
         }
-        windows = WindowTracker.restore(saved, **kw) if saved else WindowTracker(**kw)
-        start = await self._start_position(shard, state)
-        if windows.resume_after is not None:  # records already folded into the open window's state
-            start = StartPosition("AFTER_SEQUENCE_NUMBER", sequence_number=windows.resume_after)
-        reader = await self.source.open_shard(shard.shard_id, start)
-        self._opened[shard.shard_id].set()
-        backoff = Backoff(base_s=0.2, cap_s=5.0)
-        async with reader:
-            while not windows.finished:
-                step = windows.next(self.now())
-                if isinstance(step, Invocation):
-                    await self.batches.process_window(shard.shard_id, windows, step)
-                    windows.settled(step, self.now())
-                    await self.batches.checkpoint(shard.shard_id, windows.checkpoint)
-                    await self.positions.save_window(shard.shard_id, windows.to_json())
-                    continue
-                if self._draining.is_set():
-                    return
-                read = await self._read_or_back_off(reader, backoff, shard_log)
-                if read is None:
-                    continue
-                matched = [r for r in read.records if self.filter.is_empty or self._matches(r)]
-                windows.feed(matched, self.now(), end_of_shard=read.end_of_shard)
-                if read.records and not matched and windows.empty:
-                    await self.batches.checkpoint(shard.shard_id, read.records[-1].sequence_number)
-                if not read.records and not read.end_of_shard:
-                    wait = self.settings.poll_interval_s
-                    if step.until is not None:
-                        wait = min(wait, max(0.0, step.until - self.now()))
-                    with anyio.move_on_after(wait):
-                        await self._draining.wait()
-        await self.positions.finish(shard.shard_id)
-        self._finished.add(shard.shard_id)
-        shard_log.info("shard_finished")
+        saved = state.windows.get(shard.shard_id)
+        return WindowTracker.restore(saved, **kw) if saved else WindowTracker(**kw)
 
     async def _read_or_back_off(
         self, reader: ShardReader, backoff: Backoff, shard_log: Any
@@ -335,49 +276,11 @@ class StreamRunner:
         view = filter_view(self.profile.filters, rec.record)
         return view is not None and self.filter.matches(view)
 
-    # --- lanes ----------------------------------------------------------------------------------------
-
-    async def _lane(
-        self,
-        shard: ShardInfo,
-        index: int,
-        recv: MemoryObjectReceiveStream[list[StreamRecord]],
-        tracker: ContiguousCheckpoint,
-    ) -> None:
-        feed = _LaneFeed(recv)
-        carry: list[tuple[StreamRecord, bytes]] = []
-        async with recv:
-            while carry or not feed.closed:
-                # the window opens as the profile says (spec 3.2)
-                batcher: Batcher[StreamRecord] = Batcher(
-                    self.policy,
-                    envelope_bytes=self._envelope(shard.shard_id).overhead,
-                    now=anyio.current_time(),
-                    open_on_first_record=self.profile.window_opens_at_first_record,
-                )
-                got = await collect(batcher, feed, carry, anyio.current_time)
-                carry = got.carry
-                if shard.shard_id in self._released:
-                    continue  # the new owner reads these from the last committed position
-                if got.batch.items:
-                    batch = list(zip(got.batch.items, got.batch.encoded, strict=True))
-                    await self._process(shard, index, batch, tracker)
-
     def _envelope(self, shard_id: str) -> Envelope:
         envelope = self._envelopes.get(shard_id)
         if envelope is None:
             envelope = self._envelopes[shard_id] = self.shape.envelope(shard_id)
         return envelope
-
-    async def _process(
-        self,
-        shard: ShardInfo,
-        lane: int,
-        batch: list[tuple[StreamRecord, bytes]],
-        tracker: ContiguousCheckpoint,
-    ) -> None:
-        scope = shard.shard_id if self.lanes == 1 else f"{shard.shard_id}/lane-{lane}"
-        await self.batches.process(shard.shard_id, scope, batch, self._envelope(shard.shard_id), tracker)
 
 
 def _encoded(records: Sequence[StreamRecord]) -> list[tuple[StreamRecord, bytes]]:
@@ -420,3 +323,120 @@ class _LaneFeed:
 
     async def too_large(self, item: StreamRecord, encoded: bytes) -> bool:
         return False  # alone, as its own batch: the pipeline sends it to the on-failure destination
+
+
+class _Lanes:
+    """ParallelizationFactor lanes (records of one partition key always in one lane, in order), each
+    batching its share of the shard; the checkpoint moves over a contiguous run of finished records."""
+
+    def __init__(self, runner: StreamRunner, shard: ShardInfo) -> None:
+        self.runner = runner
+        self.shard = shard
+        self.tracker = ContiguousCheckpoint()
+        self.sends: list[MemoryObjectSendStream[list[StreamRecord]]] = []
+
+    def start(self, tg: anyio.abc.TaskGroup) -> None:
+        for i in range(self.runner.lanes):
+            # bounded: a slow function holds the reader back instead of filling memory; each item is one
+            # read's records for the lane: a batch without a window is one read
+            send, recv = anyio.create_memory_object_stream[list[StreamRecord]](2)
+            self.sends.append(send)
+            tg.start_soon(self._lane, i, recv, name=f"esm-lane-{self.shard.shard_id}-{i}")
+
+    async def take(self, read: ShardRead) -> None:
+        r, shard_id = self.runner, self.shard.shard_id
+        dropped: list[str] = []
+        per_lane: list[list[StreamRecord]] = [[] for _ in self.sends]
+        self.tracker.extend(rec.sequence_number for rec in read.records)
+        if r.filter.is_empty and r.lanes == 1:
+            per_lane[0] = list(read.records)
+        else:
+            for rec in read.records:
+                if r.filter.is_empty or r._matches(rec):
+                    per_lane[lane_of(rec.lane_key, r.lanes)].append(rec)
+                else:
+                    dropped.append(rec.sequence_number)
+        for lane, recs in zip(self.sends, per_lane, strict=True):
+            if recs:
+                await lane.send(recs)
+        if dropped:  # filtered-out records advance the checkpoint too
+            await r.batches.checkpoint(shard_id, self.tracker.finish(dropped))
+
+    def close(self) -> None:
+        for send in self.sends:
+            send.close()
+
+    def finished(self, ended: bool) -> bool:
+        return ended and len(self.tracker) == 0
+
+    async def _lane(self, index: int, recv: MemoryObjectReceiveStream[list[StreamRecord]]) -> None:
+        r, shard_id = self.runner, self.shard.shard_id
+        scope = shard_id if r.lanes == 1 else f"{shard_id}/lane-{index}"
+        envelope = r._envelope(shard_id)
+        feed = _LaneFeed(recv)
+        carry: list[tuple[StreamRecord, bytes]] = []
+        async with recv:
+            while carry or not feed.closed:
+                # the window opens as the profile says (spec 3.2)
+                batcher: Batcher[StreamRecord] = Batcher(
+                    r.policy,
+                    envelope_bytes=envelope.overhead,
+                    now=anyio.current_time(),
+                    open_on_first_record=r.profile.window_opens_at_first_record,
+                )
+                got = await collect(batcher, feed, carry, anyio.current_time)
+                carry = got.carry
+                if shard_id in r._released:
+                    continue  # the new owner reads these from the last committed position
+                if got.batch.items:
+                    batch = list(zip(got.batch.items, got.batch.encoded, strict=True))
+                    await r.batches.process(shard_id, scope, batch, envelope, self.tracker)
+
+
+class _Windows:
+    """Tumbling windows (spec 4.7): the shard is one lane folding its reads into windows, invoking each
+    step as the window's clock says; the checkpoint follows the windows' state, saved with it."""
+
+    def __init__(self, runner: StreamRunner, shard: ShardInfo, windows: WindowTracker) -> None:
+        self.runner = runner
+        self.shard = shard
+        self.windows = windows
+        # bounded: a slow function holds the reader back
+        self.send, self.recv = anyio.create_memory_object_stream[ShardRead](2)
+
+    def start(self, tg: anyio.abc.TaskGroup) -> None:
+        tg.start_soon(self._lane, name=f"esm-windows-{self.shard.shard_id}")
+
+    async def take(self, read: ShardRead) -> None:
+        await self.send.send(read)
+
+    def close(self) -> None:
+        self.send.close()
+
+    def finished(self, ended: bool) -> bool:
+        return self.windows.finished
+
+    async def _lane(self) -> None:
+        r, windows, shard_id = self.runner, self.windows, self.shard.shard_id
+        closed = False
+        async with self.recv:
+            while not windows.finished:
+                step = windows.next(r.now())
+                if isinstance(step, Invocation):
+                    await r.batches.process_window(shard_id, windows, step)
+                    windows.settled(step, r.now())
+                    await r.batches.checkpoint(shard_id, windows.checkpoint)
+                    await r.positions.save_window(shard_id, windows.to_json())
+                    continue
+                if closed:
+                    return  # drained: the open window's state is saved, its records read again from there
+                with anyio.move_on_after(math.inf if step.until is None else max(0.0, step.until - r.now())):
+                    try:
+                        read = await self.recv.receive()
+                    except anyio.EndOfStream:
+                        closed = True
+                        continue
+                    matched = [rec for rec in read.records if r.filter.is_empty or r._matches(rec)]
+                    windows.feed(matched, r.now(), end_of_shard=read.end_of_shard)
+                    if read.records and not matched and windows.empty:
+                        await r.batches.checkpoint(shard_id, read.records[-1].sequence_number)

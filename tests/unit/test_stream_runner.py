@@ -698,3 +698,90 @@ async def test_latest_is_fixed_at_the_first_start_so_a_restart_misses_nothing() 
         (SHARD, StartPosition("AT_TIMESTAMP", timestamp=T0)),
     ]
     assert batches(inv) == [["2"]]
+
+
+# --- tumbling windows: a mode of the same shard loop ------------------------------------------------
+
+
+def window_sum(event: dict[str, Any]) -> InvokeResult:
+    """Counts the window's records in its state."""
+    count = int(event["state"].get("count", 0)) + len(event["Records"])
+    return InvokeResult(json.dumps({"state": {"count": count}}).encode())
+
+
+def windows_seen(inv: ScriptedInvoker) -> list[tuple[str, list[str], dict[str, Any], bool]]:
+    """Each invocation as (window start, its records' data, the state it was given, is it final)."""
+    return [
+        (e["window"]["start"], [data_of(r) for r in e["Records"]], e["state"], e["isFinalInvokeForWindow"])
+        for e in inv.events
+    ]
+
+
+async def test_tumbling_windows_fold_each_window_then_end_it_with_a_final_invocation() -> None:
+    clock, store, inv = Clock(T0 + 0.5), SqliteStore(":memory:"), ScriptedInvoker(window_sum)
+    stream = MemoryStream(STREAM_ARN, now=clock.now)
+    first = [stream.put("k", f"a{i}", arrival_s=T0 + 0.1 * i) for i in range(3)]
+    second = [stream.put("k", f"b{i}", arrival_s=T0 + 1.2 + 0.1 * i) for i in range(2)]
+    runner = _runner(_mapping(TumblingWindowInSeconds=1, BatchSize=10), stream, inv, store, clock)
+    async with running(runner):
+        # the first window is over (a later record is queued behind it): its final invocation ends it
+        await until(lambda: checkpoint(store) == first[-1].sequence_number)
+        assert [(d, s, f) for _, d, s, f in windows_seen(inv)[:2]] == [
+            (["a0", "a1", "a2"], {}, False),
+            ([], {"count": 3}, True),
+        ]
+        await until(lambda: len(inv.events) == 3)
+        assert checkpoint(store) == first[-1].sequence_number  # the second window is still open
+        clock.t = T0 + 1000  # the second window closes by its clock (idle: no later record in sight)
+        await until(lambda: checkpoint(store) == second[-1].sequence_number)
+    seen = windows_seen(inv)
+    assert [(d, s, f) for _, d, s, f in seen[2:]] == [(["b0", "b1"], {}, False), ([], {"count": 2}, True)]
+    assert seen[0][0] != seen[2][0]  # two windows
+    assert [e.outcome for e in journal(store)] == ["invoked"] * 4
+
+
+async def test_a_final_window_invocation_that_keeps_failing_is_journaled_as_abandoned() -> None:
+    def fails_when_final(event: dict[str, Any]) -> InvokeResult:
+        if event["isFinalInvokeForWindow"]:
+            return InvokeResult(b'{"errorMessage":"boom"}', function_error="Unhandled")
+        return window_sum(event)
+
+    clock, store, inv = Clock(T0 + 1000), SqliteStore(":memory:"), ScriptedInvoker(fails_when_final)
+    stream = MemoryStream(STREAM_ARN, now=clock.now)
+    last = [stream.put("k", f"a{i}", arrival_s=T0 + 0.1 * i) for i in range(2)][-1]
+    mapping = _mapping(TumblingWindowInSeconds=1, MaximumRetryAttempts=1)
+    async with running(_runner(mapping, stream, inv, store, clock)):
+        await until(lambda: len(inv.events) == 1)
+        clock.t += 1000  # the window closes (idle: no later record in sight)
+        await until(lambda: checkpoint(store) == last.sequence_number)
+    assert [f for _, _, _, f in windows_seen(inv)] == [False, True, True]  # the final, retried once
+    assert rows(store)[-1] == ("discarded", None, None, 2, 0)
+    assert journal(store)[-1].detail == {"reason": "RetryAttemptsExhausted", "final_window_invocation": True}
+    assert clock.slept  # the retry waited out a back-off on the injected clock
+
+
+async def test_a_drained_window_keeps_its_state_and_the_next_runner_resumes_it() -> None:
+    clock, store = Clock(T0 + 0.5), SqliteStore(":memory:")
+    stream = MemoryStream(STREAM_ARN, now=clock.now)
+    mapping = _mapping(TumblingWindowInSeconds=10, BatchSize=2, MaximumBatchingWindowInSeconds=0)
+    before = ScriptedInvoker(window_sum)
+    for i in range(2):
+        stream.put("k", f"a{i}", arrival_s=T0 + 0.1 * i)
+    async with running(_runner(mapping, stream, before, store, clock)):
+        await until(lambda: len(before.events) == 1)
+    assert windows_seen(before)[0][2] == {}  # the window's first invocation
+    saved = store.checkpoints(UUID)
+    assert json.loads(saved[f"window:{SHARD}"])  # the open window's state is stored, no checkpoint yet
+    assert SHARD not in saved
+
+    after = ScriptedInvoker(window_sum)
+    last = stream.put("k", "a2", arrival_s=T0 + 0.3)
+    async with running(_runner(mapping, stream, after, store, clock)):
+        await until(lambda: len(after.events) == 1)
+        clock.t = T0 + 1000  # the window closes
+        await until(lambda: checkpoint(store) == last.sequence_number)
+    # only the new record is read again, with the state the first runner's invocation left
+    assert [(d, s, f) for _, d, s, f in windows_seen(after)] == [
+        (["a2"], {"count": 2}, False),
+        ([], {"count": 3}, True),
+    ]
