@@ -36,7 +36,7 @@ from engine.ports import (
     SourceNotFound,
 )
 from engine.retry import Backoff
-from engine.store.sqlite import SqliteStore
+from engine.store.ports import MappingStore
 
 log = structlog.get_logger("engine.supervisor")
 
@@ -69,7 +69,7 @@ class _Handle:
 class Supervisor:
     def __init__(
         self,
-        store: SqliteStore,
+        store: MappingStore,
         runner_factory: RunnerFactory,
         *,
         drain_timeout_s: float = 10.0,

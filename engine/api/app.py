@@ -40,7 +40,7 @@ from engine.ports import (
     SourceNotFound,
 )
 from engine.sources.registry import profile_of
-from engine.store.sqlite import SqliteStore
+from engine.store.ports import MappingStore
 from engine.supervisor import Supervisor
 from engine.validate.mappings import validate_create, validate_update
 from engine.validate.tags import (
@@ -62,7 +62,7 @@ Describe = Callable[[EventSourceMapping], Awaitable[SourceDescription]]
 
 @dataclass
 class ControlPlane:
-    store: SqliteStore
+    store: MappingStore
     supervisor: Supervisor
     functions: FunctionResolver
     #: source existence and properties, by kind (kinds without one are not checked at create)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from engine.ports import SourceCommits
-from engine.store.sqlite import SqliteStore
+from engine.store.ports import RunnerStore
 
 SHARD_END = "SHARD_END"
 IDENTITY_SCOPE = "stream-identity"
@@ -52,7 +52,7 @@ class ShardState:
 class ShardPositions:
     """The engine's store of one mapping's positions and shard state (a CheckpointSink)."""
 
-    def __init__(self, store: SqliteStore, mapping_uuid: str) -> None:
+    def __init__(self, store: RunnerStore, mapping_uuid: str) -> None:
         self.store = store
         self.mapping_uuid = mapping_uuid
 

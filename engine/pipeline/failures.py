@@ -20,7 +20,7 @@ from engine.pipeline.journal import Journal
 from engine.ports import TopicProducer
 from engine.retry import Backoff
 from engine.senders import DestinationError, DestinationSender, destination_kind, kafka_destination_topic
-from engine.store.sqlite import DESTINATION_FAILED, DESTINATION_SENT, DISCARDED
+from engine.store.ports import DESTINATION_FAILED, DESTINATION_SENT, DISCARDED
 from engine.stream_policy import Discard
 from engine.stream_shapes import Failure, StreamShape
 

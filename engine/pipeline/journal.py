@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from engine.store.sqlite import JournalEntry, SqliteStore
+from engine.store.ports import JournalEntry, RunnerStore
 
 OK = "OK"
 FUNCTION_FAILED = "PROBLEM: Function call failed"
 
 
 class Journal:
-    def __init__(self, store: SqliteStore, mapping_uuid: str) -> None:
+    def __init__(self, store: RunnerStore, mapping_uuid: str) -> None:
         self.store = store
         self.mapping_uuid = mapping_uuid
 
@@ -48,7 +48,7 @@ class LastProcessingResult:
     """Writes the mapping's LastProcessingResult when it changes, not once per invocation; a source whose
     mappings show none (SQS) writes nothing."""
 
-    def __init__(self, store: SqliteStore, mapping_uuid: str, *, shown: bool = True) -> None:
+    def __init__(self, store: RunnerStore, mapping_uuid: str, *, shown: bool = True) -> None:
         self.store = store
         self.mapping_uuid = mapping_uuid
         self.shown = shown

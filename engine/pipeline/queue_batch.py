@@ -19,7 +19,7 @@ from engine.pipeline.journal import Journal, LastProcessingResult
 from engine.pipeline.verdict import classify
 from engine.ports import InvokeError, Invoker, QueueMessage, QueueSource
 from engine.sources.profile import SourceProfile
-from engine.store.sqlite import DISCARDED
+from engine.store.ports import DISCARDED
 
 #: the journal's reason for a message dead-lettered past the broker's redelivery limit (ActiveMQ's
 #: maximumRedeliveries, spec 7); our word, AWS names none

@@ -23,7 +23,7 @@ from engine.pipeline.failures import Discards
 from engine.pipeline.invoking import JournaledInvoker
 from engine.ports import InvokeResult, StreamRecord
 from engine.responses import ResponseKind, parse_batch_item_failures
-from engine.store.sqlite import DISCARDED
+from engine.store.ports import DISCARDED
 from engine.stream_policy import Attempt, Discard, process_batch
 from engine.stream_shapes import StreamShape
 from engine.windows import Invocation, WindowTracker, parse_window_response

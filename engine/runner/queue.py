@@ -23,7 +23,7 @@ from engine.pipeline.journal import Journal, LastProcessingResult
 from engine.pipeline.queue_batch import QueueBatches
 from engine.ports import Invoker, QueueMessage, QueueSource
 from engine.sources.profile import SourceProfile
-from engine.store.sqlite import SqliteStore
+from engine.store.ports import RunnerStore
 
 log = structlog.get_logger("engine.runner.queue")
 
@@ -60,7 +60,7 @@ class QueueRunner:
         envelope: Envelope,
         invoker: Invoker,
         record_filter: RecordFilter,
-        store: SqliteStore,
+        store: RunnerStore,
         settings: QueueRunnerSettings,
         clock: Callable[[], float] = anyio.current_time,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,

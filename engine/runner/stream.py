@@ -48,7 +48,7 @@ from engine.ports import (
 from engine.retry import Backoff
 from engine.senders import DestinationSender
 from engine.sources.profile import SourceProfile
-from engine.store.sqlite import SqliteStore
+from engine.store.ports import RunnerStore
 from engine.stream_shapes import StreamShape
 from engine.windows import Invocation, WindowTracker
 
@@ -71,7 +71,7 @@ class StreamRunner:
         source: StreamSource,
         invoker: Invoker,
         record_filter: RecordFilter,
-        store: SqliteStore,
+        store: RunnerStore,
         destinations: DestinationSender,
         settings: StreamRunnerSettings,
         shape: StreamShape,

@@ -21,7 +21,7 @@ from engine.runner.queue import QueueRunnerSettings
 from engine.runner.stream import StreamRunner, StreamRunnerSettings
 from engine.senders import DestinationSender
 from engine.sources.profile import SourceProfile
-from engine.store.sqlite import SqliteStore
+from engine.store.ports import RunnerStore
 from engine.stream_shapes import StreamShape
 
 
@@ -31,7 +31,7 @@ class RunnerKit:
 
     invoker: Invoker
     record_filter: RecordFilter
-    store: SqliteStore
+    store: RunnerStore
     destinations: DestinationSender
     queue: QueueRunnerSettings
     stream: StreamRunnerSettings

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -21,6 +21,7 @@ import anyio
 import anyio.to_thread
 
 from engine.model import EventSourceMapping, SourceKind, State
+from engine.store.ports import JournalEntry
 
 # Each entry migrates the schema from version i to i+1; never edit a released entry, append a new one.
 MIGRATIONS: tuple[str, ...] = (
@@ -71,33 +72,6 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
 )
-
-
-#: records given up on without being invoked successfully; ``detail["reason"]`` says why (the failure
-#: condition: MaximumPayloadSizeExceeded, RetryAttemptsExhausted, RecordAgeExceeded)
-DISCARDED = "discarded"
-#: one attempt to deliver a failure record to the on-failure destination (``detail["destination"]``)
-DESTINATION_SENT = "destination_sent"
-DESTINATION_FAILED = "destination_failed"
-
-
-@dataclass(frozen=True)
-class JournalEntry:
-    """One line of the journal: an invocation attempt (outcome success, partial_failure, function_error,
-    invalid_response, invoke_error, invoked), a discard or an on-failure destination delivery."""
-
-    mapping_uuid: str
-    scope: str
-    first_item: str | None
-    last_item: str | None
-    batch_size: int
-    attempt: int
-    bisect_depth: int
-    outcome: str
-    duration_ms: float
-    detail: Mapping[str, Any]
-    at: float = 0.0
-    id: int = 0
 
 
 P = ParamSpec("P")

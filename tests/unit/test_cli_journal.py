@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.store.sqlite import DESTINATION_FAILED, DESTINATION_SENT, DISCARDED, JournalEntry, SqliteStore
+from engine.store.ports import DESTINATION_FAILED, DESTINATION_SENT, DISCARDED, JournalEntry
+from engine.store.sqlite import SqliteStore
 
 DLQ = "arn:aws:sqs:us-east-1:123456789012:dlq"
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.model import EventSourceMapping, SourceKind, State
-from engine.store.sqlite import MIGRATIONS, JournalEntry, SqliteStore
+from engine.store.ports import JournalEntry
+from engine.store.sqlite import MIGRATIONS, SqliteStore
 
 
 def _mapping(uuid: str) -> EventSourceMapping:

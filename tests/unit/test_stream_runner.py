@@ -29,7 +29,8 @@ from engine.ports import InvokeResult, SourceThrottled, StartPosition, StreamRec
 from engine.runner.stream import StreamRunner, StreamRunnerSettings
 from engine.senders import DestinationError
 from engine.sources.registry import profile_of
-from engine.store.sqlite import JournalEntry, SqliteStore
+from engine.store.ports import JournalEntry
+from engine.store.sqlite import SqliteStore
 from engine.stream_shapes import RecordsShape
 from pollers.memory import MemoryStream
 from tests.unit.fakes import ScriptedInvoker, ok

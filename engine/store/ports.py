@@ -1,0 +1,89 @@
+"""What the engine asks of its store, by who asks: the control plane and the supervisor keep mappings
+(:class:`MappingStore`), the runners' pipeline writes journal rows, checkpoint rows and
+LastProcessingResult (:class:`RunnerStore`). Calls are blocking; the pipeline runs them through
+``offload``, off the event loop. engine/store/sqlite.py is the embedded implementation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+from engine.model import EventSourceMapping
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: records given up on without being invoked successfully; ``detail["reason"]`` says why (the failure
+#: condition: MaximumPayloadSizeExceeded, RetryAttemptsExhausted, RecordAgeExceeded)
+DISCARDED = "discarded"
+#: one attempt to deliver a failure record to the on-failure destination (``detail["destination"]``)
+DESTINATION_SENT = "destination_sent"
+DESTINATION_FAILED = "destination_failed"
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One line of the journal: an invocation attempt (outcome success, partial_failure, function_error,
+    invalid_response, invoke_error, invoked), a discard or an on-failure destination delivery."""
+
+    mapping_uuid: str
+    scope: str
+    first_item: str | None
+    last_item: str | None
+    batch_size: int
+    attempt: int
+    bisect_depth: int
+    outcome: str
+    duration_ms: float
+    detail: Mapping[str, Any]
+    at: float = 0.0
+    id: int = 0
+
+
+class MappingStore(Protocol):
+    def insert_mapping(self, m: EventSourceMapping) -> EventSourceMapping: ...
+
+    def save_mapping(self, m: EventSourceMapping) -> None: ...
+
+    def get_mapping(self, uuid: str) -> EventSourceMapping | None: ...
+
+    def list_mappings(self) -> list[EventSourceMapping]: ...
+
+    def delete_mapping(self, uuid: str) -> None:
+        """The mapping and every row that belongs to it (checkpoints, tags)."""
+        ...
+
+    def set_last_processing_result(self, uuid: str, result: str) -> None: ...
+
+    def set_stopped_reason(self, uuid: str, reason: str, result: str | None) -> None: ...
+
+    def tags(self, mapping_uuid: str) -> dict[str, str]: ...
+
+    def put_tags(self, mapping_uuid: str, tags: Mapping[str, str]) -> None: ...
+
+    def remove_tags(self, mapping_uuid: str, keys: Iterable[str]) -> None: ...
+
+
+class RunnerStore(Protocol):
+    async def offload(self, call: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run one of the store's calls off the event loop, in the order they were asked for."""
+        ...
+
+    def append_journal(self, e: JournalEntry) -> None: ...
+
+    def checkpoints(self, mapping_uuid: str) -> dict[str, str]:
+        """Every checkpoint row of the mapping, by scope (only engine.pipeline.checkpoints reads them)."""
+        ...
+
+    def put_checkpoint(self, mapping_uuid: str, scope: str, position: str) -> None: ...
+
+    def clear_checkpoints(self, mapping_uuid: str) -> None: ...
+
+    def set_last_processing_result(self, uuid: str, result: str) -> None: ...
+
+
+class Store(MappingStore, RunnerStore, Protocol):
+    """The whole store, as the composition root opens it."""
+
+    def close(self) -> None: ...
