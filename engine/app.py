@@ -67,6 +67,8 @@ class EngineSettings:
     #: this often
     kafka_discovery_interval_s: float = 1.0
     drain_timeout_s: float = 10.0
+    #: how often the journal's retention (the config file's ``journal`` section) is applied
+    journal_retention_interval_s: float = 60.0
 
     @property
     def aws(self) -> AwsSettings:
@@ -161,6 +163,7 @@ class Engine:
         await runner.setup()
         try:
             async with anyio.create_task_group() as tg:
+                tg.start_soon(self._keep_journal, name="esm-journal-retention")
                 if run_supervisor:
                     await tg.start(self.supervisor.run, name="esm-supervisor")
                 site = web.TCPSite(runner, self.settings.host, self.settings.port)
@@ -186,6 +189,24 @@ class Engine:
                 await self.brokers.aclose()
             self.store.close()
             log.info("engine_stopped")
+
+    async def _keep_journal(self) -> None:
+        """The journal's retention, applied at start (with rows of mappings long gone) and then
+        periodically, off the event loop."""
+        retention = self.config.journal
+        orphans = True
+        while True:
+            pruned = await self.store.offload(
+                self.store.prune_journal,
+                max_rows_per_mapping=retention.max_rows_per_mapping,
+                max_age_s=retention.max_age_s,
+                now=time.time(),  # rows are stamped with the wall clock, whatever the engine's clock
+                orphans=orphans,
+            )
+            orphans = False
+            if pruned:
+                log.info("journal_pruned", rows=pruned)
+            await anyio.sleep(self.settings.journal_retention_interval_s)
 
     async def serve_until_signal(self) -> None:
         async with anyio.create_task_group() as tg:

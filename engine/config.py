@@ -189,6 +189,22 @@ class LimitsConfig:
     filters_per_mapping: int = DEFAULT_FILTERS_PER_MAPPING
 
 
+#: the journal's retention defaults: a one-hour soak at 500 records/s (BatchSize 10: ~180,000 rows, about
+#: 40 MB) stays well under 1 GB, and a mapping's last 100,000 attempts stay readable
+DEFAULT_JOURNAL_MAX_ROWS_PER_MAPPING = 100_000
+DEFAULT_JOURNAL_MAX_AGE_S = 7 * 24 * 3600.0
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+@dataclass(frozen=True)
+class JournalConfig:
+    """The journal's retention: the config file's ``journal`` section. Rows past either bound go."""
+
+    max_rows_per_mapping: int = DEFAULT_JOURNAL_MAX_ROWS_PER_MAPPING
+    max_age_s: float = DEFAULT_JOURNAL_MAX_AGE_S
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """The whole file. ``base_dir`` (the file's folder) goes on sys.path for in-process handlers;
@@ -198,6 +214,7 @@ class EngineConfig:
     functions: Mapping[str, FunctionConfig] = field(default_factory=dict)
     aws: AwsConfig = field(default_factory=AwsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    journal: JournalConfig = field(default_factory=JournalConfig)
     sections: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -298,7 +315,8 @@ class _Validator:
             functions={name: self.function(name, spec) for name, spec in functions.items()},
             aws=self.aws(top.get("aws")),
             limits=self.limits(top.get("limits")),
-            sections={k: v for k, v in top.items() if k not in ("functions", "aws", "limits")},
+            journal=self.journal(top.get("journal")),
+            sections={k: v for k, v in top.items() if k not in ("functions", "aws", "limits", "journal")},
         )
 
     def mapping(self, value: Any, key: str, *, optional: bool = False) -> dict[str, Any]:
@@ -436,3 +454,18 @@ class _Validator:
                 f"{DEFAULT_FILTERS_PER_MAPPING} up to {MAX_FILTERS_PER_MAPPING}), got {filters}",
             )
         return LimitsConfig(filters_per_mapping=filters)
+
+    def journal(self, raw: Any) -> JournalConfig:
+        spec = self.mapping(raw, "journal", optional=True)
+        self.keys(spec, "journal", ("max_rows_per_mapping", "max_age"))
+        rows = spec.get("max_rows_per_mapping", DEFAULT_JOURNAL_MAX_ROWS_PER_MAPPING)
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+            got = f"{_type_name(rows)} {rows!r}"
+            raise self.error("journal.max_rows_per_mapping", f"must be a positive integer, got {got}")
+        age = spec.get("max_age", DEFAULT_JOURNAL_MAX_AGE_S)
+        match = _DURATION.match(str(age)) if not isinstance(age, bool) else None
+        if match is None or float(match[1]) <= 0:
+            raise self.error(
+                "journal.max_age", f"must be a positive duration (seconds, or 90s, 30m, 12h, 7d), got {age!r}"
+            )
+        return JournalConfig(max_rows_per_mapping=rows, max_age_s=float(match[1]) * _UNIT_S[match[2] or "s"])

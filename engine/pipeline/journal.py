@@ -41,7 +41,9 @@ class Journal:
             duration_ms=duration_ms,
             detail=detail or {},
         )
-        await self.store.offload(self.store.append_journal, entry)
+        # rows queued while a flush waits for the worker go with it: one transaction for many lanes
+        self.store.queue_journal(entry)
+        await self.store.offload(self.store.flush_journal)
 
 
 class LastProcessingResult:

@@ -70,7 +70,11 @@ class RunnerStore(Protocol):
         """Run one of the store's calls off the event loop, in the order they were asked for."""
         ...
 
-    def append_journal(self, e: JournalEntry) -> None: ...
+    def queue_journal(self, e: JournalEntry) -> None:
+        """Queue a journal row (any thread, no I/O); ``flush_journal`` writes the queue in one go."""
+        ...
+
+    def flush_journal(self) -> int: ...
 
     def checkpoints(self, mapping_uuid: str) -> dict[str, str]:
         """Every checkpoint row of the mapping, by scope (only engine.pipeline.checkpoints reads them)."""
@@ -85,5 +89,9 @@ class RunnerStore(Protocol):
 
 class Store(MappingStore, RunnerStore, Protocol):
     """The whole store, as the composition root opens it."""
+
+    def prune_journal(
+        self, *, max_rows_per_mapping: int, max_age_s: float, now: float, orphans: bool = False
+    ) -> int: ...
 
     def close(self) -> None: ...

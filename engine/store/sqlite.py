@@ -71,6 +71,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (mapping_uuid, key)
     );
     """,
+    # the journal's retention by age (prune_journal)
+    """
+    CREATE INDEX journal_by_time ON journal (at);
+    """,
 )
 
 
@@ -95,6 +99,9 @@ class SqliteStore:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        #: journal rows waiting for the next flush, and the lock of that list alone
+        self._queued: list[tuple[Any, ...]] = []
+        self._queued_lock = threading.Lock()
         #: one worker thread at a time, so the runners' writes keep their order (made in the event loop)
         self._worker: anyio.CapacityLimiter | None = None
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -172,6 +179,7 @@ class SqliteStore:
         self._db.execute("DELETE FROM mappings WHERE uuid=?", (uuid,))
         self._db.execute("DELETE FROM checkpoints WHERE mapping_uuid=?", (uuid,))
         self._db.execute("DELETE FROM tags WHERE mapping_uuid=?", (uuid,))
+        self._db.execute("DELETE FROM journal WHERE mapping_uuid=?", (uuid,))
         self._db.execute("COMMIT")
 
     # --- tags -------------------------------------------------------------------------------------
@@ -221,29 +229,79 @@ class SqliteStore:
 
     # --- invocation journal -----------------------------------------------------------------------
 
-    @_serialized
-    def append_journal(self, e: JournalEntry) -> None:
-        self._db.execute(
-            "INSERT INTO journal (mapping_uuid, at, scope, first_item, last_item, batch_size, attempt,"
-            " bisect_depth, outcome, duration_ms, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                e.mapping_uuid,
-                e.at or time.time(),
-                e.scope,
-                e.first_item,
-                e.last_item,
-                e.batch_size,
-                e.attempt,
-                e.bisect_depth,
-                e.outcome,
-                e.duration_ms,
-                json.dumps(e.detail),
-            ),
+    def queue_journal(self, e: JournalEntry) -> None:
+        """Queue a row for the next :meth:`flush_journal` (any thread; rows keep their order)."""
+        row = (
+            e.mapping_uuid,
+            e.at or time.time(),
+            e.scope,
+            e.first_item,
+            e.last_item,
+            e.batch_size,
+            e.attempt,
+            e.bisect_depth,
+            e.outcome,
+            e.duration_ms,
+            json.dumps(e.detail),
         )
+        with self._queued_lock:
+            self._queued.append(row)
+
+    @_serialized
+    def flush_journal(self) -> int:
+        """Write every queued row in one transaction (many lanes' rows at once under load); returns how
+        many were written."""
+        with self._queued_lock:
+            rows, self._queued = self._queued, []
+        if rows:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT INTO journal (mapping_uuid, at, scope, first_item, last_item, batch_size,"
+                    " attempt, bisect_depth, outcome, duration_ms, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    rows,
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return len(rows)
+
+    def append_journal(self, e: JournalEntry) -> None:
+        self.queue_journal(e)
+        self.flush_journal()
+
+    @_serialized
+    def prune_journal(
+        self, *, max_rows_per_mapping: int, max_age_s: float, now: float, orphans: bool = False
+    ) -> int:
+        """Retention: rows older than ``max_age_s`` and a mapping's rows beyond its newest
+        ``max_rows_per_mapping`` go (with ``orphans``, rows of mappings that no longer exist too).
+        Returns how many went."""
+        self.flush_journal()
+        before = self._db.total_changes
+        self._db.execute("BEGIN")
+        try:
+            self._db.execute("DELETE FROM journal WHERE at < ?", (now - max_age_s,))
+            for (uuid,) in self._db.execute("SELECT uuid FROM mappings").fetchall():
+                cut = self._db.execute(
+                    "SELECT id FROM journal WHERE mapping_uuid=? ORDER BY id DESC LIMIT 1 OFFSET ?",
+                    (uuid, max_rows_per_mapping),
+                ).fetchone()
+                if cut is not None:
+                    self._db.execute("DELETE FROM journal WHERE mapping_uuid=? AND id <= ?", (uuid, cut[0]))
+            if orphans:  # rows of mappings deleted before their rows went with them (a scan: at start)
+                self._db.execute("DELETE FROM journal WHERE mapping_uuid NOT IN (SELECT uuid FROM mappings)")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return self._db.total_changes - before
 
     @_serialized
     def journal(self, mapping_uuid: str | None = None, limit: int = 100) -> list[JournalEntry]:
         """The newest ``limit`` rows (of one mapping), oldest first."""
+        self.flush_journal()
         sql = "SELECT * FROM journal"
         args: tuple[Any, ...] = ()
         if mapping_uuid:

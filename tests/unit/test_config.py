@@ -13,6 +13,7 @@ from engine.config import (
     EngineConfig,
     FunctionConfig,
     InvokeTarget,
+    JournalConfig,
     LimitsConfig,
     load_config,
 )
@@ -223,3 +224,21 @@ def test_limits_filters_per_mapping(tmp_path: Path) -> None:
         assert info.value.key == "limits.filters_per_mapping" and problem in info.value.problem
     with pytest.raises(ConfigError, match="unknown key 'filters'"):
         load_config(_write(tmp_path, "limits: {filters: 6}\n"))
+
+
+def test_journal_retention(tmp_path: Path) -> None:
+    default = load_config(_write(tmp_path, "functions: {}\n")).journal
+    assert default == JournalConfig(max_rows_per_mapping=100_000, max_age_s=7 * 86400.0)
+    config = load_config(_write(tmp_path, "journal: {max_rows_per_mapping: 500, max_age: 12h}\n"))
+    assert config.journal == JournalConfig(max_rows_per_mapping=500, max_age_s=43200.0)
+    assert "journal" not in config.sections
+    assert load_config(_write(tmp_path, "journal: {max_age: 90}\n")).journal.max_age_s == 90.0
+    for key, value, problem in (
+        ("max_rows_per_mapping", "0", "must be a positive integer"),
+        ("max_rows_per_mapping", "'9'", "must be a positive integer, got str '9'"),
+        ("max_age", "soon", "must be a positive duration"),
+        ("max_age", "0s", "must be a positive duration"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            load_config(_write(tmp_path, f"journal: {{{key}: {value}}}\n"))
+        assert info.value.key == f"journal.{key}" and problem in info.value.problem

@@ -58,3 +58,40 @@ def test_tags_are_kept_per_mapping_and_removed_with_it(tmp_path: Path) -> None:
     assert store.tags("a") == {"team": "orders"}
     store.delete_mapping("a")
     assert store.tags("a") == {} and store.tags("b") == {"team": "billing"}
+
+
+def _entry(uuid: str, at: float, n: int = 0) -> JournalEntry:
+    return JournalEntry(uuid, "queue", f"m{n}", f"m{n}", 1, 1, 0, "success", 1.0, {}, at=at)
+
+
+def test_queued_journal_rows_are_written_in_one_flush_and_read_after_it(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.sqlite3")
+    store.insert_mapping(_mapping("a"))
+    for n in range(3):
+        store.queue_journal(_entry("a", 100.0 + n, n))
+    # a reader sees what is queued: it flushes first
+    assert [e.first_item for e in store.journal("a")] == ["m0", "m1", "m2"]
+    assert store.flush_journal() == 0  # nothing left
+    store.queue_journal(_entry("a", 104.0, 4))
+    store.queue_journal(_entry("a", 105.0, 5))
+    assert store.flush_journal() == 2
+
+
+def test_journal_retention_by_rows_per_mapping_by_age_and_with_the_mapping(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.sqlite3")
+    for uuid in ("a", "b", "c"):
+        store.insert_mapping(_mapping(uuid))
+    for n in range(10):
+        store.queue_journal(_entry("a", 1000.0 + n, n))
+        store.queue_journal(_entry("b", 1000.0 + n, n))
+    store.queue_journal(_entry("c", 10.0))  # old
+    store.queue_journal(_entry("gone", 1000.0))  # a mapping deleted before its rows went with it
+    pruned = store.prune_journal(max_rows_per_mapping=4, max_age_s=500, now=1100.0)
+    assert pruned == 6 + 6 + 1
+    assert [e.first_item for e in store.journal("a")] == ["m6", "m7", "m8", "m9"]  # the newest stay
+    assert [e.first_item for e in store.journal("b")] == ["m6", "m7", "m8", "m9"]
+    assert store.journal("c") == []
+    assert len(store.journal("gone")) == 1  # orphans go only when asked (a scan, once at start)
+    assert store.prune_journal(max_rows_per_mapping=4, max_age_s=500, now=1100.0, orphans=True) == 1
+    store.delete_mapping("a")
+    assert store.journal("a") == [] and len(store.journal("b")) == 4
