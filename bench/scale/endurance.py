@@ -43,7 +43,7 @@ HERE = Path(__file__).resolve()
 REGION = "us-east-1"
 FUNCTION = "endurance"
 SAMPLE_S = 10.0
-KINESIS_SHARDS = 2
+KINESIS_SHARDS = 4
 KAFKA_PARTITIONS = 4
 SQS_VISIBILITY_S = 5  # not below the function timeout (AWS refuses the mapping)
 #: receives before ElasticMQ moves a failing message to the queue's DLQ (its redrive policy)
@@ -345,13 +345,24 @@ async def rows(args: argparse.Namespace) -> list[Row]:
                         sent += due
                         await anyio.sleep(max(0.0, t0 + sent / per_source - time.monotonic()))
                     # the tail: retries, redrives (visibility timeouts), destinations
+                    behind, tail_started = len(load.ledger.sent) - _count_lines(ledger), time.monotonic()
                     await _settle(load, ledger)
+                    tail_s = time.monotonic() - tail_started
                     samples = list(engine.samples)
                 store_mib = _dir_mib(data)
                 processed = _read_ledger(ledger)
         finally:
             await load.delete()
-    return _rows(args, load.ledger, samples, store_mib, processed)
+    return [
+        *_rows(args, load.ledger, samples, store_mib, processed),
+        Row(
+            "endurance: behind when the load stopped",
+            f"{behind:,} records",
+            "",
+            None,
+            note=f"caught up {tail_s:.0f} s later (retries, redrives and destinations included)",
+        ),
+    ]
 
 
 def _read_ledger(path: Path) -> tuple[Counter[str], list[float]]:
@@ -402,8 +413,9 @@ async def _map(port: int, load: Load, arns: dict[str, str]) -> None:
                     await anyio.sleep(0.1)
 
 
-async def _settle(load: Load, ledger: Path, quiet_s: float = 15.0, limit_s: float = 300.0) -> None:
-    """Until every sent record is processed or at a destination, or nothing changed for ``quiet_s``."""
+async def _settle(load: Load, ledger: Path, quiet_s: float = 30.0, limit_s: float = 1800.0) -> None:
+    """Until every sent record is processed or at a destination, or nothing moved for ``quiet_s`` (plus
+    the time a failing SQS message needs to reach its DLQ): a backlog still draining is waited for."""
     deadline = time.monotonic() + limit_s
     last, last_change = -1, time.monotonic()
     while time.monotonic() < deadline:
