@@ -182,7 +182,7 @@ async def process_batch(
             lineage.invocations += 1
             verdict = classify(
                 result,
-                [item_id(r) for r in batch],
+                (item_id(r) for r in batch),  # read only when the response is more than a success
                 report_batch_item_failures=policy.report_batch_item_failures,
                 identify=identify,
             )
