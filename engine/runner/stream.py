@@ -54,6 +54,9 @@ from engine.windows import Invocation, WindowTracker
 
 log = structlog.get_logger("engine.runner.stream")
 
+#: how long a stopping runner waits for its last journal rows to be written
+JOURNAL_FLUSH_TIMEOUT_S = 5.0
+
 
 @dataclass(frozen=True)
 class StreamRunnerSettings:
@@ -61,6 +64,9 @@ class StreamRunnerSettings:
     poll_interval_s: float = 1.0
     #: how often new shards (reshard, table change) are looked for
     discovery_interval_s: float = 10.0
+    #: journal rows are written at most this long after their batch (one hop per batch is a fifth of a
+    #: busy consumer's CPU); an idle shard and the runner's stop write what is left
+    journal_write_behind_s: float = 0.1
 
 
 class StreamRunner:
@@ -109,7 +115,7 @@ class StreamRunner:
         checkpoints: CheckpointSink = SourcePositions(commits) if commits is not None else self.positions
         #: set: LATEST and AT_TIMESTAMP are the source's to resume from (its own positions)
         self.source_keeps_positions = commits is not None
-        journal = Journal(store, mapping.uuid)
+        self.journal = journal = Journal(store, mapping.uuid, write_behind_s=settings.journal_write_behind_s)
         self.batches = StreamBatches(
             JournaledInvoker(invoker, journal, LastProcessingResult(store, mapping.uuid)),
             Discards(
@@ -158,6 +164,8 @@ class StreamRunner:
                     with anyio.move_on_after(self.settings.discovery_interval_s):
                         await self._draining.wait()
         finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(JOURNAL_FLUSH_TIMEOUT_S):
+                await self.journal.flush()  # the rows still queued (write-behind)
             self.log.info("stream_runner_stopped")
 
     def _start_ready_shards(self, tg: anyio.abc.TaskGroup, shards: Sequence[ShardInfo]) -> None:
@@ -234,6 +242,7 @@ class StreamRunner:
             if read.end_of_shard:
                 return True
             if not read.records and not read.millis_behind_latest:
+                await self.journal.flush()  # idle: what the write-behind holds goes now
                 with anyio.move_on_after(self.settings.poll_interval_s):
                     await self._draining.wait()
         return False
