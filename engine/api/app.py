@@ -148,6 +148,9 @@ class ControlPlane:
         )
         await self._check_source(m, timeout_s)
         self._check_duplicate(m)
+        # told first: a change refused for piling up (TooManyRequests) leaves nothing stored half-done; the
+        # supervisor reads the mapping only once this handler yields, after it is stored
+        self.supervisor.notify(m.uuid)
         m = self.store.insert_mapping(m)
         if req.tags:
             self.store.put_tags(m.uuid, req.tags)
@@ -160,7 +163,6 @@ class ControlPlane:
             enabled=m.enabled,
         )
         _log_not_applied(m)
-        self.supervisor.notify(m.uuid)
         return m
 
     def get(self, uuid: str) -> EventSourceMapping:
@@ -194,19 +196,19 @@ class ControlPlane:
         )
         await self._check_source(m, timeout_s)
         self._check_duplicate(m)
+        self.supervisor.notify(uuid)  # first, as in create
         self.store.save_mapping(m)
         log.info("mapping_updated", mapping=uuid, state=state.value)
         _log_not_applied(m)
-        self.supervisor.notify(uuid)
         return m
 
     def delete(self, uuid: str) -> EventSourceMapping:
         current = self.get(uuid)
         states.check_delete(current)
         m = current.with_state(State.DELETING, last_modified=time.time())
+        self.supervisor.notify(uuid)  # first, as in create
         self.store.save_mapping(m)
         log.info("mapping_delete_requested", mapping=uuid)
-        self.supervisor.notify(uuid)
         return m
 
     def list(

@@ -149,8 +149,12 @@ class QueueRunner:
                     if not carry and self._active > self.idle_pollers:
                         return  # idle: scale down
                     continue
-                while backlog and self._active < self.burst_pollers:
-                    self._spawn()  # a backlog gets AWS's first concurrent batches at once
+                # the first messages after idle, or a backlog, get AWS's first concurrent batches at once:
+                # a queue answers one long poll with what it has at that instant (often the first message
+                # of a burst), so waiting for a full receive would leave the rest of a burst to one poller
+                waking = self._active <= self.idle_pollers
+                while (backlog or waking) and self._active < self.burst_pollers:
+                    self._spawn()
                 invoke_s = await self.batches.process(batch)
                 # another poller helps only when the function, not the queue's round trips, is the bottleneck
                 function_bound = invoke_s >= (self.clock() - started) / 2

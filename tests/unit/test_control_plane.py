@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from engine import states
 from engine.api.app import BASE, ControlPlane, build_app
-from engine.errors import LambdaError
+from engine.errors import LambdaError, TooManyRequestsException
 from engine.model import EventSourceMapping, SourceKind, State, function_name_part
 from engine.ports import FunctionNotFound, Invoker, SourceDescription, SourceError, SourceNotFound
 from engine.sources.registry import profile_of
@@ -58,12 +58,16 @@ async def describe(m: EventSourceMapping) -> SourceDescription:
 
 
 class Notified:
-    """The supervisor as the control plane sees it: told which mapping changed."""
+    """The supervisor as the control plane sees it: told which mapping changed (``full``: its queue of
+    pending changes is, and it refuses with TooManyRequests)."""
 
     def __init__(self) -> None:
         self.uuids: list[str] = []
+        self.full = False
 
     def notify(self, uuid: str) -> None:
+        if self.full:
+            raise TooManyRequestsException("Rate exceeded")
         self.uuids.append(uuid)
 
     def running(self) -> set[str]:
@@ -338,3 +342,19 @@ async def test_malformed_bodies_and_unknown_routes_get_lambda_errors(plane: Cont
             resp = await client.request(method, path)
             assert (resp.status, resp.headers["x-amzn-ErrorType"]) == (404, "UnknownOperationException")
     assert plane.store.list_mappings() == []
+
+
+async def test_a_change_refused_for_piling_up_leaves_nothing_half_done(plane: ControlPlane) -> None:
+    """The supervisor is told before the store changes: TooManyRequests stores nothing, so no mapping is
+    left in a transitional state nobody will reconcile."""
+    async with _api(plane) as client:
+        created = await _create(client)
+        uuid = created["UUID"]
+        settled = _settle(plane, uuid, State.ENABLED)
+        assert isinstance(plane.supervisor, Notified)
+        plane.supervisor.full = True
+        refused = TooManyRequestsException("Rate exceeded")
+        await _expect_error(client, "POST", BASE, refused, {"EventSourceArn": Q1, "FunctionName": "other"})
+        await _expect_error(client, "PUT", f"{BASE}/{uuid}", refused, {"BatchSize": 5})
+        await _expect_error(client, "DELETE", f"{BASE}/{uuid}", refused)
+    assert plane.store.list_mappings() == [settled]
