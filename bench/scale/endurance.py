@@ -337,7 +337,8 @@ async def rows(args: argparse.Namespace) -> list[Row]:
                     t0 = time.monotonic()
                     sent = 0
                     while (elapsed := time.monotonic() - t0) < duration_s:
-                        due = int(per_source * (elapsed + 1.0)) - sent
+                        # steady: a producer that fell behind does not catch up in a burst
+                        due = min(int(per_source * (elapsed + 1.0)) - sent, int(per_source) + 1)
                         async with anyio.create_task_group() as tg:
                             tg.start_soon(load.put_sqs, due)
                             tg.start_soon(load.put_kinesis, due)
