@@ -158,7 +158,10 @@ class Runner(Protocol):
         """Poll until drained or cancelled; call ``ready()`` once the positions to read from are fixed."""
         ...
 
-    def drain(self) -> None: ...
+    def drain(self, *, abandon_waits: bool = False) -> None:
+        """Stop taking new work; what is in flight finishes. ``abandon_waits`` (the engine stops): a long
+        poll or read still waiting for records is given up at once instead of answered."""
+        ...
 
 
 # --- sources --------------------------------------------------------------------------------------

@@ -122,7 +122,7 @@ class Supervisor:
     async def stop_all(self) -> None:
         async with anyio.create_task_group() as tg:
             for uuid in list(self._handles):
-                tg.start_soon(self._stop, uuid)
+                tg.start_soon(self._stop, uuid, True)
 
     def _dispatch(self, uuid: str, tg: anyio.abc.TaskGroup) -> None:
         changed = self._changed.get(uuid)
@@ -179,12 +179,12 @@ class Supervisor:
         self._tg.start_soon(self._run_mapping, handle, name=f"esm-mapping-{m.uuid}")
         return handle
 
-    async def _stop(self, uuid: str) -> None:
+    async def _stop(self, uuid: str, engine_stops: bool = False) -> None:
         handle = self._handles.get(uuid)
         if handle is None:
             return
         if handle.runner is not None:
-            handle.runner.drain()
+            handle.runner.drain(abandon_waits=engine_stops)
             with anyio.move_on_after(self.drain_timeout_s):
                 await handle.done.wait()
         handle.scope.cancel()

@@ -108,11 +108,15 @@ class QueueRunner:
         self._cut_lock = anyio.Lock() if profile.one_push_buffer else None
         self._tg: anyio.abc.TaskGroup | None = None
 
-    def drain(self) -> None:
-        """Stop receiving (a long poll waiting for messages is abandoned); batches in flight finish."""
+    def drain(self, *, abandon_waits: bool = False) -> None:
+        """Stop receiving; batches in flight finish. A long poll still waiting goes on until it answers
+        (what it receives is processed before the runner stops) unless the engine stops: abandoned, a poll
+        the queue has already handed messages would leave them invisible until their visibility timeout,
+        which a mapping's update or disable must not cost."""
         self._draining.set()
-        for receive in self._receives:
-            receive.cancel()
+        if abandon_waits:
+            for receive in self._receives:
+                receive.cancel()
 
     async def run(self, ready: Callable[[], None] = lambda: None) -> None:
         self.log.info(
@@ -149,12 +153,8 @@ class QueueRunner:
                     if not carry and self._active > self.idle_pollers:
                         return  # idle: scale down
                     continue
-                # the first messages after idle, or a backlog, get AWS's first concurrent batches at once:
-                # a queue answers one long poll with what it has at that instant (often the first message
-                # of a burst), so waiting for a full receive would leave the rest of a burst to one poller
-                waking = self._active <= self.idle_pollers
-                while (backlog or waking) and self._active < self.burst_pollers:
-                    self._spawn()
+                while backlog and self._active < self.burst_pollers:
+                    self._spawn()  # a backlog gets AWS's first concurrent batches at once
                 invoke_s = await self.batches.process(batch)
                 # another poller helps only when the function, not the queue's round trips, is the bottleneck
                 function_bound = invoke_s >= (self.clock() - started) / 2

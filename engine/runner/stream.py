@@ -135,8 +135,9 @@ class StreamRunner:
             log=self.log,
         )
 
-    def drain(self) -> None:
-        """Stop reading (a read waiting for records is abandoned); batches in flight finish."""
+    def drain(self, *, abandon_waits: bool = False) -> None:
+        """Stop reading; batches in flight finish. A read waiting for records is abandoned either way:
+        nothing is lost, no checkpoint moves past what was not processed."""
         self._draining.set()
         for read in self._reads:
             read.cancel()

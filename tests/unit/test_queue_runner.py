@@ -273,18 +273,3 @@ async def test_provisioned_pollers_stay_up_while_idle_and_cap_the_concurrency() 
     assert inv.max_running == 4
     assert scaling.active_after == 3
 
-
-class StingyQueue(CountingQueue):
-    """Answers each receive with at most 3 messages, as a queue answers a long poll with what it has at
-    that instant: a burst never looks like a full receive."""
-
-    async def receive(self, max_messages: int, wait_s: float) -> Any:
-        return await super().receive(min(3, max_messages), wait_s)
-
-
-async def test_the_first_messages_after_idle_get_five_batches_at_once_though_no_receive_is_full() -> None:
-    q, inv = StingyQueue(), SlowInvoker()
-    scaling = await _scaling_run(_mapping(), q, inv)
-    assert scaling.idle_waiting == 1
-    assert inv.max_running >= 5
-    assert scaling.active_after == 1  # and they leave once the queue is idle again

@@ -83,7 +83,7 @@ class FakeRunner:
             raise
         self._note("returned")
 
-    def drain(self) -> None:
+    def drain(self, *, abandon_waits: bool = False) -> None:
         self._note("drain")
         self._drained.set()
 
