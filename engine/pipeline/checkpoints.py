@@ -40,9 +40,8 @@ class SourcePositions:
 
 @dataclass(frozen=True)
 class ShardState:
-    """A mapping's rows as read when a shard starts."""
+    """A mapping's rows as read when a shard starts (the stream's identity is adopt_identity's alone)."""
 
-    identity: str | None
     positions: Mapping[str, str]
     finished: frozenset[str]
     latest_pins: Mapping[str, float]
@@ -71,7 +70,6 @@ class ShardPositions:
             else:
                 positions[scope] = value
         return ShardState(
-            identity=rows.get(IDENTITY_SCOPE),
             positions={s: p for s, p in positions.items() if p != SHARD_END},
             finished=frozenset(s for s, p in positions.items() if p == SHARD_END),
             latest_pins=pins,
