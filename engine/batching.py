@@ -84,18 +84,32 @@ class Batcher(Generic[T]):
         self.opened_at: float | None = None if open_on_first_record else now
 
     def offer(self, item: T, encoded: bytes, now: float) -> Admission:
+        """One record, whatever BatchSize says (the caller checks ``full``)."""
+        if self.admit(((item, encoded),), now, limit=1):
+            return Admission.ADDED
+        return Admission.WOULD_EXCEED if self.batch.items else Admission.TOO_LARGE
+
+    def admit(self, records: Sequence[tuple[T, bytes]], now: float, *, limit: int | None = None) -> int:
+        """Adds records from the start of ``records`` while BatchSize (or ``limit``) and the payload cap
+        allow; returns how many. The first record refused is over the cap (``full`` says otherwise): alone
+        if the batch is still empty (TOO_LARGE), else it opens the next batch."""
         b = self.batch
-        added = len(encoded) + (1 if b.items else 0)  # the comma between records
-        if b.payload_bytes + added > self.policy.max_payload_bytes:
-            if not b.items:
-                return Admission.TOO_LARGE
-            return Admission.WOULD_EXCEED
-        if self.opened_at is None:
+        items, encodeds, cap = b.items, b.encoded, self.policy.max_payload_bytes
+        size, added = b.payload_bytes, 0
+        room = self.room if limit is None else limit
+        for item, encoded in records:  # the per-record loop of every batch: locals only
+            if added == room:
+                break
+            grown = size + len(encoded) + (1 if items else 0)  # the comma between records
+            if grown > cap:
+                break
+            items.append(item)
+            encodeds.append(encoded)
+            size, added = grown, added + 1
+        b.payload_bytes = size
+        if added and self.opened_at is None:
             self.opened_at = now
-        b.items.append(item)
-        b.encoded.append(encoded)
-        b.payload_bytes += added
-        return Admission.ADDED
+        return added
 
     @property
     def full(self) -> bool:

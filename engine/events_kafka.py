@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import binascii
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine.events import Envelope
@@ -60,6 +60,53 @@ def _b64(raw: bytes | None) -> str | None:
 _json_string: Callable[[str], str] = json.encoder.encode_basestring
 
 
+class KafkaRecords:
+    """Builds one partition's records as the function sees them (spec 1.4), keys in the order of the AWS
+    example: as a dict, and at once as the compact UTF-8 JSON ``json.dumps`` would give (formatted
+    directly, the topic's part once per partition: the one encoding on a Kafka consumer's per-record path).
+
+    A null key (and a null value: a tombstone) is sent as ``null``; a null header value as ``[]``.
+    """
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic = topic
+        self.partition = partition
+        self._head = f'{{"topic":{_json_string(topic)},"partition":{partition},"offset":'
+
+    def build(
+        self,
+        offset: int,
+        timestamp_ms: int,
+        timestamp_type: int | str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes | None]],
+    ) -> tuple[dict[str, Any], bytes]:
+        type_name = timestamp_type_name(timestamp_type)
+        key_b64, value_b64 = _b64(key), _b64(value)
+        header_values = [(name, signed_bytes(raw or b"")) for name, raw in headers]
+        record = {
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": offset,
+            "timestamp": timestamp_ms,
+            "timestampType": type_name,
+            "key": key_b64,
+            "value": value_b64,
+            "headers": [{name: raw} for name, raw in header_values],
+        }
+        header_json = ",".join(
+            f"{{{_json_string(name)}:[{','.join(map(str, raw))}]}}" for name, raw in header_values
+        )
+        encoded = (
+            f'{self._head}{offset},"timestamp":{timestamp_ms},"timestampType":"{type_name}",'
+            f'"key":{"null" if key_b64 is None else f"{chr(34)}{key_b64}{chr(34)}"},'
+            f'"value":{"null" if value_b64 is None else f"{chr(34)}{value_b64}{chr(34)}"},'
+            f'"headers":[{header_json}]}}'
+        ).encode()
+        return record, encoded
+
+
 def kafka_record(
     topic: str,
     partition: int,
@@ -70,39 +117,8 @@ def kafka_record(
     value: bytes | None,
     headers: Sequence[tuple[str, bytes | None]],
 ) -> dict[str, Any]:
-    """One record as the function sees it (spec 1.4), keys in the order of the AWS example.
-
-    A null key (and a null value: a tombstone) is sent as ``null``; a null header value as ``[]``.
-    """
-    return {
-        "topic": topic,
-        "partition": partition,
-        "offset": offset,
-        "timestamp": timestamp_ms,
-        "timestampType": timestamp_type_name(timestamp_type),
-        "key": _b64(key),
-        "value": _b64(value),
-        "headers": [{name: signed_bytes(raw or b"")} for name, raw in headers],
-    }
-
-
-def encode_kafka_record(record: Mapping[str, Any]) -> bytes:
-    """``record`` (from :func:`kafka_record`) as compact UTF-8 JSON, the bytes ``json.dumps`` would give,
-    formatted directly: the one encoding on a Kafka consumer's per-record path."""
-    headers = ",".join(
-        f"{{{_json_string(name)}:[{','.join(map(str, raw))}]}}"
-        for header in record["headers"]
-        for name, raw in header.items()
-    )
-    key, value = record["key"], record["value"]
-    return (
-        f'{{"topic":{_json_string(record["topic"])},"partition":{record["partition"]},'
-        f'"offset":{record["offset"]},"timestamp":{record["timestamp"]},'
-        f'"timestampType":"{record["timestampType"]}",'
-        f'"key":{"null" if key is None else f"{chr(34)}{key}{chr(34)}"},'
-        f'"value":{"null" if value is None else f"{chr(34)}{value}{chr(34)}"},'
-        f'"headers":[{headers}]}}'
-    ).encode()
+    """One record as the function sees it (see KafkaRecords)."""
+    return KafkaRecords(topic, partition).build(offset, timestamp_ms, timestamp_type, key, value, headers)[0]
 
 
 def kafka_envelope(

@@ -54,7 +54,7 @@ from aiokafka import (  # type: ignore[import-untyped]
 from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 from aiokafka.errors import IllegalStateError, KafkaError  # type: ignore[import-untyped]
 
-from engine.events_kafka import encode_kafka_record, kafka_record, parse_partition_key, partition_key
+from engine.events_kafka import KafkaRecords, parse_partition_key, partition_key
 from engine.ports import ShardInfo, ShardRead, SourceError, StartPosition, StreamRecord, TaskOwner, Transport
 from pollers.kafka_committer import OffsetCommitter
 from pollers.kafka_connection import CLOSE_TIMEOUT_S, KafkaConnection, KafkaSecurity
@@ -378,26 +378,6 @@ class KafkaSource(TaskOwner):
         through the producer this source owns)."""
         await self._producer.produce(topic, messages)
 
-    def stream_record(self, message: Any) -> StreamRecord:
-        headers: Sequence[tuple[str, bytes | None]] = list(message.headers or ())
-        record = kafka_record(
-            message.topic,
-            message.partition,
-            message.offset,
-            message.timestamp,
-            message.timestamp_type,
-            message.key,
-            message.value,
-            headers,
-        )
-        return StreamRecord(
-            record=record,
-            sequence_number=str(message.offset),
-            arrival_s=message.timestamp / 1000,
-            lane_key=record["key"] or "",
-            encoded=encode_kafka_record(record),
-        )
-
 
 class KafkaPartitionReader(Transport):
     """Reads one partition in offset order (implements ShardReader); see KafkaSource for rebalances."""
@@ -409,6 +389,7 @@ class KafkaPartitionReader(Transport):
         #: the offset after the last record returned (where a re-assignment continues)
         self.next_offset: int | None = None
         self._revoked = False
+        self._records = KafkaRecords(tp.topic, tp.partition)
 
     @property
     def revoked(self) -> bool:
@@ -439,10 +420,27 @@ class KafkaPartitionReader(Transport):
         messages = fetched.get(self.tp) or []
         if self.next_offset is not None:
             messages = [m for m in messages if m.offset >= self.next_offset]
-        records = [source.stream_record(m) for m in messages]
+        records = [self._stream_record(m) for m in messages]
         if messages:
             self.next_offset = messages[-1].offset + 1
         return ShardRead(records=records)
+
+    def _stream_record(self, message: Any) -> StreamRecord:
+        record, encoded = self._records.build(
+            message.offset,
+            message.timestamp,
+            message.timestamp_type,
+            message.key,
+            message.value,
+            list(message.headers or ()),
+        )
+        return StreamRecord(
+            record=record,
+            sequence_number=str(message.offset),
+            arrival_s=message.timestamp / 1000,
+            lane_key=record["key"] or "",
+            encoded=encoded,
+        )
 
     async def aclose(self) -> None:
         """Nothing to release: the consumer belongs to the source; the partition stays assigned."""

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from engine.batching import Admission, Batch, Batcher
+from engine.batching import Batch, Batcher
 
 T = TypeVar("T")
 
@@ -60,14 +60,19 @@ async def collect(
     pending = list(carry)
     while True:
         now = clock()
-        for i, (item, encoded) in enumerate(pending):
+        while pending:
+            added = batcher.admit(pending, now)
+            if added == len(pending):
+                break
+            rest = pending[added:]
             if batcher.full:
-                return Collected(batcher.batch, pending[i:])
-            verdict = batcher.offer(item, encoded, now)
-            if verdict is Admission.WOULD_EXCEED:
-                return Collected(batcher.batch, pending[i:], overflowed=True)
-            if verdict is Admission.TOO_LARGE and not await feed.too_large(item, encoded):
-                return Collected(Batch([item], [encoded]), pending[i + 1 :])
+                return Collected(batcher.batch, rest)
+            if batcher.batch.items:  # the next record would push the payload past the cap
+                return Collected(batcher.batch, rest, overflowed=True)
+            item, encoded = rest[0]  # alone over the cap
+            if not await feed.too_large(item, encoded):
+                return Collected(Batch([item], [encoded]), rest[1:])
+            pending = rest[1:]
         pending = []
         if batcher.should_flush(clock()) or feed.stopped():
             return Collected(batcher.batch)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from engine.batching import encode_envelope, encode_record
 from engine.events_kafka import (
-    encode_kafka_record,
+    KafkaRecords,
     kafka_envelope,
     kafka_record,
     partition_key,
@@ -157,5 +157,8 @@ def test_direct_encoding_is_the_json_of_the_record(
     value: bytes | None,
     headers: list[tuple[str, bytes | None]],
 ) -> None:
-    record = kafka_record(topic, partition, offset, timestamp, timestamp_type, key, value, headers)
-    assert encode_kafka_record(record) == encode_record(record)
+    record, encoded = KafkaRecords(topic, partition).build(
+        offset, timestamp, timestamp_type, key, value, headers
+    )
+    assert record == kafka_record(topic, partition, offset, timestamp, timestamp_type, key, value, headers)
+    assert encoded == encode_record(record)

@@ -272,4 +272,3 @@ async def test_provisioned_pollers_stay_up_while_idle_and_cap_the_concurrency() 
     assert scaling.idle_waiting == 3
     assert inv.max_running == 4
     assert scaling.active_after == 3
-
