@@ -84,7 +84,7 @@ class KafkaRecords:
     ) -> tuple[dict[str, Any], bytes]:
         type_name = timestamp_type_name(timestamp_type)
         key_b64, value_b64 = _b64(key), _b64(value)
-        header_values = [(name, signed_bytes(raw or b"")) for name, raw in headers]
+        header_values = [(name, signed_bytes(raw or b"")) for name, raw in headers] if headers else []
         record = {
             "topic": self.topic,
             "partition": self.partition,
@@ -95,8 +95,10 @@ class KafkaRecords:
             "value": value_b64,
             "headers": [{name: raw} for name, raw in header_values],
         }
-        header_json = ",".join(
-            f"{{{_json_string(name)}:[{','.join(map(str, raw))}]}}" for name, raw in header_values
+        header_json = (
+            ",".join(f"{{{_json_string(name)}:[{','.join(map(str, raw))}]}}" for name, raw in header_values)
+            if header_values
+            else ""
         )
         encoded = (
             f'{self._head}{offset},"timestamp":{timestamp_ms},"timestampType":"{type_name}",'

@@ -67,9 +67,14 @@ class StreamBatches:
     ) -> None:
         """Drive one lane's batch to the end; the checkpoint moves as each run of its records is final."""
         records = [r for r, _ in batch]
-        encoded = {r.sequence_number: e for r, e in batch}
+        whole = [e for _, e in batch]
+        encoded: dict[str, bytes] = {}
 
         def payload(recs: Sequence[StreamRecord]) -> bytes:
+            if len(recs) == len(records):  # the whole batch (most batches only ever invoke that)
+                return encode_envelope(envelope.prefix, whole, envelope.suffix)
+            if not encoded:
+                encoded.update((r.sequence_number, e) for r, e in batch)
             return encode_envelope(
                 envelope.prefix, [encoded[r.sequence_number] for r in recs], envelope.suffix
             )
