@@ -11,6 +11,7 @@ keeps positions itself (Kafka's committed offsets), to the source.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -311,7 +312,7 @@ class _LaneFeed:
         return self.closed
 
     async def take(self, room: int, wait_s: float) -> Sequence[tuple[StreamRecord, bytes]] | None:
-        with anyio.move_on_after(wait_s):
+        with anyio.move_on_after(wait_s) if wait_s < math.inf else contextlib.nullcontext():
             try:
                 return _encoded(await self.recv.receive())
             except anyio.EndOfStream:
