@@ -218,18 +218,19 @@ class ControlPlane:
         marker: str | None,
         max_items: int | None,
     ) -> tuple[list[EventSourceMapping], str | None]:
-        items = self.store.list_mappings()
-        if event_source_arn:
-            items = [m for m in items if m.event_source_arn == event_source_arn]
-        if function_name:
-            items = [m for m in items if _function_matches(m.function_arn, function_name)]
+        after = 0
         if marker:
             try:
                 after = int(marker)
             except ValueError:
                 raise InvalidParameterValueException(f"Invalid marker: {marker}") from None
-            items = [m for m in items if m.seq > after]
         page = min(max_items or LIST_PAGE_MAX, LIST_PAGE_MAX)
+        items = self.store.list_mappings(
+            after_seq=after,
+            event_source_arn=event_source_arn or None,
+            function_arn=(lambda arn: _function_matches(arn, function_name)) if function_name else None,
+            limit=page + 1,  # one more says whether there is a next page
+        )
         next_marker = str(items[page - 1].seq) if len(items) > page else None
         return items[:page], next_marker
 

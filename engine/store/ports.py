@@ -48,7 +48,17 @@ class MappingStore(Protocol):
 
     def get_mapping(self, uuid: str) -> EventSourceMapping | None: ...
 
-    def list_mappings(self) -> list[EventSourceMapping]: ...
+    def list_mappings(
+        self,
+        *,
+        after_seq: int = 0,
+        event_source_arn: str | None = None,
+        function_arn: Callable[[str], bool] | None = None,
+        limit: int | None = None,
+    ) -> list[EventSourceMapping]:
+        """In creation order: those created after ``after_seq``, of that source, whose function ARN
+        ``function_arn`` accepts, at most ``limit`` (a page decodes only its own mappings)."""
+        ...
 
     def delete_mapping(self, uuid: str) -> None:
         """The mapping and every row that belongs to it (checkpoints, tags)."""

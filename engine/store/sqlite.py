@@ -82,6 +82,17 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def _reading(method: Callable[Concatenate[SqliteStore, P], R]) -> Callable[Concatenate[SqliteStore, P], R]:
+    """One read at a time on the read connection (see SqliteStore._reads)."""
+
+    @functools.wraps(method)
+    def call(self: SqliteStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self._read_lock:
+            return method(self, *args, **kwargs)
+
+    return call
+
+
 def _serialized(method: Callable[Concatenate[SqliteStore, P], R]) -> Callable[Concatenate[SqliteStore, P], R]:
     """One call at a time on the connection, whichever thread makes it (a transaction never interleaves)."""
 
@@ -110,6 +121,14 @@ class SqliteStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._migrate()
+        #: the control plane's reads (Get, List, tags) on a connection of their own: in WAL they never
+        #: wait for the runners' writes (a journal flush, a checkpoint of the WAL) on the event loop
+        self._reads, self._read_lock = self._db, self._lock
+        if self.path != ":memory:":  # an in-memory database is one connection's alone
+            self._reads = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._reads.row_factory = sqlite3.Row
+            self._reads.execute("PRAGMA busy_timeout=5000")
+            self._read_lock = threading.RLock()
 
     def _migrate(self) -> None:
         version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
@@ -132,6 +151,8 @@ class SqliteStore:
 
     @_serialized
     def close(self) -> None:
+        with self._read_lock:
+            self._reads.close()
         self._db.close()
 
     # --- mappings ---------------------------------------------------------------------------------
@@ -164,14 +185,36 @@ class SqliteStore:
             (reason, result, uuid),
         )
 
-    @_serialized
+    @_reading
     def get_mapping(self, uuid: str) -> EventSourceMapping | None:
-        row = self._db.execute("SELECT * FROM mappings WHERE uuid=?", (uuid,)).fetchone()
+        row = self._reads.execute("SELECT * FROM mappings WHERE uuid=?", (uuid,)).fetchone()
         return _mapping(row) if row else None
 
-    @_serialized
-    def list_mappings(self) -> list[EventSourceMapping]:
-        return [_mapping(r) for r in self._db.execute("SELECT * FROM mappings ORDER BY seq")]
+    @_reading
+    def list_mappings(
+        self,
+        *,
+        after_seq: int = 0,
+        event_source_arn: str | None = None,
+        function_arn: Callable[[str], bool] | None = None,
+        limit: int | None = None,
+    ) -> list[EventSourceMapping]:
+        sql = "SELECT * FROM mappings WHERE seq > ?"
+        args: list[Any] = [after_seq]
+        if event_source_arn is not None:
+            sql += " AND json_extract(params, '$.EventSourceArn') = ?"
+            args.append(event_source_arn)
+        out: list[EventSourceMapping] = []
+        rows = self._reads.execute(sql + " ORDER BY seq", args)
+        try:
+            for r in rows:
+                if limit is not None and len(out) >= limit:
+                    break
+                if function_arn is None or function_arn(r["function_arn"]):
+                    out.append(_mapping(r))
+        finally:
+            rows.close()  # a page stops early: its read transaction ends here, not at garbage collection
+        return out
 
     @_serialized
     def delete_mapping(self, uuid: str) -> None:
@@ -184,9 +227,9 @@ class SqliteStore:
 
     # --- tags -------------------------------------------------------------------------------------
 
-    @_serialized
+    @_reading
     def tags(self, mapping_uuid: str) -> dict[str, str]:
-        rows = self._db.execute(
+        rows = self._reads.execute(
             "SELECT key, value FROM tags WHERE mapping_uuid=? ORDER BY key", (mapping_uuid,)
         )
         return {r["key"]: r["value"] for r in rows}
