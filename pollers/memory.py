@@ -64,10 +64,12 @@ class MemoryQueue(Transport):
 
     async def receive(self, max_messages: int, wait_s: float) -> Sequence[QueueMessage]:
         self.receives += 1
-        if not self._ready:
-            with anyio.move_on_after(wait_s):
-                await self._arrived.wait()
-            self._arrived = anyio.Event()
+        with anyio.move_on_after(wait_s):
+            while not self._ready:  # as a long poll: woken with nothing left (another took it), wait on
+                arrived = self._arrived
+                await arrived.wait()
+                if self._arrived is arrived:
+                    self._arrived = anyio.Event()
         out: list[QueueMessage] = []
         while self._ready and len(out) < max_messages:
             out.append(self._ready.popleft())

@@ -42,6 +42,9 @@ class QueueRunnerSettings:
     #: pollers an empty queue keeps long-polling. AWS keeps its 5 (at least 2); locally an idle mapping
     #: holds one connection, and the first messages it receives start the other pollers at once
     idle_pollers: int = 1
+    #: the first receive of the poller an idle mapping's first messages start (AWS's 5 pollers were all
+    #: waiting): short, so a lone message costs one short poll, not a connection held for 20 s
+    wake_wait_s: float = 1.0
     #: ceiling when the mapping has no ScalingConfig.MaximumConcurrency (AWS: 1,250; locally less)
     default_max_pollers: int = 50
     #: how long a throttled or unreachable function is retried before the batch goes back (SQS: the
@@ -134,27 +137,34 @@ class QueueRunner:
         finally:
             self.log.info("queue_runner_stopped")
 
-    def _spawn(self) -> None:
+    def _spawn(self, first_wait_s: float | None = None) -> None:
         assert self._tg is not None
         self._active += 1
-        self._tg.start_soon(self._poller, name=f"esm-poller-{self.mapping.uuid}-{self._active}")
+        self._tg.start_soon(self._poller, first_wait_s, name=f"esm-poller-{self.mapping.uuid}-{self._active}")
 
-    async def _poller(self) -> None:
+    async def _poller(self, first_wait_s: float | None) -> None:
         carry: list[tuple[QueueMessage, bytes]] = []
+        wait_s = first_wait_s or self.settings.long_poll_s
         try:
             while not self._draining.is_set():
                 started = self.clock()
                 if self._cut_lock is None:
-                    batch, carry, backlog = await self._collect(carry)
+                    batch, carry, backlog = await self._collect(carry, wait_s)
                 else:
                     async with self._cut_lock:
-                        batch, carry, backlog = await self._collect(carry)
+                        batch, carry, backlog = await self._collect(carry, wait_s)
+                wait_s = self.settings.long_poll_s
                 if not batch.items:
                     if not carry and self._active > self.idle_pollers:
                         return  # idle: scale down
                     continue
                 while backlog and self._active < self.burst_pollers:
                     self._spawn()  # a backlog gets AWS's first concurrent batches at once
+                if self._active < self.burst_pollers:
+                    # messages, and fewer pollers than AWS keeps waiting: one more looks briefly (the start
+                    # of a burst gets its concurrent batches within a round trip or two; on an idle queue
+                    # it is gone after one short poll)
+                    self._spawn(self.settings.wake_wait_s)
                 invoke_s = await self.batches.process(batch)
                 # another poller helps only when the function, not the queue's round trips, is the bottleneck
                 function_bound = invoke_s >= (self.clock() - started) / 2
@@ -164,16 +174,17 @@ class QueueRunner:
             self._active -= 1
 
     async def _collect(
-        self, carry: list[tuple[QueueMessage, bytes]]
+        self, carry: list[tuple[QueueMessage, bytes]], wait_s: float
     ) -> tuple[Batch[QueueMessage], list[tuple[QueueMessage, bytes]], bool]:
-        """One batch; returns it, what did not fit, and whether the queue showed a backlog."""
+        """One batch, its first receive waiting up to ``wait_s``; returns it, what did not fit, and whether
+        the queue showed a backlog."""
         batcher: Batcher[QueueMessage] = Batcher(
             self.policy,
             envelope_bytes=self.envelope.overhead,
             now=self.clock(),
             open_on_first_record=self.profile.window_opens_at_first_record,
         )
-        feed = _PollerFeed(self)
+        feed = _PollerFeed(self, wait_s)
         got = await collect(batcher, feed, carry, self.clock)
         return got.batch, got.carry, got.overflowed or feed.backlog
 
@@ -200,9 +211,9 @@ class _PollerFeed:
 
     reopens_idle_window = True
 
-    def __init__(self, runner: QueueRunner) -> None:
+    def __init__(self, runner: QueueRunner, idle_wait_s: float) -> None:
         self.runner = runner
-        self.idle_wait_s = runner.settings.long_poll_s
+        self.idle_wait_s = idle_wait_s
         #: a receive came back full: more is waiting
         self.backlog = False
 

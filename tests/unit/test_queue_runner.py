@@ -272,3 +272,34 @@ async def test_provisioned_pollers_stay_up_while_idle_and_cap_the_concurrency() 
     assert scaling.idle_waiting == 3
     assert inv.max_running == 4
     assert scaling.active_after == 3
+
+
+async def test_messages_trickling_into_an_idle_queue_get_five_batches_before_the_first_returns() -> None:
+    """Each receive gets one message (none comes back full: no backlog seen), as a burst starts; AWS's five
+    waiting pollers would each take one. The lone idle poller starts one more, with a short first wait,
+    and each that finds a message starts the next."""
+    q, inv = CountingQueue(), SlowInvoker()
+    runner = QueueRunner(
+        _mapping(),
+        profile_of(SourceKind.SQS),
+        q,
+        RECORDS_ENVELOPE,
+        inv,
+        compile_filters([], profile_of(SourceKind.SQS).filters),
+        SqliteStore(":memory:"),
+        QueueRunnerSettings(long_poll_s=1.0, wake_wait_s=0.2),
+    )
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(runner.run)
+            await anyio.sleep(0.05)
+            assert q.max_waiting == 1  # idle: one long poll
+            for i in range(5):
+                q.put(f"b{i}")
+                await anyio.sleep(0.005)  # a tenth of an invocation
+            assert inv.max_running == 5  # before the first batch returned
+            while len(q.acked) < 5:
+                await anyio.sleep(0.01)
+            await anyio.sleep(1.5)  # the extra pollers' long polls come back empty: they leave
+            assert runner._active == 1
+            tg.cancel_scope.cancel()
