@@ -44,6 +44,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sqs-backlog", type=int, default=200_000, help="memory: SQS backlog")
     p.add_argument("--minutes", type=float, default=60.0, help="endurance: how long the load runs")
     p.add_argument("--rate", type=float, default=500.0, help="endurance: records per second, all sources")
+    p.add_argument(
+        "--kinesis-rate",
+        type=float,
+        default=50.0,
+        help="endurance: Kinesis's share of --rate (kinesis-mock slows as shards fill); SQS, Kafka: the rest",
+    )
     p.add_argument("--error-rate", type=float, default=0.05, help="endurance: share of failing invocations")
     p.add_argument("--out", type=Path, help="also write the table (and each row's raw figures) here")
     return p.parse_args(argv)

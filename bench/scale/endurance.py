@@ -1,6 +1,8 @@
 """Endurance (issue 13, target 5): a steady load across an SQS, a Kinesis and a Kafka mapping for
 ``--minutes``, with ``--error-rate`` of the invocations failing, so retries, bisects, redrives and
-on-failure destinations run the whole time.
+on-failure destinations run the whole time. A producer per source: Kinesis gets ``--kinesis-rate`` (over
+KINESIS_SHARDS shards: kinesis-mock's PutRecords and GetRecords slow down as a shard fills, to seconds per
+call past about 10,000 records), SQS and Kafka share the rest of ``--rate``.
 
 The engine runs in a process of its own (endurance_engine.py), driven over the Lambda API like any user's;
 its function writes what it processed to a file, so the engine's RSS is its own.
@@ -27,7 +29,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,8 @@ HERE = Path(__file__).resolve()
 REGION = "us-east-1"
 FUNCTION = "endurance"
 SAMPLE_S = 10.0
-KINESIS_SHARDS = 4
+#: many small shards: kinesis-mock's PutRecords and GetRecords slow down as a shard fills
+KINESIS_SHARDS = 32
 KAFKA_PARTITIONS = 4
 SQS_VISIBILITY_S = 5  # not below the function timeout (AWS refuses the mapping)
 #: receives before ElasticMQ moves a failing message to the queue's DLQ (its redrive policy)
@@ -331,7 +334,7 @@ def slope_mib_per_10min(samples: list[Sample]) -> float:
 async def rows(args: argparse.Namespace) -> list[Row]:
     run = uuid.uuid4().hex[:8]
     duration_s = args.minutes * 60
-    per_source = args.rate / 3
+    rates = _rates(args)
     async with Load(run) as load:
         arns = await load.create()
         try:
@@ -339,17 +342,15 @@ async def rows(args: argparse.Namespace) -> list[Row]:
                 data, ledger = Path(tmp) / "data", Path(tmp) / "ledger.txt"
                 async with engine_process(data, load, ledger, args.error_rate) as engine:
                     await _map(engine.port, load, arns)
-                    t0 = time.monotonic()
-                    sent = 0
-                    while (elapsed := time.monotonic() - t0) < duration_s:
-                        # steady: a producer that fell behind does not catch up in a burst
-                        due = min(int(per_source * (elapsed + 1.0)) - sent, int(per_source) + 1)
-                        async with anyio.create_task_group() as tg:
-                            tg.start_soon(load.put_sqs, due)
-                            tg.start_soon(load.put_kinesis, due)
-                            tg.start_soon(load.put_kafka, due)
-                        sent += due
-                        await anyio.sleep(max(0.0, t0 + sent / per_source - time.monotonic()))
+                    # a producer per source: one slow service (kinesis-mock as its shards fill) holds back
+                    # only its own records
+                    async with anyio.create_task_group() as tg:
+                        for put, rate in (
+                            (load.put_sqs, rates["sqs"]),
+                            (load.put_kinesis, rates["kinesis"]),
+                            (load.put_kafka, rates["kafka"]),
+                        ):
+                            tg.start_soon(_produce, put, rate, duration_s)
                     # the tail: retries, redrives (visibility timeouts), destinations
                     behind, tail_started = len(load.ledger.sent) - _count_lines(ledger), time.monotonic()
                     await _settle(load, ledger)
@@ -382,6 +383,23 @@ def _read_ledger(path: Path) -> tuple[Counter[str], list[float]]:
                 counts[rid] += 1
                 latencies.append(float(lat))
     return counts, latencies
+
+
+def _rates(args: argparse.Namespace) -> dict[str, float]:
+    """Records/s per source: Kinesis gets --kinesis-rate, SQS and Kafka share the rest of --rate."""
+    kinesis = min(args.kinesis_rate, args.rate)
+    return {"sqs": (args.rate - kinesis) / 2, "kinesis": kinesis, "kafka": (args.rate - kinesis) / 2}
+
+
+async def _produce(put: Callable[[int], Awaitable[None]], rate: float, duration_s: float) -> None:
+    """``rate`` records/s for ``duration_s``, a second's worth at a time; steady: a producer that fell
+    behind does not catch up in a burst."""
+    t0, sent = time.monotonic(), 0
+    while rate > 0 and (elapsed := time.monotonic() - t0) < duration_s:
+        due = min(int(rate * (elapsed + 1.0)) - sent, int(rate) + 1)
+        await put(due)
+        sent += due
+        await anyio.sleep(max(0.0, t0 + sent / rate - time.monotonic()))
 
 
 async def _map(port: int, load: Load, arns: dict[str, str]) -> None:
@@ -452,11 +470,24 @@ def _rows(
     tasks = [s.tasks for s in warm]
     slope = slope_mib_per_10min(warm)
     lat = sorted(x * 1000 for x in latencies)
-    how = f"{args.minutes:g} min, {args.rate:g} rec/s over SQS, Kinesis, Kafka, {args.error_rate:.0%} errors"
+    rates = _rates(args)
+    how = (
+        f"{args.minutes:g} min, {args.rate:g} rec/s (SQS {rates['sqs']:g}, Kinesis {rates['kinesis']:g} over "
+        f"{KINESIS_SHARDS} shards, Kafka {rates['kafka']:g}), {args.error_rate:.0%} errors"
+    )
+    seconds = args.minutes * 60
+    achieved = {src: sum(1 for rid in led.sent if rid.startswith(src + "-")) / seconds for src in rates}
     rss = [s.rss_mib for s in warm]
     peak_store = max((s.store_mib for s in samples), default=store_mib)
     span = f"{fmt(min(rss, default=float('nan')))}-{fmt(max(rss, default=float('nan')))} MiB"
     return [
+        Row(
+            "endurance: load sent",
+            fmt(sum(achieved.values()), "rec/s", 0),
+            f"{args.rate:g} rec/s",
+            sum(achieved.values()) >= 0.95 * args.rate,
+            note="; ".join(f"{src} {fmt(v, digits=0)} of {rates[src]:g}" for src, v in achieved.items()),
+        ),
         Row(
             "endurance: RSS slope after warm-up",
             fmt(slope, "MB / 10 min", 2),
