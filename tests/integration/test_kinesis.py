@@ -4,9 +4,11 @@ ParallelizationFactor with per-key order. Record age runs on a scaled clock, not
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -27,13 +29,22 @@ class ScaledClock:
         return time.time() + self.offset
 
 
+#: the streams a test made, deleted after it: kinesis-mock allows 200 shards per account
+_made: list[str] = []
+
+
 @pytest.fixture
-def kinesis(kinesis_endpoint: str) -> Any:
-    return boto3.client("kinesis", endpoint_url=kinesis_endpoint, region_name=REGION)
+def kinesis(kinesis_endpoint: str) -> Iterator[Any]:
+    client = boto3.client("kinesis", endpoint_url=kinesis_endpoint, region_name=REGION)
+    yield client
+    while _made:
+        with contextlib.suppress(client.exceptions.ResourceNotFoundException):  # the test deleted it
+            client.delete_stream(StreamName=_made.pop(), EnforceConsumerDeletion=True)
 
 
 def _stream(kinesis: Any, name: str, shards: int = 1) -> str:
     kinesis.create_stream(StreamName=name, ShardCount=shards)
+    _made.append(name)
     wait_for(
         lambda: (
             kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"]

@@ -124,6 +124,7 @@ def test_sigkill_mid_run_on_a_kinesis_stream(tmp_path: Path, kinesis_endpoint: s
         if engine.poll() is None:
             engine.kill()
             engine.wait(5)
+        kinesis.delete_stream(StreamName=name)  # kinesis-mock allows 200 shards per account
 
     after = lines[len(before) :]
     assert all(seq_of[ln.data] == (ln.shard, ln.seq) for ln in lines)  # every line is a real record
