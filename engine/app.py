@@ -20,6 +20,7 @@ from engine.api.app import ControlPlane, build_app
 from engine.config import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, AwsSettings, EngineConfig
 from engine.filtering import FilterPatternError, compile_filters
 from engine.invoke.registry import FunctionRegistry
+from engine.metrics import EngineMetrics
 from engine.model import EventSourceMapping, SourceKind
 from engine.ports import ESM_CONFIG_NOT_VALID, ConsumerStopped, Runner
 from engine.runner.queue import QueueRunnerSettings
@@ -117,7 +118,13 @@ class Engine:
             SourceKind.MSK: msk,
             SourceKind.SELF_MANAGED_KAFKA: smk,
         }
-        self.supervisor = Supervisor(self.store, self.build_runner, drain_timeout_s=settings.drain_timeout_s)
+        self.metrics = EngineMetrics()
+        self.supervisor = Supervisor(
+            self.store,
+            self.build_runner,
+            drain_timeout_s=settings.drain_timeout_s,
+            on_deleted=self.metrics.forget,
+        )
         self.plane = ControlPlane(
             store=self.store,
             supervisor=self.supervisor,
@@ -146,6 +153,7 @@ class Engine:
             queue=self.settings.queue,
             stream=self.settings.stream,
             now=self.clock,
+            metrics=self.metrics,
         )
         return await self.runners[m.kind].build(m, kit)
 
@@ -159,7 +167,7 @@ class Engine:
 
         Without the supervisor, mappings stay in the state the API gave them (tests of the transitions).
         """
-        runner = web.AppRunner(build_app(self.plane), access_log=None)
+        runner = web.AppRunner(build_app(self.plane, self.metrics), access_log=None)
         await runner.setup()
         try:
             async with anyio.create_task_group() as tg:

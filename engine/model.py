@@ -119,6 +119,11 @@ class EventSourceMapping:
         return function_name_part(self.function_arn)
 
     @property
+    def metrics(self) -> list[str]:
+        """MetricsConfig's Metrics (EventCount, and Kafka's ErrorCount, KafkaMetrics)."""
+        return list((self.params.get("MetricsConfig") or {}).get("Metrics") or [])
+
+    @property
     def filter_patterns(self) -> list[str]:
         fc = self.params.get("FilterCriteria") or {}
         return [f["Pattern"] for f in fc.get("Filters") or [] if "Pattern" in f]

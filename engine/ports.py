@@ -291,6 +291,9 @@ class ShardRead:
     #: it without marking it finished; it may come back
     released: bool = False
     millis_behind_latest: int | None = None
+    #: records between this read and the shard's end (Kafka: the partition's high watermark); None when
+    #: the source does not say
+    lag: int | None = None
 
 
 class SourceThrottled(SourceError):

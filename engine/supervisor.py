@@ -77,8 +77,11 @@ class Supervisor:
         max_pending_changes: int = 1000,
         restart_backoff: Callable[[], Backoff] = lambda: Backoff(base_s=0.5, cap_s=60.0),
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        on_deleted: Callable[[str], None] = lambda uuid: None,
     ) -> None:
         self.store = store
+        #: told when a mapping is gone from the store (its metrics go with it)
+        self.on_deleted = on_deleted
         self.runner_factory = runner_factory
         self.drain_timeout_s = drain_timeout_s
         self.settle_timeout_s = settle_timeout_s
@@ -148,6 +151,7 @@ class Supervisor:
         if m.state is State.DELETING:
             await self._stop(uuid)
             self.store.delete_mapping(uuid)
+            self.on_deleted(uuid)
             log.info("mapping_deleted", mapping=uuid)
             return
         if states.restarts_runner(m.state):

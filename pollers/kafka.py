@@ -425,7 +425,13 @@ class KafkaPartitionReader(Transport):
         records = [self._stream_record(m) for m in messages]
         if messages:
             self.next_offset = messages[-1].offset + 1
-        return ShardRead(records=records)
+        return ShardRead(records=records, lag=self._lag(consumer))
+
+    def _lag(self, consumer: Any) -> int | None:
+        """Records past what was read (the high watermark the last fetch reported), for OffsetLag."""
+        end = consumer.highwater(self.tp)
+        position = self.next_offset
+        return None if end is None or position is None else max(0, end - position)
 
     def _stream_record(self, message: Any) -> StreamRecord:
         record, encoded = self._records.build(

@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engine import states
 from engine.config import DEFAULT_FILTERS_PER_MAPPING
@@ -30,6 +31,7 @@ from engine.errors import (
 )
 from engine.events import parse_arn
 from engine.filtering import FilterPatternError, compile_filters
+from engine.metrics import EngineMetrics
 from engine.model import EventSourceMapping, SourceKind, State, function_name_part
 from engine.ports import (
     FunctionNotFound,
@@ -354,7 +356,7 @@ def _max_items(raw: str | None) -> int | None:
     return value
 
 
-def build_app(plane: ControlPlane) -> web.Application:
+def build_app(plane: ControlPlane, metrics: EngineMetrics | None = None) -> web.Application:
     app = web.Application(middlewares=[_errors], client_max_size=8 * 1024 * 1024)
 
     async def create(request: web.Request) -> web.Response:
@@ -403,4 +405,11 @@ def build_app(plane: ControlPlane) -> web.Application:
     app.router.add_post(TAGS + "/{resource:.+}", tag_resource)
     app.router.add_delete(TAGS + "/{resource:.+}", untag_resource)
     app.router.add_get("/health", health)
+    if metrics is not None:
+
+        async def scrape(request: web.Request) -> web.Response:
+            body = generate_latest(metrics.registry)
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        app.router.add_get("/metrics", scrape)
     return app

@@ -9,12 +9,15 @@ before every try, so a stream invocation here is one try, journaled.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.pipeline.journal import Journal, LastProcessingResult
 from engine.pipeline.verdict import FUNCTION_ERROR
 from engine.ports import InvokeError, Invoker, InvokeResult
 from engine.retry import Backoff
+
+if TYPE_CHECKING:  # engine.metrics reads this module's outcomes
+    from engine.metrics import MappingMetrics
 
 INVOKED = "invoked"
 INVOKE_ERROR = "invoke_error"
@@ -41,6 +44,27 @@ async def invoke_within(
             if clock() + delay >= budget_ends:
                 return e
             await sleep(delay)
+
+
+class MeteredInvoker:
+    """The function-side metrics of each invocation: count, errors, throttles, duration, concurrency
+    (implements Invoker; every runner's invoker is one)."""
+
+    def __init__(self, invoker: Invoker, metrics: MappingMetrics) -> None:
+        self.invoker = invoker
+        self.metrics = metrics
+        self.info = invoker.info
+
+    async def invoke(self, payload: bytes) -> InvokeResult:
+        with self.metrics.invocation():
+            try:
+                result = await self.invoker.invoke(payload)
+            except InvokeError as e:
+                if e.throttled:
+                    self.metrics.throttled()
+                raise
+        self.metrics.invoked(result.duration_ms / 1000, function_error=result.function_error is not None)
+        return result
 
 
 class JournaledInvoker:

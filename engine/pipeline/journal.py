@@ -26,8 +26,11 @@ class Journal:
         *,
         write_behind_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        observe: Callable[[JournalEntry], None] = lambda entry: None,
     ) -> None:
         self.store = store
+        #: sees every row as it is written (the mapping's metrics count off it)
+        self.observe = observe
         self.mapping_uuid = mapping_uuid
         self.write_behind_s = write_behind_s
         self.clock = clock
@@ -59,6 +62,7 @@ class Journal:
             duration_ms=duration_ms,
             detail=detail or {},
         )
+        self.observe(entry)
         # rows queued while a flush waits for the worker go with it: one transaction for many lanes
         self.store.queue_journal(entry)
         self._pending = True

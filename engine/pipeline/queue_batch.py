@@ -14,9 +14,10 @@ from typing import Any
 from engine.batching import Batch, encode_envelope
 from engine.destinations import MAXIMUM_PAYLOAD_SIZE_EXCEEDED
 from engine.events import Envelope
+from engine.metrics import MappingMetrics
 from engine.pipeline.invoking import INVOKE_ERROR, invoke_within
 from engine.pipeline.journal import Journal, LastProcessingResult
-from engine.pipeline.verdict import classify
+from engine.pipeline.verdict import PARTIAL_FAILURE, classify
 from engine.ports import InvokeError, Invoker, QueueMessage, QueueSource
 from engine.sources.profile import SourceProfile
 from engine.store.ports import DISCARDED
@@ -46,8 +47,10 @@ class QueueBatches:
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
         log: Any,
+        metrics: MappingMetrics,
     ) -> None:
         self.source = source
+        self.metrics = metrics
         self.envelope = envelope
         self.invoker = invoker
         self.max_redeliveries = profile.max_redeliveries
@@ -62,6 +65,7 @@ class QueueBatches:
     async def filtered_out(self, messages: Sequence[QueueMessage]) -> None:
         self.log.debug("records_filtered_out", count=len(messages))
         await self.source.ack(messages)
+        self.metrics.deleted(len(messages))
 
     async def too_large(self, m: QueueMessage, size: int) -> None:
         reason = MAXIMUM_PAYLOAD_SIZE_EXCEEDED
@@ -95,13 +99,15 @@ class QueueBatches:
         done = [m for m in items if m.item_id not in verdict.failed]
         if done:
             await self.source.ack(done)
-        partly = 0 < len(verdict.failed) < len(items)
+            self.metrics.deleted(len(done))
+        # the items a batch response reported (all of them, possibly): the journal says which
+        reported = verdict.outcome == PARTIAL_FAILURE
         await self._journal(
             items,
             attempt,
             verdict.outcome,
             duration_ms=result.duration_ms,
-            detail={"failed": sorted(map(str, verdict.failed))} if partly else {},
+            detail={"failed": sorted(map(str, verdict.failed))} if reported else {},
         )
         if verdict.failed:
             await self._release([m for m in items if m.item_id in verdict.failed])

@@ -17,6 +17,7 @@ from engine.batching import encode_envelope
 from engine.checkpoints import ContiguousCheckpoint
 from engine.destinations import MAXIMUM_PAYLOAD_SIZE_EXCEEDED, RETRY_ATTEMPTS_EXHAUSTED
 from engine.events import Envelope
+from engine.metrics import MappingMetrics
 from engine.model import RetryPolicy
 from engine.pipeline.checkpoints import CheckpointSink
 from engine.pipeline.failures import Discards
@@ -42,8 +43,10 @@ class StreamBatches:
         now: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
         log: Any,
+        metrics: MappingMetrics,
     ) -> None:
         self.invoker = invoker
+        self.metrics = metrics
         self.discards = discards
         self.checkpoints = checkpoints
         self.retry = retry
@@ -149,6 +152,8 @@ class StreamBatches:
 
     async def _invoke(self, scope: str, attempt: Attempt, payload: bytes) -> InvokeResult:
         items = [r.sequence_number for r in attempt.records]
+        if attempt.records:  # IteratorAge: the last record's, as the invocation starts
+            self.metrics.iterator_age((self.now() - attempt.records[-1].arrival_s) * 1000)
         return await self.invoker.invoke(
             scope, items, payload, attempt=attempt.attempt, bisect_depth=attempt.bisect_depth
         )

@@ -17,8 +17,10 @@ import structlog
 from engine.batching import Batch, Batcher, encode_record
 from engine.events import Envelope
 from engine.filtering import RecordFilter, filter_view
+from engine.metrics import EngineMetrics, MappingMetrics
 from engine.model import EventSourceMapping
 from engine.pipeline.collect import collect
+from engine.pipeline.invoking import MeteredInvoker
 from engine.pipeline.journal import Journal, LastProcessingResult
 from engine.pipeline.queue_batch import QueueBatches
 from engine.ports import Invoker, QueueMessage, QueueSource
@@ -67,8 +69,10 @@ class QueueRunner:
         settings: QueueRunnerSettings,
         clock: Callable[[], float] = anyio.current_time,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        metrics: MappingMetrics | None = None,
     ) -> None:
         self.mapping = mapping
+        self.metrics = metrics = metrics or EngineMetrics().mapping(mapping, profile.event_source)
         self.source = source
         self.envelope = envelope
         self.filter = record_filter
@@ -82,15 +86,16 @@ class QueueRunner:
         self.batches = QueueBatches(
             source,
             envelope,
-            invoker,
+            MeteredInvoker(invoker, metrics),
             profile,
-            Journal(store, mapping.uuid),
+            Journal(store, mapping.uuid, observe=metrics.journaled),
             LastProcessingResult(store, mapping.uuid, shown=profile.shows_last_processing_result),
             report_batch_item_failures=profile.retry(mapping).report_batch_item_failures,
             invoke_budget_s=settings.invoke_retry_budget_s,
             clock=clock,
             sleep=sleep,
             log=self.log,
+            metrics=metrics,
         )
         provisioned = profile.provisioned_pollers(mapping)
         if provisioned is not None:
@@ -198,6 +203,7 @@ class QueueRunner:
             else:
                 dropped.append(msg)
         if dropped:
+            self.metrics.filtered_out(len(dropped))
             await self.batches.filtered_out(dropped)
         return kept
 
@@ -232,6 +238,7 @@ class _PollerFeed:
                 self.runner._receives.discard(receive)
         if receive.cancelled_caught or not received:
             return None
+        self.runner.metrics.polled(len(received))
         self.backlog = self.backlog or len(received) >= want
         return await self.runner._admit(received)
 

@@ -27,11 +27,12 @@ from engine.batching import Batcher, encode_record
 from engine.checkpoints import ContiguousCheckpoint, lane_of
 from engine.events import Envelope
 from engine.filtering import RecordFilter, filter_view
+from engine.metrics import EngineMetrics, MappingMetrics
 from engine.model import EventSourceMapping
 from engine.pipeline.checkpoints import CheckpointSink, ShardPositions, ShardState, SourcePositions
 from engine.pipeline.collect import collect
 from engine.pipeline.failures import Discards, failure_sink
-from engine.pipeline.invoking import JournaledInvoker
+from engine.pipeline.invoking import JournaledInvoker, MeteredInvoker
 from engine.pipeline.journal import Journal, LastProcessingResult
 from engine.pipeline.stream_batch import StreamBatches
 from engine.ports import (
@@ -87,8 +88,10 @@ class StreamRunner:
         producer: TopicProducer | None = None,
         now: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        metrics: MappingMetrics | None = None,
     ) -> None:
         self.mapping = mapping
+        self.metrics = metrics = metrics or EngineMetrics().mapping(mapping, profile.event_source)
         self.source = source
         self.shape = shape
         self.filter = record_filter
@@ -116,7 +119,10 @@ class StreamRunner:
         checkpoints: CheckpointSink = SourcePositions(commits) if commits is not None else self.positions
         #: set: LATEST and AT_TIMESTAMP are the source's to resume from (its own positions)
         self.source_keeps_positions = commits is not None
-        self.journal = journal = Journal(store, mapping.uuid, write_behind_s=settings.journal_write_behind_s)
+        self.journal = journal = Journal(
+            store, mapping.uuid, write_behind_s=settings.journal_write_behind_s, observe=metrics.journaled
+        )
+        invoker = MeteredInvoker(invoker, metrics)
         self.batches = StreamBatches(
             JournaledInvoker(invoker, journal, LastProcessingResult(store, mapping.uuid)),
             Discards(
@@ -134,6 +140,7 @@ class StreamRunner:
             now=now,
             sleep=sleep,
             log=self.log,
+            metrics=metrics,
         )
 
     def drain(self, *, abandon_waits: bool = False) -> None:
@@ -237,6 +244,9 @@ class StreamRunner:
             read = await self._read_or_back_off(reader, backoff, shard_log)
             if read is None:
                 continue
+            self.metrics.polled(len(read.records))
+            if read.lag is not None:
+                self.metrics.offset_lag(shard.shard_id, read.lag)
             await mode.take(read)
             if read.released:
                 self._released.add(shard.shard_id)  # what the mode still holds is the new owner's
@@ -371,6 +381,7 @@ class _Lanes:
             if recs:
                 await lane.send(recs)
         if dropped:  # filtered-out records advance the checkpoint too
+            r.metrics.filtered_out(len(dropped))
             await r.batches.checkpoint(shard_id, self.tracker.finish(dropped))
 
     def close(self) -> None:
@@ -448,6 +459,7 @@ class _Windows:
                         closed = True
                         continue
                     matched = [rec for rec in read.records if r.filter.is_empty or r._matches(rec)]
+                    r.metrics.filtered_out(len(read.records) - len(matched))
                     windows.feed(matched, r.now(), end_of_shard=read.end_of_shard)
                     if read.records and not matched and windows.empty:
                         await r.batches.checkpoint(shard_id, read.records[-1].sequence_number)

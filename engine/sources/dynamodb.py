@@ -28,6 +28,7 @@ def _check_params(params: Mapping[str, Any]) -> None:
 PROFILE = SourceProfile(
     SourceKind.DYNAMODB,
     filtering.DYNAMODB,
+    "dynamodb",
     user_initiated_reason="User action",
     accepted_params=STREAM_PARAMS,
     required_params=("StartingPosition",),

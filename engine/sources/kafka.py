@@ -74,6 +74,7 @@ DEFAULT_STARTING_POSITION = "TRIM_HORIZON"
 MSK = SourceProfile(
     SourceKind.MSK,
     filtering.KAFKA,
+    "kafka",
     default_window_s=0.5,
     window_opens_at_first_record=True,
     retry_cap_with_destination=MAX_RETRIES_WITH_DESTINATION,

@@ -15,6 +15,7 @@ from engine.stream_shapes import RecordsShape
 PROFILE = SourceProfile(
     SourceKind.KINESIS,
     filtering.KINESIS,
+    "kinesis",
     pins_latest=True,
     user_initiated_reason="User action",
     accepted_params=STREAM_PARAMS,

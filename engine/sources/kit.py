@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from engine.filtering import RecordFilter
+from engine.metrics import EngineMetrics
 from engine.model import EventSourceMapping
 from engine.ports import (
     Invoker,
@@ -37,6 +38,7 @@ class RunnerKit:
     stream: StreamRunnerSettings
     #: wall clock for record age and destination timestamps
     now: Callable[[], float]
+    metrics: EngineMetrics
 
 
 class Runners(Protocol):
@@ -98,5 +100,6 @@ def stream_runner(
         shape,
         commits=commits,
         producer=producer,
+        metrics=kit.metrics.mapping(m, profile.event_source),
         now=kit.now,
     )

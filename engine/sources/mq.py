@@ -17,6 +17,7 @@ from engine.sources.profile import SourceProfile
 PROFILE = SourceProfile(
     SourceKind.MQ,
     filtering.MQ,
+    "rabbitmq",
     default_window_s=0.5,
     window_opens_at_first_record=True,
     one_push_buffer=True,
@@ -33,7 +34,10 @@ PROFILE = SourceProfile(
 
 #: what differs between the two brokers: ActiveMQ dead-letters a message after 6 redeliveries (its
 #: client's default redelivery policy, which AWS uses), RabbitMQ redelivers without limit
-BROKER_PROFILES = {"RabbitMQ": PROFILE, "ActiveMQ": replace(PROFILE, max_redeliveries=6)}
+BROKER_PROFILES = {
+    "RabbitMQ": PROFILE,
+    "ActiveMQ": replace(PROFILE, event_source="activemq", max_redeliveries=6),
+}
 #: concurrent execution environments per mapping, by broker engine (spec 7)
 CONCURRENCY = {"RabbitMQ": 1, "ActiveMQ": 5}
 
@@ -62,7 +66,17 @@ class MqRunners(BoundRunners[MqTransports]):
             receive_max=PROFILE.batching(m).batch_size,  # a broker's buffer, not SQS's 10 per call
         )
         profile = BROKER_PROFILES[target.engine]
-        return QueueRunner(m, profile, source, envelope, kit.invoker, kit.record_filter, kit.store, settings)
+        return QueueRunner(
+            m,
+            profile,
+            source,
+            envelope,
+            kit.invoker,
+            kit.record_filter,
+            kit.store,
+            settings,
+            metrics=kit.metrics.mapping(m, profile.event_source),
+        )
 
 
 #: the largest prefetch the brokers accept (RabbitMQ's basic.qos prefetch-count is a short)

@@ -88,6 +88,9 @@ class SourceProfile:
     kind: SourceKind
     #: how its records meet a filter: the data field, format mismatches, the view (spec 2.2, 2.3)
     filters: FilterSource
+    #: the ``event_source`` label of its metrics (engine.metrics): sqs, kinesis, dynamodb, kafka,
+    #: rabbitmq, activemq
+    event_source: str
     #: MaximumBatchingWindowInSeconds when the user sets none (spec 3.1)
     default_window_s: float = 0.0
     #: the batching window opens at a batch's first record, else when collection starts (spec 3.2)

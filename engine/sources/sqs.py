@@ -65,6 +65,7 @@ def _check_params(params: Mapping[str, Any]) -> None:
 PROFILE = SourceProfile(
     SourceKind.SQS,
     filtering.SQS,
+    "sqs",
     shows_last_processing_result=False,
     provisioned_min_pollers=2,
     duplicate_text=_duplicate_text,
@@ -101,4 +102,5 @@ class SqsRunners(BoundRunners[SqsTransports]):
             kit.record_filter,
             kit.store,
             settings,
+            metrics=kit.metrics.mapping(m, PROFILE.event_source),
         )
