@@ -63,6 +63,12 @@ def sqs_endpoint() -> str:
 
 
 @pytest.fixture
+def bootstrap() -> str:
+    """The Kafka broker's bootstrap server (PLAINTEXT)."""
+    return require_service("kafka", endpoint_for("kafka"))
+
+
+@pytest.fixture
 def moto_endpoint() -> str:
     """moto server's endpoint (SQS, SNS, S3, DynamoDB Streams, ...; account 123456789012)."""
     return require_service("moto", endpoint_for("moto"))

@@ -29,7 +29,6 @@ from tests.services import (
     KAFKA_SCRAM_USER,
     KAFKA_TLS,
     KAFKA_TLS_DIR,
-    endpoint_for,
     require_service,
     setting,
 )
@@ -39,11 +38,6 @@ ROOT = Path(__file__).resolve().parents[2]
 MSK_ARN = "arn:aws:kafka:us-east-1:123456789012:cluster/local/5f1c8e2a-0000-4000-8000-000000000001-1"
 SCRAM_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:AmazonMSK_esm-AbCdEf"
 WRONG_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:AmazonMSK_wrong-AbCdEf"
-
-
-@pytest.fixture
-def bootstrap() -> str:
-    return require_service("kafka", endpoint_for("kafka"))
 
 
 # --- broker helpers (the tests are synchronous: the engine runs in its own thread) -------------------

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engine.store.ports import JournalEntry
 from tests.integration.conftest import RunningEngine, esm_test_fns, wait_for
+from tests.integration.test_kafka import create, create_topic, produce, self_managed
 from tests.integration.test_kinesis import _put, _stream
 from tests.integration.test_sqs import _map, _queue, _send, _sqs
 
@@ -181,3 +182,42 @@ def _kinesis_run(
     assert labels_of(eng, uuid) == {("fn-stream_poison", "kinesis")}
     [failure] = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=dlq_url).get("Messages", [])]
     assert failure["requestContext"]["condition"] == "RetryAttemptsExhausted"
+
+
+def test_kafka_offset_lag_falls_to_zero_and_counts_match_the_journal(
+    start_engine: Any, unique_name: Any, bootstrap: str
+) -> None:
+    topic = create_topic(bootstrap, unique_name("metrics"), partitions=2)
+    n = 600
+    produce(bootstrap, topic, [(None, f"v{i}".encode(), i % 2) for i in range(n)])
+    eng = start_engine(None)
+    # 0.2 s a batch of 10: the backlog drains over seconds, the lag is seen on its way down
+    m = create(
+        eng,
+        self_managed(
+            bootstrap,
+            topic,
+            "fn-kafka_slow",
+            BatchSize=10,
+            MaximumBatchingWindowInSeconds=0,
+            MetricsConfig={"Metrics": ["EventCount"]},
+        ),
+    )
+    uuid = m["UUID"]
+    lags: list[float] = []
+
+    def drained() -> bool:
+        lag = scrape(eng, uuid).get("esm_offset_lag")
+        if lag is not None:
+            lags.append(lag)
+        return len(esm_test_fns.kafka_records(topic)) >= n and lag == 0
+
+    wait_for(drained, timeout=60, interval=0.2)
+    assert max(lags) > 0  # behind while draining: records of both partitions not yet read
+    rows = journal(eng, uuid)
+    got = scrape(eng, uuid)
+    assert got["esm_polled_events_total"] == n
+    assert got["esm_invoked_events_total"] == sized(rows, INVOKED) == n
+    assert got["esm_invocations_total"] == len(esm_test_fns.kafka_calls(topic))
+    assert got["esm_errors_total"] == 0 and "esm_failed_invoke_events_total" not in got
+    assert labels_of(eng, uuid) == {("fn-kafka_slow", "kafka")}
