@@ -8,7 +8,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import anyio
@@ -70,6 +70,9 @@ class EngineSettings:
     drain_timeout_s: float = 10.0
     #: how often the journal's retention (the config file's ``journal`` section) is applied
     journal_retention_interval_s: float = 60.0
+    #: every mapping's journal keeps the exact payloads (a function's ``capture_payloads`` does it for
+    #: that function's mappings)
+    capture_payloads: bool = False
 
     @property
     def aws(self) -> AwsSettings:
@@ -145,13 +148,15 @@ class Engine:
             )
         except FilterPatternError as e:  # e.g. stored under a larger limits.filters_per_mapping
             raise ConsumerStopped(f"FilterCriteria: {e}", reason=ESM_CONFIG_NOT_VALID) from e
+        function = self.config.functions.get(m.function_name)
+        capture = self.settings.capture_payloads or (function is not None and function.capture_payloads)
         kit = RunnerKit(
             invoker=invoker,
             record_filter=record_filter,
             store=self.store,
             destinations=self.destinations,
-            queue=self.settings.queue,
-            stream=self.settings.stream,
+            queue=replace(self.settings.queue, capture_payloads=capture),
+            stream=replace(self.settings.stream, capture_payloads=capture),
             now=self.clock,
             metrics=self.metrics,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import dataclasses
 import json
 import os
@@ -10,6 +11,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -24,6 +26,8 @@ from engine.config import (
     merge_aws,
     parse_endpoints,
 )
+from engine.ports import FunctionNotFound, InvokeError, InvokeResult
+from engine.store.ports import JournalEntry
 
 DESCRIPTION = """\
 A local AWS Lambda event-source-mapping engine. `esm serve` runs the Lambda event-source-mapping API
@@ -44,6 +48,42 @@ every option of `serve` can also be set by an environment variable (shown in its
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
+
+
+def _config_and_aws_options(p: argparse.ArgumentParser) -> None:
+    """--config and the AWS options, as `esm serve` and `esm replay` take them."""
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=_env("ESM_CONFIG"),
+        help="engine config file, YAML or JSON: functions, brokers, secrets [ESM_CONFIG]",
+    )
+    # The four AWS options default to None: engine.config.merge_aws applies the one precedence, command
+    # line > environment (the ESM_* variable in brackets) > config file's aws section > default.
+    p.add_argument(
+        "--aws-endpoint-url",
+        help="endpoint of every AWS API the engine calls: SQS, Lambda Invoke, ... "
+        "(LocalStack, moto, ElasticMQ; default: AWS itself) [ESM_AWS_ENDPOINT_URL; file: aws.endpoint_url]",
+    )
+    p.add_argument(
+        "--endpoint",
+        action="append",
+        default=[],
+        metavar="SERVICE=URL",
+        help="endpoint of one AWS service, over --aws-endpoint-url; repeatable, e.g. "
+        "--endpoint sqs=http://127.0.0.1:9324 --endpoint lambda=http://127.0.0.1:4566 "
+        "[ESM_ENDPOINTS=sqs=URL,lambda=URL]",
+    )
+    p.add_argument(
+        "--region",
+        help="region of the function ARNs the API returns "
+        f"[ESM_REGION; file: aws.region; AWS_DEFAULT_REGION] ({DEFAULT_REGION})",
+    )
+    p.add_argument(
+        "--account-id",
+        help=f"account of the function ARNs the API returns [ESM_ACCOUNT_ID; file: aws.account_id] "
+        f"({DEFAULT_ACCOUNT_ID})",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,38 +111,7 @@ def _parser() -> argparse.ArgumentParser:
         default=Path(_env("ESM_DATA_DIR", ".data") or ".data"),
         help="where the SQLite store lives [ESM_DATA_DIR] (.data)",
     )
-    s.add_argument(
-        "--config",
-        type=Path,
-        default=_env("ESM_CONFIG"),
-        help="engine config file, YAML or JSON: functions, brokers, secrets [ESM_CONFIG]",
-    )
-    # The four AWS options default to None: engine.config.merge_aws applies the one precedence, command
-    # line > environment (the ESM_* variable in brackets) > config file's aws section > default.
-    s.add_argument(
-        "--aws-endpoint-url",
-        help="endpoint of every AWS API the engine calls: SQS, Lambda Invoke, ... "
-        "(LocalStack, moto, ElasticMQ; default: AWS itself) [ESM_AWS_ENDPOINT_URL; file: aws.endpoint_url]",
-    )
-    s.add_argument(
-        "--endpoint",
-        action="append",
-        default=[],
-        metavar="SERVICE=URL",
-        help="endpoint of one AWS service, over --aws-endpoint-url; repeatable, e.g. "
-        "--endpoint sqs=http://127.0.0.1:9324 --endpoint lambda=http://127.0.0.1:4566 "
-        "[ESM_ENDPOINTS=sqs=URL,lambda=URL]",
-    )
-    s.add_argument(
-        "--region",
-        help="region of the function ARNs the API returns "
-        f"[ESM_REGION; file: aws.region; AWS_DEFAULT_REGION] ({DEFAULT_REGION})",
-    )
-    s.add_argument(
-        "--account-id",
-        help=f"account of the function ARNs the API returns [ESM_ACCOUNT_ID; file: aws.account_id] "
-        f"({DEFAULT_ACCOUNT_ID})",
-    )
+    _config_and_aws_options(s)
     s.add_argument(
         "--embedded-aws",
         action="store_true",
@@ -128,6 +137,14 @@ def _parser() -> argparse.ArgumentParser:
         default=float(_env("ESM_DYNAMODB_POLL_INTERVAL", "0.25") or 0.25),
         help="seconds between reads of an idle DynamoDB shard (AWS: 0.25) [ESM_DYNAMODB_POLL_INTERVAL]",
     )
+    s.add_argument(
+        "--capture-payloads",
+        action="store_true",
+        default=_env("ESM_CAPTURE_PAYLOADS") == "1",
+        help="the journal keeps the exact event of every attempt and every destination record, within "
+        "its retention (`esm journal show`, `esm replay`); a function's capture_payloads in the config "
+        "file does it for that function alone [ESM_CAPTURE_PAYLOADS=1]",
+    )
     s.add_argument("--log-level", default=_env("ESM_LOG_LEVEL", "info"), help="[ESM_LOG_LEVEL] (info)")
     s.add_argument(
         "--log-format",
@@ -145,12 +162,26 @@ def _parser() -> argparse.ArgumentParser:
 
     j = sub.add_parser(
         "journal",
-        help="list invocation attempts, discards and destination deliveries (outcome, attempt, size, detail)",
+        help="list invocation attempts, discards and destination deliveries (outcome, attempt, size, "
+        "detail); `esm journal show ID`: one row with its captured payload",
+    )
+    j.add_argument("action", nargs="?", choices=("show",), help="show one row (by its ID)")
+    j.add_argument(
+        "entry_id", nargs="?", type=int, metavar="ID", help="the row's ID (the listing's first column)"
     )
     j.add_argument("--data-dir", type=Path, default=Path(_env("ESM_DATA_DIR", ".data") or ".data"))
     j.add_argument("--mapping", help="only this mapping's UUID")
     j.add_argument("--limit", type=int, default=50)
     j.add_argument("--json", action="store_true")
+
+    r = sub.add_parser(
+        "replay",
+        help="invoke a function with exactly the payload a journal row captured and print its response",
+    )
+    r.add_argument("entry_id", type=int, metavar="ID", help="a journal row with a payload (esm journal)")
+    r.add_argument("--function", help="another function of the config file (default: the mapping's)")
+    r.add_argument("--data-dir", type=Path, default=Path(_env("ESM_DATA_DIR", ".data") or ".data"))
+    _config_and_aws_options(r)
     return p
 
 
@@ -251,16 +282,21 @@ def _mappings(args: argparse.Namespace) -> None:
             )
         )
         return
-    print(f"{'UUID':36}  {'STATE':9}  {'SOURCE':60}  {'FUNCTION':60}  PROBLEM")
+    print(
+        f"{'UUID':36}  {'STATE':9}  {'SOURCE':60}  {'FUNCTION':40}  {'STATE TRANSITION REASON':36}  "
+        "LAST PROCESSING RESULT"
+    )
     for m in items:
         source = m.event_source_arn or ",".join(
             (m.params.get("SelfManagedEventSource") or {})
             .get("Endpoints", {})
             .get("KAFKA_BOOTSTRAP_SERVERS", [])
         )
-        result = m.last_processing_result or ""
-        problem = result.removeprefix("PROBLEM: ") if result.startswith("PROBLEM:") else ""
-        print(f"{m.uuid:36}  {m.state.value:9}  {source:60}  {m.function_arn:60}  {problem}".rstrip())
+        # a consumer Lambda stopped (e.g. a Kafka mapping's bad credentials) says why in both columns
+        print(
+            f"{m.uuid:36}  {m.state.value:9}  {source:60}  {m.function_name:40}  "
+            f"{m.state_transition_reason:36}  {m.last_processing_result or '-'}".rstrip()
+        )
 
 
 def _functions(args: argparse.Namespace) -> None:
@@ -271,13 +307,30 @@ def _functions(args: argparse.Namespace) -> None:
         print(f"{name:30}  {kind:8}  {target}")
 
 
+def _entry_json(e: JournalEntry) -> dict[str, Any]:
+    out = dataclasses.asdict(e)
+    payload = out.pop("payload")
+    if payload is not None:  # the exact bytes: as text when they are UTF-8 (events and records are JSON)
+        try:
+            out["payload"] = payload.decode()
+        except UnicodeDecodeError:
+            out["payload_base64"] = base64.b64encode(payload).decode()
+    return out
+
+
 def _journal(args: argparse.Namespace) -> None:
-    entries = list(_store(args.data_dir).journal(args.mapping, args.limit))
+    store = _store(args.data_dir)
+    if args.action == "show":
+        if args.entry_id is None:
+            raise SystemExit("esm: journal show needs a row ID (the first column of `esm journal`)")
+        _journal_show(store.journal_entry(args.entry_id), args)
+        return
+    entries = list(store.journal(args.mapping, args.limit))
     if args.json:
-        print(json.dumps([dataclasses.asdict(e) for e in entries], indent=2, default=str))
+        print(json.dumps([_entry_json(e) for e in entries], indent=2, default=str))
         return
     print(
-        f"{'AT':24}  {'MAPPING':8}  {'SCOPE':24}  {'ATTEMPT':>7}  {'DEPTH':>5}  {'SIZE':>5}  "
+        f"{'ID':>8}  {'AT':24}  {'MAPPING':8}  {'SCOPE':24}  {'ATTEMPT':>7}  {'DEPTH':>5}  {'SIZE':>5}  "
         f"{'OUTCOME':18}  {'MS':>8}  ITEMS  DETAIL"
     )
     for e in entries:
@@ -286,15 +339,109 @@ def _journal(args: argparse.Namespace) -> None:
         # why a record was discarded, where its failure record went, what a delivery failed on
         detail = " ".join(f"{k}={v}" for k, v in e.detail.items())
         print(
-            f"{_ts(e.at):24}  {e.mapping_uuid[:8]:8}  {e.scope[:24]:24}  {e.attempt:>7}  "
+            f"{e.id:>8}  {_ts(e.at):24}  {e.mapping_uuid[:8]:8}  {e.scope[:24]:24}  {e.attempt:>7}  "
             f"{e.bisect_depth:>5}  {e.batch_size:>5}  {e.outcome:18}  {e.duration_ms:>8.1f}  {items}  "
             f"{detail[:200]}".rstrip()
         )
 
 
+def _journal_show(e: JournalEntry | None, args: argparse.Namespace) -> None:
+    if e is None:
+        raise SystemExit(f"esm: no journal row {args.entry_id} (gone with the journal's retention?)")
+    if args.json:
+        print(json.dumps(_entry_json(e), indent=2, default=str))
+        return
+    items = ", ".join(e.items) if e.items else f"{e.first_item}..{e.last_item}"
+    for label, value in (
+        ("id", e.id),
+        ("at", _ts(e.at)),
+        ("mapping", e.mapping_uuid),
+        ("scope", e.scope),
+        ("outcome", e.outcome),
+        ("attempt", e.attempt),
+        ("bisect depth", e.bisect_depth),
+        ("size", e.batch_size),
+        ("items", items),
+        ("duration ms", round(e.duration_ms, 3)),
+        ("detail", json.dumps(e.detail)),
+    ):
+        print(f"{label + ':':14}{value}")
+    if e.payload is None:
+        print("payload:      (not captured: esm serve --capture-payloads, or capture_payloads in the config)")
+        return
+    print(f"payload:      {len(e.payload)} bytes")
+    print(_pretty(e.payload))
+
+
+def _pretty(payload: bytes) -> str:
+    try:
+        return json.dumps(json.loads(payload), indent=2, ensure_ascii=False)
+    except ValueError:  # not JSON (a Kafka topic's messages, one per line): as it is
+        return payload.decode(errors="replace")
+
+
+def _replay(args: argparse.Namespace) -> None:
+    """Invoke a function with a captured payload, as the engine did: step through it in a debugger."""
+    from engine.invoke.registry import FunctionRegistry
+    from engine.logging import configure
+
+    configure("warning", json_lines=False)  # stdout is the function's response alone
+    store = _store(args.data_dir)
+    e = store.journal_entry(args.entry_id)
+    if e is None:
+        raise SystemExit(f"esm: no journal row {args.entry_id} (gone with the journal's retention?)")
+    if e.payload is None:
+        raise SystemExit(
+            f"esm: journal row {e.id} has no payload (not captured: esm serve --capture-payloads, or "
+            "capture_payloads in the config file)"
+        )
+    m = store.get_mapping(e.mapping_uuid)
+    if args.function is None and m is None:
+        raise SystemExit(f"esm: mapping {e.mapping_uuid} is gone: name the function with --function")
+    function = args.function or (m.function_arn if m else "")
+    config = _load(args.config)
+    aws = _aws_settings(args, config)
+    registry = FunctionRegistry(
+        config, lambda_endpoint_url=aws.endpoint_for("lambda"), region=aws.region, account_id=aws.account_id
+    )
+    payload = e.payload
+
+    async def invoke() -> InvokeResult:
+        try:
+            invoker = await registry.resolve(function)
+            return await invoker.invoke(payload)
+        finally:
+            await registry.aclose()
+
+    try:
+        result = anyio.run(invoke)
+    except FunctionNotFound:
+        raise SystemExit(
+            f"esm: no function {function!r} in the config file or at the Lambda endpoint"
+        ) from None
+    except InvokeError as err:
+        raise SystemExit(f"esm: the function could not be invoked: {err}") from None
+    status = f"function error ({result.function_error})" if result.function_error else "ok"
+    print(
+        f"replayed journal row {e.id} ({e.outcome}, {len(payload)} bytes) on {function}: {status}, "
+        f"{result.duration_ms:.1f} ms, request {result.request_id}",
+        file=sys.stderr,
+    )
+    print(_pretty(result.payload) if result.payload else "null")
+    if result.function_error:
+        raise SystemExit(1)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    {"serve": _serve, "mappings": _mappings, "functions": _functions, "journal": _journal}[args.command](args)
+    commands = {
+        "serve": _serve,
+        "mappings": _mappings,
+        "functions": _functions,
+        "journal": _journal,
+        "replay": _replay,
+    }
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

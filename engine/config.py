@@ -65,6 +65,8 @@ class FunctionConfig:
     memory_size: int = DEFAULT_MEMORY_MB
     environment: Mapping[str, str] = field(default_factory=dict)
     role: str | None = None
+    #: the journal of this function's mappings keeps every attempt's exact event (``esm replay``)
+    capture_payloads: bool = False
 
     def __post_init__(self) -> None:
         if (self.handler is None) == (self.invoke is None):
@@ -369,9 +371,11 @@ class _Validator:
             raise self.error(key, "has both 'handler' and 'invoke': a function is one or the other")
         if "invoke" in spec:
             # memory and environment belong to the remote function's own configuration
-            self.keys(spec, key, ("invoke", "timeout", "role"))
+            self.keys(spec, key, ("invoke", "timeout", "role", "capture_payloads"))
         else:
-            self.keys(spec, key, ("handler", "timeout", "memory_size", "environment", "role"))
+            self.keys(
+                spec, key, ("handler", "timeout", "memory_size", "environment", "role", "capture_payloads")
+            )
         if "handler" not in spec and "invoke" not in spec:
             raise self.error(key, "needs 'handler' (in-process Python) or 'invoke' (Lambda Invoke API)")
         return FunctionConfig(
@@ -386,7 +390,13 @@ class _Validator:
             memory_size=self.memory_size(spec.get("memory_size", DEFAULT_MEMORY_MB), f"{key}.memory_size"),
             environment=self.environment(spec.get("environment"), f"{key}.environment"),
             role=self.optional(spec, "role", key, _ROLE, "an IAM role ARN"),
+            capture_payloads=self.boolean(spec.get("capture_payloads", False), f"{key}.capture_payloads"),
         )
+
+    def boolean(self, value: Any, key: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.error(key, "must be true or false")
+        return value
 
     def invoke_target(self, raw: Any, key: str) -> InvokeTarget:
         spec = self.mapping(raw, key)

@@ -19,7 +19,13 @@ from engine.destinations import s3_key, with_payload
 from engine.pipeline.journal import Journal
 from engine.ports import TopicProducer
 from engine.retry import Backoff
-from engine.senders import DestinationError, DestinationSender, destination_kind, kafka_destination_topic
+from engine.senders import (
+    DestinationError,
+    DestinationSender,
+    destination_kind,
+    encode_record,
+    kafka_destination_topic,
+)
 from engine.store.ports import DESTINATION_FAILED, DESTINATION_SENT, DISCARDED
 from engine.stream_policy import Discard
 from engine.stream_shapes import Failure, StreamShape
@@ -29,8 +35,9 @@ class FailureSink(Protocol):
     @property
     def destination(self) -> str: ...
 
-    async def send(self, failure: Failure, event_payload: bytes, mapping_uuid: str) -> None:
-        """One delivery attempt; raises DestinationError when it does not land."""
+    async def send(self, failure: Failure, event_payload: bytes, mapping_uuid: str) -> bytes:
+        """One delivery attempt; returns what was delivered (the failure record's bytes, a topic's
+        message values one per line); raises DestinationError when it does not land."""
         ...
 
 
@@ -40,13 +47,14 @@ class AwsDestination:
     shape: StreamShape
     sender: DestinationSender
 
-    async def send(self, failure: Failure, event_payload: bytes, mapping_uuid: str) -> None:
+    async def send(self, failure: Failure, event_payload: bytes, mapping_uuid: str) -> bytes:
         record = self.shape.failure_record(failure)
         key = None
         if destination_kind(self.destination) == "s3":  # S3 keeps the event itself too
             record = with_payload(record, event_payload)
             key = s3_key(mapping_uuid, failure.shard_id, failure.now, str(uuidlib.uuid4()))
         await self.sender.send(self.destination, record, s3_key=key)
+        return encode_record(record).encode()
 
 
 @dataclass(frozen=True)
@@ -55,9 +63,10 @@ class KafkaTopic:
     shape: StreamShape
     producer: TopicProducer
 
-    async def send(self, failure: Failure, event_payload: bytes, mapping_uuid: str) -> None:
+    async def send(self, failure: Failure, event_payload: bytes, mapping_uuid: str) -> bytes:
         messages = self.shape.topic_messages(failure)
         await self.producer.produce(kafka_destination_topic(self.destination), messages)
+        return b"\n".join(value for _, value in messages)
 
 
 def failure_sink(
@@ -115,7 +124,9 @@ class Discards:
         items = [r.sequence_number for r in d.records]
         attempt = d.approximate_invoke_count
         discarded = {"reason": d.condition, "destination": self.destination}
-        await self.journal.write(scope, items, attempt=attempt, outcome=DISCARDED, detail=discarded)
+        await self.journal.write(
+            scope, items, attempt=attempt, outcome=DISCARDED, detail=discarded, payload=event_payload
+        )
         if self.sink is None:
             return
         failure = Failure(
@@ -131,7 +142,7 @@ class Discards:
         while True:  # the shard waits: a record is never dropped because a destination is down
             started = anyio.current_time()
             try:
-                await self.sink.send(failure, event_payload, self.journal.mapping_uuid)
+                delivered = await self.sink.send(failure, event_payload, self.journal.mapping_uuid)
             except DestinationError as e:
                 delay = backoff.next_delay()
                 await self.journal.write(
@@ -158,6 +169,7 @@ class Discards:
                 outcome=DESTINATION_SENT,
                 duration_ms=_ms_since(started),
                 detail=sent,
+                payload=delivered,
             )
             return
 

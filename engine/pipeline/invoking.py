@@ -88,6 +88,7 @@ class JournaledInvoker:
                 bisect_depth=bisect_depth,
                 outcome=INVOKE_ERROR,
                 detail={"error": str(e)},
+                payload=payload,
             )
             raise
         failed = result.function_error is not None
@@ -98,6 +99,7 @@ class JournaledInvoker:
             bisect_depth=bisect_depth,
             outcome=FUNCTION_ERROR if failed else INVOKED,
             duration_ms=result.duration_ms,
+            payload=payload,
         )
         await self.status.report(function_failed=failed)
         return result

@@ -27,10 +27,16 @@ class Journal:
         write_behind_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         observe: Callable[[JournalEntry], None] = lambda entry: None,
+        capture_payloads: bool = False,
+        keep_items: bool = False,
     ) -> None:
         self.store = store
         #: sees every row as it is written (the mapping's metrics count off it)
         self.observe = observe
+        #: rows keep the exact payload they were given (``esm journal show``, ``esm replay``)
+        self.capture_payloads = capture_payloads
+        #: rows keep every item id (a queue's: unordered), for ``esm trace``
+        self.keep_items = keep_items
         self.mapping_uuid = mapping_uuid
         self.write_behind_s = write_behind_s
         self.clock = clock
@@ -48,8 +54,10 @@ class Journal:
         duration_ms: float = 0.0,
         bisect_depth: int = 0,
         detail: Mapping[str, Any] | None = None,
+        payload: bytes | None = None,
     ) -> None:
-        """One row for the items (in order; none for a tumbling window's final invocation)."""
+        """One row for the items (in order; none for a tumbling window's final invocation); ``payload``
+        is kept when the journal captures payloads."""
         entry = JournalEntry(
             mapping_uuid=self.mapping_uuid,
             scope=scope,
@@ -61,6 +69,8 @@ class Journal:
             outcome=outcome,
             duration_ms=duration_ms,
             detail=detail or {},
+            items=list(items) if self.keep_items else None,
+            payload=payload if self.capture_payloads else None,
         )
         self.observe(entry)
         # rows queued while a flush waits for the worker go with it: one transaction for many lanes

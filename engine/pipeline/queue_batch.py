@@ -87,7 +87,7 @@ class QueueBatches:
             log=self.log,
         )
         if isinstance(result, InvokeError):
-            await self._journal(items, attempt, INVOKE_ERROR, detail={"error": str(result)})
+            await self._journal(items, attempt, INVOKE_ERROR, detail={"error": str(result)}, payload=payload)
             await self._release(items)
             return 0.0
         verdict = classify(
@@ -108,6 +108,7 @@ class QueueBatches:
             verdict.outcome,
             duration_ms=result.duration_ms,
             detail={"failed": sorted(map(str, verdict.failed))} if reported else {},
+            payload=payload,
         )
         if verdict.failed:
             await self._release([m for m in items if m.item_id in verdict.failed])
@@ -144,6 +145,7 @@ class QueueBatches:
         *,
         duration_ms: float = 0.0,
         detail: dict[str, object] | None = None,
+        payload: bytes | None = None,
     ) -> None:
         await self.journal.write(
             SCOPE,
@@ -152,4 +154,5 @@ class QueueBatches:
             outcome=outcome,
             duration_ms=duration_ms,
             detail=detail,
+            payload=payload,
         )

@@ -54,6 +54,8 @@ class QueueRunnerSettings:
     invoke_retry_budget_s: float = 30.0
     receive_max: int = RECEIVE_MAX
     long_poll_s: float = LONG_POLL_S
+    #: the journal keeps each attempt's exact event (``esm serve --capture-payloads``)
+    capture_payloads: bool = False
 
 
 class QueueRunner:
@@ -88,7 +90,13 @@ class QueueRunner:
             envelope,
             MeteredInvoker(invoker, metrics),
             profile,
-            Journal(store, mapping.uuid, observe=metrics.journaled),
+            Journal(
+                store,
+                mapping.uuid,
+                observe=metrics.journaled,
+                capture_payloads=settings.capture_payloads,
+                keep_items=True,  # message ids have no order: first..last does not say what a batch held
+            ),
             LastProcessingResult(store, mapping.uuid, shown=profile.shows_last_processing_result),
             report_batch_item_failures=profile.retry(mapping).report_batch_item_failures,
             invoke_budget_s=settings.invoke_retry_budget_s,

@@ -69,6 +69,8 @@ class StreamRunnerSettings:
     #: journal rows are written at most this long after their batch (one hop per batch is a fifth of a
     #: busy consumer's CPU); an idle shard and the runner's stop write what is left
     journal_write_behind_s: float = 0.1
+    #: the journal keeps each attempt's exact event and each destination record (``--capture-payloads``)
+    capture_payloads: bool = False
 
 
 class StreamRunner:
@@ -120,7 +122,11 @@ class StreamRunner:
         #: set: LATEST and AT_TIMESTAMP are the source's to resume from (its own positions)
         self.source_keeps_positions = commits is not None
         self.journal = journal = Journal(
-            store, mapping.uuid, write_behind_s=settings.journal_write_behind_s, observe=metrics.journaled
+            store,
+            mapping.uuid,
+            write_behind_s=settings.journal_write_behind_s,
+            observe=metrics.journaled,
+            capture_payloads=settings.capture_payloads,
         )
         invoker = MeteredInvoker(invoker, metrics)
         self.batches = StreamBatches(

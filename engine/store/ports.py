@@ -5,7 +5,7 @@ LastProcessingResult (:class:`RunnerStore`). Calls are blocking; the pipeline ru
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -39,6 +39,10 @@ class JournalEntry:
     detail: Mapping[str, Any]
     at: float = 0.0
     id: int = 0
+    #: every item of the batch, when first..last does not say (a queue's message ids have no order)
+    items: Sequence[str] | None = None
+    #: the exact bytes of the attempt's event, or of the destination record (payload capture)
+    payload: bytes | None = None
 
 
 class MappingStore(Protocol):

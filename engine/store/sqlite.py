@@ -75,6 +75,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX journal_by_time ON journal (at);
     """,
+    # payload capture: the exact bytes of an attempt's event or of a destination record; the item ids of
+    # a queue batch (message ids have no order, a first..last range does not say what was in it)
+    """
+    ALTER TABLE journal ADD COLUMN payload BLOB;
+    ALTER TABLE journal ADD COLUMN items TEXT;
+    """,
 )
 
 
@@ -286,6 +292,8 @@ class SqliteStore:
             e.outcome,
             e.duration_ms,
             json.dumps(e.detail),
+            e.payload,
+            None if e.items is None else json.dumps(e.items),
         )
         with self._queued_lock:
             self._queued.append(row)
@@ -301,7 +309,8 @@ class SqliteStore:
             try:
                 self._db.executemany(
                     "INSERT INTO journal (mapping_uuid, at, scope, first_item, last_item, batch_size,"
-                    " attempt, bisect_depth, outcome, duration_ms, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    " attempt, bisect_depth, outcome, duration_ms, detail, payload, items)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     rows,
                 )
                 self._db.execute("COMMIT")
@@ -342,32 +351,53 @@ class SqliteStore:
         return self._db.total_changes - before
 
     @_serialized
-    def journal(self, mapping_uuid: str | None = None, limit: int = 100) -> list[JournalEntry]:
-        """The newest ``limit`` rows (of one mapping), oldest first."""
+    def journal(
+        self, mapping_uuid: str | None = None, limit: int = 100, *, after_id: int = 0
+    ) -> list[JournalEntry]:
+        """The newest ``limit`` rows (of one mapping, newer than ``after_id``), oldest first; without their
+        payloads (:meth:`journal_entry` has them)."""
         self.flush_journal()
-        sql = "SELECT * FROM journal"
-        args: tuple[Any, ...] = ()
+        sql = f"SELECT {_JOURNAL_LISTED} FROM journal WHERE id > ?"
+        args: tuple[Any, ...] = (after_id,)
         if mapping_uuid:
-            sql += " WHERE mapping_uuid=?"
-            args = (mapping_uuid,)
+            sql += " AND mapping_uuid=?"
+            args = (*args, mapping_uuid)
         sql += " ORDER BY id DESC LIMIT ?"
-        return [
-            JournalEntry(
-                mapping_uuid=r["mapping_uuid"],
-                scope=r["scope"],
-                first_item=r["first_item"],
-                last_item=r["last_item"],
-                batch_size=r["batch_size"],
-                attempt=r["attempt"],
-                bisect_depth=r["bisect_depth"],
-                outcome=r["outcome"],
-                duration_ms=r["duration_ms"],
-                detail=json.loads(r["detail"]),
-                at=r["at"],
-                id=r["id"],
-            )
-            for r in reversed(self._db.execute(sql, (*args, limit)).fetchall())
-        ]
+        return [_journal_entry(r) for r in reversed(self._db.execute(sql, (*args, limit)).fetchall())]
+
+    @_serialized
+    def journal_entry(self, entry_id: int) -> JournalEntry | None:
+        """One row with its captured payload, if any."""
+        self.flush_journal()
+        row = self._db.execute(f"SELECT {_JOURNAL_LISTED}, payload FROM journal WHERE id=?", (entry_id,))
+        r = row.fetchone()
+        return None if r is None else _journal_entry(r, payload=r["payload"])
+
+
+#: a listing's columns: the payloads stay on disk
+_JOURNAL_LISTED = (
+    "id, mapping_uuid, at, scope, first_item, last_item, batch_size, attempt, bisect_depth, outcome,"
+    " duration_ms, detail, items"
+)
+
+
+def _journal_entry(r: sqlite3.Row, *, payload: bytes | None = None) -> JournalEntry:
+    return JournalEntry(
+        mapping_uuid=r["mapping_uuid"],
+        scope=r["scope"],
+        first_item=r["first_item"],
+        last_item=r["last_item"],
+        batch_size=r["batch_size"],
+        attempt=r["attempt"],
+        bisect_depth=r["bisect_depth"],
+        outcome=r["outcome"],
+        duration_ms=r["duration_ms"],
+        detail=json.loads(r["detail"]),
+        at=r["at"],
+        id=r["id"],
+        items=None if r["items"] is None else json.loads(r["items"]),
+        payload=payload,
+    )
 
 
 _COLUMNS = (

@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -469,6 +470,16 @@ def test_scram_right_and_wrong(
     mine = [e for e in logs if e.get("mapping") == wrong["UUID"]]
     assert [e["event"] for e in mine if e["event"].startswith("mapping_")].count("mapping_started") == 1
     assert [e["event"] for e in mine].count("mapping_consumer_stopped") == 1
+    # `esm mappings` shows it stopped, and why
+    listed = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "mappings", "--data-dir", str(engine.engine.settings.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    [line] = [x for x in listed.splitlines() if x.startswith(wrong["UUID"])]
+    assert "EVENT_SOURCE_AUTHN_ERROR" in line and "PROBLEM: " in line and "not-the-password" not in line
 
     # the user fixes the secret: an update starts the consumer again
     engine.lambda_client.update_event_source_mapping(

@@ -142,7 +142,7 @@ F = "functions:\n  f: "
         (
             F + "{invoke: {function_name: g}, memory_size: 256}\n",
             "functions.f",
-            "unknown key 'memory_size' (allowed: invoke, timeout, role)",
+            "unknown key 'memory_size' (allowed: invoke, timeout, role, capture_payloads)",
         ),
         (F + "{invoke: {endpoint_url: 'http://x'}}\n", "functions.f.invoke", "missing 'function_name'"),
         (F + "{invoke: {function_name: g, endpoint: x}}\n", "functions.f.invoke", "unknown key"),
@@ -242,3 +242,13 @@ def test_journal_retention(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as info:
             load_config(_write(tmp_path, f"journal: {{{key}: {value}}}\n"))
         assert info.value.key == f"journal.{key}" and problem in info.value.problem
+
+
+def test_capture_payloads_is_a_function_flag(tmp_path: Path) -> None:
+    path = tmp_path / "esm.yaml"
+    path.write_text("functions:\n  f: {handler: m.f, capture_payloads: true}\n  g: {handler: m.g}\n")
+    config = load_config(path)
+    assert config.functions["f"].capture_payloads and not config.functions["g"].capture_payloads
+    path.write_text("functions:\n  f: {handler: m.f, capture_payloads: 'yes'}\n")
+    with pytest.raises(ConfigError, match=r"functions\.f\.capture_payloads: must be true or false"):
+        load_config(path)
