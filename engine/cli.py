@@ -42,6 +42,9 @@ examples:
   esm serve --embedded-aws --config examples/demo/esm.yaml               # moto in-process
   esm mappings --data-dir .data
   esm journal --mapping 6f1c... --limit 20
+  esm journal show 42                  # one row, with its payload (esm serve --capture-payloads)
+  esm replay 42 --config esm.yaml      # invoke the function again with exactly that payload
+  esm trace 49680912102150703313808912886669824156803665023683526658
 every option of `serve` can also be set by an environment variable (shown in its help).
 """
 
@@ -173,6 +176,16 @@ def _parser() -> argparse.ArgumentParser:
     j.add_argument("--mapping", help="only this mapping's UUID")
     j.add_argument("--limit", type=int, default=50)
     j.add_argument("--json", action="store_true")
+
+    t = sub.add_parser(
+        "trace",
+        help="one record's journey: every batch it was in, each attempt and bisect half, and its end",
+    )
+    t.add_argument("record", metavar="RECORD", help="a sequence number, a Kafka offset or a message id")
+    t.add_argument("--mapping", help="only this mapping's UUID")
+    t.add_argument("--shard", help="only this shard or partition (e.g. shardId-000000000000, orders-0)")
+    t.add_argument("--data-dir", type=Path, default=Path(_env("ESM_DATA_DIR", ".data") or ".data"))
+    t.add_argument("--json", action="store_true")
 
     r = sub.add_parser(
         "replay",
@@ -380,6 +393,43 @@ def _pretty(payload: bytes) -> str:
         return payload.decode(errors="replace")
 
 
+def _trace(args: argparse.Namespace) -> None:
+    from engine.journey import journey_end
+
+    rows = _store(args.data_dir).trace(args.record, mapping_uuid=args.mapping, scope=args.shard)
+    # one journey per shard or queue that held it (a Kafka offset exists in every partition)
+    journeys: dict[tuple[str, str], list[JournalEntry]] = {}
+    for e in rows:
+        key = (e.mapping_uuid, e.scope.split("/lane-")[0])
+        journeys.setdefault(key, []).append(e)
+    if args.json:
+        out = [
+            {
+                "mapping": m,
+                "scope": s,
+                "end": journey_end(args.record, es),
+                "rows": [_entry_json(e) for e in es],
+            }
+            for (m, s), es in journeys.items()
+        ]
+        print(json.dumps(out, indent=2, default=str))
+        return
+    if not journeys:
+        print(f"{args.record}: {journey_end(args.record, [])}")
+        return
+    for (mapping, scope), entries in journeys.items():
+        print(f"{args.record} in {scope} (mapping {mapping}):")
+        for e in entries:
+            # each bisect half indented under the batch it came from
+            size = f"{e.batch_size} record{'s' if e.batch_size != 1 else ''}"
+            detail = " ".join(f"{k}={v}" for k, v in e.detail.items() if k != "failed")
+            print(
+                f"  {e.id:>8}  {_ts(e.at)}  {'  ' * e.bisect_depth}attempt {e.attempt}  {size:>12}  "
+                f"{e.outcome:18}  {e.duration_ms:>8.1f} ms  {detail}".rstrip()
+            )
+        print(f"  end: {journey_end(args.record, entries)}")
+
+
 def _replay(args: argparse.Namespace) -> None:
     """Invoke a function with a captured payload, as the engine did: step through it in a debugger."""
     from engine.invoke.registry import FunctionRegistry
@@ -439,6 +489,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "mappings": _mappings,
         "functions": _functions,
         "journal": _journal,
+        "trace": _trace,
         "replay": _replay,
     }
     commands[args.command](args)

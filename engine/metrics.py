@@ -2,9 +2,9 @@
 
 The event counts (``MetricsConfig: {Metrics: [EventCount]}``) exist for a mapping only when it turns them
 on, as on AWS; the function-side metrics always. Most counts are read off the journal as its rows are
-written (:meth:`MappingMetrics.journaled`): an invocation, a discard and a destination delivery count
-exactly as the journal shows them. What the journal does not hold (polls, filters, deletes, throttles
-retried within a budget, concurrency, iterator age, offset lag) is counted where it happens.
+written (:meth:`MappingMetrics.journaled`): an invocation, a filter's refusal, a discard and a destination
+delivery count exactly as the journal shows them. What the journal does not hold (polls, deletes,
+throttles retried within a budget, concurrency, iterator age, offset lag) is counted where it happens.
 
 Our reading of AWS's definitions (their metric docs name the counts, not every edge):
 - PolledEventCount: records read from the source (a long poll's messages, a shard read's records);
@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from engine.model import EventSourceMapping
 from engine.pipeline.invoking import INVOKE_ERROR, INVOKED
 from engine.pipeline.verdict import FUNCTION_ERROR, INVALID_RESPONSE, PARTIAL_FAILURE, SUCCESS
-from engine.store.ports import DESTINATION_SENT, DISCARDED, JournalEntry
+from engine.store.ports import DESTINATION_SENT, DISCARDED, FILTERED_OUT, JournalEntry
 
 LABELS = ("mapping_uuid", "function_name", "event_source")
 #: journal outcomes of an attempt that reached the function
@@ -173,9 +173,6 @@ class MappingMetrics:
     def polled(self, n: int) -> None:
         self._count(self._m.polled, n)
 
-    def filtered_out(self, n: int) -> None:
-        self._count(self._m.filtered_out, n)
-
     def deleted(self, n: int) -> None:
         self._count(self._m.deleted, n)
 
@@ -191,6 +188,8 @@ class MappingMetrics:
             self._count(self._m.dropped, e.batch_size)
         elif e.outcome == DESTINATION_SENT:
             self._count(self._m.destination_delivered, e.batch_size)
+        elif e.outcome == FILTERED_OUT:
+            self._count(self._m.filtered_out, e.batch_size)
 
 
 def values(metrics: EngineMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

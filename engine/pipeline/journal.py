@@ -55,9 +55,11 @@ class Journal:
         bisect_depth: int = 0,
         detail: Mapping[str, Any] | None = None,
         payload: bytes | None = None,
+        list_items: bool = False,
     ) -> None:
         """One row for the items (in order; none for a tumbling window's final invocation); ``payload``
-        is kept when the journal captures payloads."""
+        is kept when the journal captures payloads; ``list_items``: the row keeps every item (they are
+        not a contiguous run: first..last would not say which)."""
         entry = JournalEntry(
             mapping_uuid=self.mapping_uuid,
             scope=scope,
@@ -69,7 +71,7 @@ class Journal:
             outcome=outcome,
             duration_ms=duration_ms,
             detail=detail or {},
-            items=list(items) if self.keep_items else None,
+            items=list(items) if self.keep_items or list_items else None,
             payload=payload if self.capture_payloads else None,
         )
         self.observe(entry)

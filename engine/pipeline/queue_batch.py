@@ -20,7 +20,7 @@ from engine.pipeline.journal import Journal, LastProcessingResult
 from engine.pipeline.verdict import PARTIAL_FAILURE, classify
 from engine.ports import InvokeError, Invoker, QueueMessage, QueueSource
 from engine.sources.profile import SourceProfile
-from engine.store.ports import DISCARDED
+from engine.store.ports import DISCARDED, FILTERED_OUT
 
 #: the journal's reason for a message dead-lettered past the broker's redelivery limit (ActiveMQ's
 #: maximumRedeliveries, spec 7); our word, AWS names none
@@ -66,6 +66,7 @@ class QueueBatches:
         self.log.debug("records_filtered_out", count=len(messages))
         await self.source.ack(messages)
         self.metrics.deleted(len(messages))
+        await self._journal(messages, max(attempt_of(m) for m in messages), FILTERED_OUT)
 
     async def too_large(self, m: QueueMessage, size: int) -> None:
         reason = MAXIMUM_PAYLOAD_SIZE_EXCEEDED

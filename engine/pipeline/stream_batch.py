@@ -24,7 +24,7 @@ from engine.pipeline.failures import Discards
 from engine.pipeline.invoking import JournaledInvoker
 from engine.ports import InvokeResult, StreamRecord
 from engine.responses import ResponseKind, parse_batch_item_failures
-from engine.store.ports import DISCARDED
+from engine.store.ports import DISCARDED, FILTERED_OUT
 from engine.stream_policy import Attempt, Discard, process_batch
 from engine.stream_shapes import StreamShape
 from engine.windows import Invocation, WindowTracker, parse_window_response
@@ -55,6 +55,10 @@ class StreamBatches:
         self.now = now
         self.sleep = sleep
         self.log = log
+
+    async def filtered_out(self, shard_id: str, items: Sequence[str]) -> None:
+        """Records the filter refused: journaled, listed (they are not a contiguous run)."""
+        await self.invoker.journal.write(shard_id, items, attempt=0, outcome=FILTERED_OUT, list_items=True)
 
     async def checkpoint(self, shard_id: str, position: str | None) -> None:
         if position is not None:

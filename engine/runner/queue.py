@@ -211,7 +211,6 @@ class QueueRunner:
             else:
                 dropped.append(msg)
         if dropped:
-            self.metrics.filtered_out(len(dropped))
             await self.batches.filtered_out(dropped)
         return kept
 

@@ -387,7 +387,7 @@ class _Lanes:
             if recs:
                 await lane.send(recs)
         if dropped:  # filtered-out records advance the checkpoint too
-            r.metrics.filtered_out(len(dropped))
+            await r.batches.filtered_out(shard_id, dropped)
             await r.batches.checkpoint(shard_id, self.tracker.finish(dropped))
 
     def close(self) -> None:
@@ -465,7 +465,12 @@ class _Windows:
                         closed = True
                         continue
                     matched = [rec for rec in read.records if r.filter.is_empty or r._matches(rec)]
-                    r.metrics.filtered_out(len(read.records) - len(matched))
+                    if len(matched) < len(read.records):
+                        kept = {rec.sequence_number for rec in matched}
+                        dropped = [
+                            rec.sequence_number for rec in read.records if rec.sequence_number not in kept
+                        ]
+                        await r.batches.filtered_out(shard_id, dropped)
                     windows.feed(matched, r.now(), end_of_shard=read.end_of_shard)
                     if read.records and not matched and windows.empty:
                         await r.batches.checkpoint(shard_id, read.records[-1].sequence_number)

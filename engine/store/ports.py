@@ -20,6 +20,8 @@ DISCARDED = "discarded"
 #: one attempt to deliver a failure record to the on-failure destination (``detail["destination"]``)
 DESTINATION_SENT = "destination_sent"
 DESTINATION_FAILED = "destination_failed"
+#: records the FilterCriteria refused (acknowledged, or passed by the checkpoint); the row lists them
+FILTERED_OUT = "filtered_out"
 
 
 @dataclass(frozen=True)

@@ -366,6 +366,34 @@ class SqliteStore:
         return [_journal_entry(r) for r in reversed(self._db.execute(sql, (*args, limit)).fetchall())]
 
     @_serialized
+    def trace(
+        self, item: str, *, mapping_uuid: str | None = None, scope: str | None = None
+    ) -> list[JournalEntry]:
+        """Every row whose batch held ``item``, oldest first: listed among a row's items (a queue's
+        message ids, filtered-out records), or within its first..last (a shard's sequence numbers and a
+        partition's offsets: decimals, compared as numbers by length, then digits)."""
+        self.flush_journal()
+        escaped = item.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where = "items LIKE ? ESCAPE '\\'"
+        args: list[Any] = [f'%"{escaped}"%']
+        if item.isdigit():
+            n = len(item)
+            where = (
+                f"({where} OR (items IS NULL AND first_item IS NOT NULL"
+                " AND (length(first_item) < ? OR (length(first_item) = ? AND first_item <= ?))"
+                " AND (length(last_item) > ? OR (length(last_item) = ? AND last_item >= ?))))"
+            )
+            args += [n, n, item, n, n, item]
+        if mapping_uuid:
+            where += " AND mapping_uuid = ?"
+            args.append(mapping_uuid)
+        if scope:
+            where += " AND scope = ?"
+            args.append(scope)
+        rows = self._db.execute(f"SELECT {_JOURNAL_LISTED} FROM journal WHERE {where} ORDER BY id", args)
+        return [_journal_entry(r) for r in rows.fetchall()]
+
+    @_serialized
     def journal_entry(self, entry_id: int) -> JournalEntry | None:
         """One row with its captured payload, if any."""
         self.flush_journal()

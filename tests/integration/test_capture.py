@@ -166,3 +166,64 @@ def test_a_destination_record_is_captured_exactly_as_delivered(
         assert delivered.payload.decode() == message["Body"]  # byte for byte what the queue got
     finally:
         kinesis.delete_stream(StreamName=name)
+
+
+def test_trace_follows_a_poison_record_through_its_bisect_to_the_destination(
+    kinesis_endpoint: str, sqs_endpoint: str, start_engine: Any, unique_name: Any
+) -> None:
+    kinesis = boto3.client("kinesis", endpoint_url=kinesis_endpoint, region_name=REGION)
+    name = unique_name("trace")
+    arn = _stream(kinesis, name)
+    try:
+        sqs = _sqs(sqs_endpoint)
+        _, dlq_arn = _queue(sqs, unique_name("trace-onfailure"))
+        data = [f"r{i}" for i in range(7)] + ["POISON"] + [f"s{i}" for i in range(8)]
+        seqs = _put(kinesis, name, [("k", d) for d in data])
+        eng = start_engine(None, endpoints={"kinesis": kinesis_endpoint, "sqs": sqs_endpoint})
+        resp = eng.lambda_client.create_event_source_mapping(
+            EventSourceArn=arn,
+            FunctionName="fn-stream_poison",
+            StartingPosition="TRIM_HORIZON",
+            BatchSize=16,
+            BisectBatchOnFunctionError=True,
+            MaximumRetryAttempts=0,
+            DestinationConfig={"OnFailure": {"Destination": dlq_arn}},
+        )
+        store = eng.engine.store
+        wait_for(
+            lambda: any(e.outcome == "destination_sent" for e in store.journal(resp["UUID"], 100)), timeout=30
+        )
+        wait_for(lambda: {esm_test_fns._data(r) for r in esm_test_fns.records_for(arn)} == set(data))
+        data_dir = str(eng.engine.settings.data_dir)
+        [poison] = json.loads(_esm("trace", seqs[7], "--data-dir", data_dir, "--json").stdout)
+        rows = poison["rows"]
+        # the batch of 16, then each half holding it down to the record alone: 16, 8, 4, 2, 1
+        attempts = [(r["batch_size"], r["bisect_depth"]) for r in rows if r["outcome"] == "function_error"]
+        assert attempts == [(16, 0), (8, 1), (4, 2), (2, 3), (1, 4)]
+        assert [r["outcome"] for r in rows][-2:] == ["discarded", "destination_sent"]
+        assert poison["end"] == f"discarded (RetryAttemptsExhausted), its failure record sent to {dlq_arn}"
+        text = _esm("trace", seqs[7], "--data-dir", data_dir).stdout
+        assert f"{seqs[7]} in shardId-000000000000 (mapping {resp['UUID']}):" in text
+        assert "        attempt 1" in text  # a bisect half indented under its batch
+        [good] = json.loads(_esm("trace", seqs[12], "--data-dir", data_dir, "--json").stdout)
+        assert good["end"] == "invoked: succeeded on attempt 1"
+        assert [r["batch_size"] for r in good["rows"]] == [16, 8]  # failed with the poison, then its half ok
+        nowhere = _esm("trace", "1" + seqs[0], "--data-dir", data_dir).stdout
+        assert "not in the journal" in nowhere
+    finally:
+        kinesis.delete_stream(StreamName=name)
+
+
+def test_trace_says_a_message_was_filtered_out(
+    sqs_endpoint: str, start_engine: Any, unique_name: Any
+) -> None:
+    sqs = _sqs(sqs_endpoint)
+    url, arn = _queue(sqs, unique_name("trace-filter"))
+    eng = start_engine(sqs_endpoint)
+    _map(eng, arn, "fn-ok", BatchSize=10, FilterCriteria={"Filters": [{"Pattern": '{"body": ["go"]}'}]})
+    skipped, kept = _send(sqs, url, ["stop", "go"])
+    wait_for(lambda: len(esm_test_fns.records_for(arn)) == 1)
+    data_dir = str(eng.engine.settings.data_dir)
+    wait_for(lambda: "filtered out" in _esm("trace", skipped, "--data-dir", data_dir).stdout)
+    [journey] = json.loads(_esm("trace", kept, "--data-dir", data_dir, "--json").stdout)
+    assert journey["end"] == "invoked: succeeded on attempt 1" and journey["scope"] == "queue"

@@ -600,7 +600,13 @@ async def test_filtered_out_records_advance_the_checkpoint_without_an_invocation
         await until(lambda: checkpoint(store) == "4")
 
     assert [r for e in inv.events for r in e["Records"]] == [dict(kept.record)]
-    assert rows(store) == [("invoked", "3", "3", 1, 0)]
+    # each read's refused records are journaled, listed (a read's, as it is read: before its batch's row)
+    assert sorted(rows(store), key=lambda r: r[1]) == [
+        ("filtered_out", "1", "2", 0, 0),
+        ("invoked", "3", "3", 1, 0),
+        ("filtered_out", "4", "4", 0, 0),
+    ]
+    assert [e.items for e in store.journal() if e.outcome == "filtered_out"] == [["1", "2"], ["4"]]
 
 
 async def test_children_of_a_split_shard_are_read_only_after_the_parent_is_finished() -> None:
