@@ -35,6 +35,7 @@ from engine.sources.registry import profile_of
 from engine.sources.sqs import SqsRunners
 from engine.store.sqlite import SqliteStore
 from engine.supervisor import Supervisor
+from engine.timescale import TimeScale
 from pollers.aws import AwsClients
 from pollers.dynamodb import DynamoDbSourceFactory
 from pollers.kafka_factory import MskSourceFactory, SelfManagedKafkaSourceFactory
@@ -73,6 +74,8 @@ class EngineSettings:
     #: every mapping's journal keeps the exact payloads (a function's ``capture_payloads`` does it for
     #: that function's mappings)
     capture_payloads: bool = False
+    #: --time-scale: what the engine times runs this many times faster (engine.timescale)
+    time_scale: float = 1.0
 
     @property
     def aws(self) -> AwsSettings:
@@ -92,8 +95,9 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.config = config
-        #: wall clock for record age and destination timestamps (tests scale it)
-        self.clock = clock
+        self.time_scale = TimeScale(settings.time_scale)
+        #: wall clock for record age and destination timestamps (tests shift it; --time-scale scales it)
+        self.clock = self.time_scale.now if self.time_scale.scaled_time else clock
         self.store = SqliteStore(settings.store_path)
         self.functions = FunctionRegistry(
             config,
@@ -159,6 +163,7 @@ class Engine:
             stream=replace(self.settings.stream, capture_payloads=capture),
             now=self.clock,
             metrics=self.metrics,
+            time_scale=self.time_scale,
         )
         return await self.runners[m.kind].build(m, kit)
 

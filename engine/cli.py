@@ -148,6 +148,16 @@ def _parser() -> argparse.ArgumentParser:
         "its retention (`esm journal show`, `esm replay`); a function's capture_payloads in the config "
         "file does it for that function alone [ESM_CAPTURE_PAYLOADS=1]",
     )
+    s.add_argument(
+        "--time-scale",
+        type=float,
+        default=float(_env("ESM_TIME_SCALE", "1") or 1),
+        metavar="N",
+        help="run what the engine times N times faster: retry back-off, MaximumRecordAgeInSeconds (a "
+        "record's age is read on the scaled clock: 3600 s expire after 60 s at N = 60), batching windows, "
+        "tumbling windows and their 2-minute idle close. What the source service times stays real: SQS "
+        "visibility timeouts, long polls, poll intervals, broker redelivery [ESM_TIME_SCALE] (1)",
+    )
     s.add_argument("--log-level", default=_env("ESM_LOG_LEVEL", "info"), help="[ESM_LOG_LEVEL] (info)")
     s.add_argument(
         "--log-format",
@@ -214,6 +224,8 @@ def _serve(args: argparse.Namespace) -> None:
     from engine.runner.stream import StreamRunnerSettings
 
     configure(args.log_level, json_lines=args.log_format == "json")
+    if not args.time_scale > 0:
+        raise SystemExit(f"esm: --time-scale must be a positive number, not {args.time_scale:g}")
     config = _load(args.config)
     aws = _aws_settings(args, config)  # fails early on a malformed --endpoint / ESM_ENDPOINTS
     embedded = None
@@ -233,6 +245,8 @@ def _serve(args: argparse.Namespace) -> None:
         account_id=aws.account_id,
         stream=StreamRunnerSettings(poll_interval_s=args.kinesis_poll_interval),
         dynamodb_poll_interval_s=args.dynamodb_poll_interval,
+        capture_payloads=args.capture_payloads,
+        time_scale=args.time_scale,
     )
     try:
         anyio.run(Engine(settings, config).serve_until_signal)

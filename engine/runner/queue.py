@@ -26,6 +26,7 @@ from engine.pipeline.queue_batch import QueueBatches
 from engine.ports import Invoker, QueueMessage, QueueSource
 from engine.sources.profile import SourceProfile
 from engine.store.ports import RunnerStore
+from engine.timescale import REAL_TIME, TimeScale
 
 log = structlog.get_logger("engine.runner.queue")
 
@@ -70,8 +71,9 @@ class QueueRunner:
         store: RunnerStore,
         settings: QueueRunnerSettings,
         clock: Callable[[], float] = anyio.current_time,
-        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
         metrics: MappingMetrics | None = None,
+        time_scale: TimeScale = REAL_TIME,
     ) -> None:
         self.mapping = mapping
         self.metrics = metrics = metrics or EngineMetrics().mapping(mapping, profile.event_source)
@@ -81,7 +83,9 @@ class QueueRunner:
         self.settings = settings
         self.clock = clock
         self.profile = profile
-        self.policy = profile.batching(mapping)
+        #: --time-scale: the batching window and the invoke back-off run faster
+        self.policy = time_scale.batching(profile.batching(mapping))
+        sleep = sleep or time_scale.sleep
         self.log = log.bind(
             mapping=mapping.uuid, source=mapping.event_source_arn, function=mapping.function_arn
         )

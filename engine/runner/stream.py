@@ -52,6 +52,7 @@ from engine.senders import DestinationSender
 from engine.sources.profile import SourceProfile
 from engine.store.ports import RunnerStore
 from engine.stream_shapes import StreamShape
+from engine.timescale import REAL_TIME, TimeScale
 from engine.windows import Invocation, WindowTracker
 
 log = structlog.get_logger("engine.runner.stream")
@@ -89,8 +90,9 @@ class StreamRunner:
         commits: SourceCommits | None = None,
         producer: TopicProducer | None = None,
         now: Callable[[], float] = time.time,
-        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
         metrics: MappingMetrics | None = None,
+        time_scale: TimeScale = REAL_TIME,
     ) -> None:
         self.mapping = mapping
         self.metrics = metrics = metrics or EngineMetrics().mapping(mapping, profile.event_source)
@@ -99,9 +101,11 @@ class StreamRunner:
         self.filter = record_filter
         self.settings = settings
         self.now = now
-        self.sleep = sleep
+        #: --time-scale: back-offs, windows and record age run faster; arrival times are read on its clock
+        self.time = time_scale
+        self.sleep = sleep = sleep or time_scale.sleep
         self.profile = profile
-        self.policy = profile.batching(mapping)
+        self.policy = time_scale.batching(profile.batching(mapping))
         self.stream = profile.stream(mapping)
         self.window_s = self.stream.window_s
         self.lanes = self.stream.lanes
@@ -251,6 +255,9 @@ class StreamRunner:
             if read is None:
                 continue
             self.metrics.polled(len(read.records))
+            if self.time.scaled_time:
+                for rec in read.records:
+                    rec.arrival_s = self.time.scaled(rec.arrival_s)
             if read.lag is not None:
                 self.metrics.offset_lag(shard.shard_id, read.lag)
             await mode.take(read)
@@ -458,7 +465,8 @@ class _Windows:
                     continue
                 if closed:
                     return  # drained: the open window's state is saved, its records read again from there
-                with anyio.move_on_after(math.inf if step.until is None else max(0.0, step.until - r.now())):
+                wait_s = math.inf if step.until is None else r.time.real(max(0.0, step.until - r.now()))
+                with anyio.move_on_after(wait_s):
                     try:
                         read = await self.recv.receive()
                     except anyio.EndOfStream:

@@ -24,6 +24,7 @@ from engine.senders import DestinationSender
 from engine.sources.profile import SourceProfile
 from engine.store.ports import RunnerStore
 from engine.stream_shapes import StreamShape
+from engine.timescale import REAL_TIME, TimeScale
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class RunnerKit:
     #: wall clock for record age and destination timestamps
     now: Callable[[], float]
     metrics: EngineMetrics
+    time_scale: TimeScale = REAL_TIME
 
 
 class Runners(Protocol):
@@ -102,4 +104,5 @@ def stream_runner(
         producer=producer,
         metrics=kit.metrics.mapping(m, profile.event_source),
         now=kit.now,
+        time_scale=kit.time_scale,
     )

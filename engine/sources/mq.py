@@ -76,6 +76,7 @@ class MqRunners(BoundRunners[MqTransports]):
             kit.store,
             settings,
             metrics=kit.metrics.mapping(m, profile.event_source),
+            time_scale=kit.time_scale,
         )
 
 

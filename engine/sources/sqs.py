@@ -103,4 +103,5 @@ class SqsRunners(BoundRunners[SqsTransports]):
             kit.store,
             settings,
             metrics=kit.metrics.mapping(m, PROFILE.event_source),
+            time_scale=kit.time_scale,
         )

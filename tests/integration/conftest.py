@@ -109,6 +109,7 @@ def start_engine(tmp_path: Path) -> Iterator[Callable[..., RunningEngine]]:
         endpoints: dict[str, str] | None = None,
         clock: Callable[[], float] = time.time,
         queue: QueueRunnerSettings | None = None,
+        time_scale: float = 1.0,
     ) -> RunningEngine:
         settings = EngineSettings(
             port=0,
@@ -118,6 +119,7 @@ def start_engine(tmp_path: Path) -> Iterator[Callable[..., RunningEngine]]:
             queue=queue or QueueRunnerSettings(long_poll_s=1.0),
             stream=StreamRunnerSettings(poll_interval_s=0.1, discovery_interval_s=1.0),
             drain_timeout_s=2.0,
+            time_scale=time_scale,
         )
         engine = Engine(settings, config or functions_config(), clock=clock)
         cm = anyio.from_thread.start_blocking_portal()

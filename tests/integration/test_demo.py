@@ -72,6 +72,14 @@ def test_help_and_bad_config_are_clear(tmp_path: Path) -> None:
     helptext = _esm("serve", "--help")
     for option in ("--host", "--port", "--data-dir", "--config", "--aws-endpoint-url", "ESM_PORT"):
         assert option in helptext
+    # what --time-scale scales and what stays real
+    assert (
+        "--time-scale N" in helptext
+        and "visibility timeouts" in helptext
+        and "--capture-payloads" in helptext
+    )
+    for command in ("journal", "trace", "replay"):
+        assert command in _esm("--help")
     bad = tmp_path / "bad.yaml"
     bad.write_text("functions:\n  f:\n    timeout: 3\n")
     out = subprocess.run(
