@@ -17,6 +17,7 @@ import structlog
 from aiohttp import web
 
 from engine.api.app import ControlPlane, build_app
+from engine.api.dashboard import Dashboard, History
 from engine.config import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, AwsSettings, EngineConfig
 from engine.filtering import FilterPatternError, compile_filters
 from engine.invoke.registry import FunctionRegistry
@@ -140,6 +141,8 @@ class Engine:
             function_arn=self.functions.function_arn,
             max_filters=config.limits.filters_per_mapping,
         )
+        self.history = History(self.metrics)
+        self.dashboard = Dashboard(self.store, self.store, self.metrics, self.history)
         self.port = settings.port
 
     async def build_runner(self, m: EventSourceMapping) -> Runner:
@@ -177,11 +180,12 @@ class Engine:
 
         Without the supervisor, mappings stay in the state the API gave them (tests of the transitions).
         """
-        runner = web.AppRunner(build_app(self.plane, self.metrics), access_log=None)
+        runner = web.AppRunner(build_app(self.plane, self.metrics, self.dashboard), access_log=None)
         await runner.setup()
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._keep_journal, name="esm-journal-retention")
+                tg.start_soon(self.history.run, name="esm-dashboard-history")
                 if run_supervisor:
                     await tg.start(self.supervisor.run, name="esm-supervisor")
                 site = web.TCPSite(runner, self.settings.host, self.settings.port)

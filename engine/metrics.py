@@ -106,6 +106,9 @@ class EngineMetrics:
             self.destination_delivered,
         )
         self._labels: dict[str, tuple[str, str, str]] = {}
+        #: per mapping, what the dashboard charts whatever MetricsConfig says: records invoked and records
+        #: of failed attempts (not exported: AWS's event counts are opt-in)
+        self.records: dict[str, list[int]] = {}
 
     def mapping(self, m: EventSourceMapping, event_source: str) -> MappingMetrics:
         """The mapping's metrics (its counts go on across restarts and updates of its runner)."""
@@ -114,11 +117,13 @@ class EngineMetrics:
         if previous is not None and previous != labels:  # an update changed the function
             self.forget(m.uuid)
         self._labels[m.uuid] = labels
-        return MappingMetrics(self, labels, event_counts="EventCount" in m.metrics)
+        records = self.records.setdefault(m.uuid, [0, 0])
+        return MappingMetrics(self, labels, event_counts="EventCount" in m.metrics, records=records)
 
     def forget(self, uuid: str) -> None:
         """A deleted mapping's series go with it."""
         labels = self._labels.pop(uuid, None)
+        self.records.pop(uuid, None)
         if labels is None:
             return
         for family in (*self._function_side, *self._event_counts):
@@ -127,8 +132,16 @@ class EngineMetrics:
 
 
 class MappingMetrics:
-    def __init__(self, metrics: EngineMetrics, labels: tuple[str, str, str], *, event_counts: bool) -> None:
+    def __init__(
+        self,
+        metrics: EngineMetrics,
+        labels: tuple[str, str, str],
+        *,
+        event_counts: bool,
+        records: list[int] | None = None,
+    ) -> None:
         self._m = metrics
+        self._records = records if records is not None else [0, 0]
         self._labels = labels
         self.event_counts = event_counts
         self._invocations = metrics.invocations.labels(*labels)
@@ -180,8 +193,10 @@ class MappingMetrics:
         """Counts read off a journal row as it is written."""
         if e.outcome in INVOKED_OUTCOMES:
             self._count(self._m.invoked, e.batch_size)
+            self._records[0] += e.batch_size
         if e.outcome in FAILED_OUTCOMES:
             self._count(self._m.failed_invoke, e.batch_size)
+            self._records[1] += e.batch_size
         elif e.outcome == PARTIAL_FAILURE:
             self._count(self._m.failed_invoke, len(e.detail.get("failed") or ()))
         elif e.outcome == DISCARDED:

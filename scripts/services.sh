@@ -8,6 +8,7 @@
 #   scripts/services.sh status  [SERVICE...]   running (ours) / up (not ours) / stopped
 #   scripts/services.sh reset   SERVICE...     stop and wipe the service's data (next start is a fresh one)
 #   scripts/services.sh env                    print `export ESM_TEST_...=...` lines for every endpoint
+#   scripts/services.sh browser                install Debian's chromium when missing (the dashboard's tests)
 #
 # SERVICE   port(s) on 127.0.0.1                          what
 # elasticmq 9324                                          ElasticMQ (SQS), Maven Central jars, account 000000000000
@@ -631,7 +632,7 @@ EOF
 }
 
 usage() { # EXIT-CODE
-  sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   echo "services: ${ALL_SERVICES[*]}" >&2
   exit "${1:-2}"
 }
@@ -652,6 +653,8 @@ case $cmd in
   reset)   ((${#targets[@]})) || die "reset needs SERVICE names"
            for t in "${targets[@]}"; do main_port "$t" >/dev/null; with_lock "$t" do_reset "$t"; done ;;
   env)     print_env ;;
+  # the dashboard's tests drive a real headless Chromium (Debian's package; playwright uses its binary)
+  browser) with_lock chromium need chromium chromium; command -v chromium ;;
   rabbitmqctl) rabbitmqctl_ "${targets[@]}" ;;
   -h|--help|help) usage 0 ;;
   *) usage ;;

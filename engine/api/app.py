@@ -18,6 +18,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engine import states
+from engine.api.dashboard import Dashboard
 from engine.config import DEFAULT_FILTERS_PER_MAPPING
 from engine.errors import (
     InvalidParameterValueException,
@@ -356,7 +357,9 @@ def _max_items(raw: str | None) -> int | None:
     return value
 
 
-def build_app(plane: ControlPlane, metrics: EngineMetrics | None = None) -> web.Application:
+def build_app(
+    plane: ControlPlane, metrics: EngineMetrics | None = None, dashboard: Dashboard | None = None
+) -> web.Application:
     app = web.Application(middlewares=[_errors], client_max_size=8 * 1024 * 1024)
 
     async def create(request: web.Request) -> web.Response:
@@ -412,4 +415,6 @@ def build_app(plane: ControlPlane, metrics: EngineMetrics | None = None) -> web.
             return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         app.router.add_get("/metrics", scrape)
+    if dashboard is not None:
+        dashboard.routes(app)
     return app

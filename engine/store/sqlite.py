@@ -394,6 +394,21 @@ class SqliteStore:
         return [_journal_entry(r) for r in rows.fetchall()]
 
     @_serialized
+    def journal_near(self, entry_id: int, limit: int) -> tuple[list[JournalEntry], int]:
+        """The rows of a row's mapping and scope around it, oldest first (``limit`` each side, without
+        payloads), and its index among them; ([], -1) when there is no such row."""
+        self.flush_journal()
+        r = self._db.execute(f"SELECT {_JOURNAL_LISTED} FROM journal WHERE id=?", (entry_id,)).fetchone()
+        if r is None:
+            return [], -1
+        key = (r["mapping_uuid"], r["scope"])
+        where = f"SELECT {_JOURNAL_LISTED} FROM journal WHERE mapping_uuid=? AND scope=? AND id"
+        before = self._db.execute(f"{where} < ? ORDER BY id DESC LIMIT ?", (*key, entry_id, limit)).fetchall()
+        after = self._db.execute(f"{where} > ? ORDER BY id LIMIT ?", (*key, entry_id, limit)).fetchall()
+        rows = [*reversed(before), r, *after]
+        return [_journal_entry(x) for x in rows], len(before)
+
+    @_serialized
     def journal_entry(self, entry_id: int) -> JournalEntry | None:
         """One row with its captured payload, if any."""
         self.flush_journal()

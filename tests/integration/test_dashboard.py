@@ -1,0 +1,138 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by playwright): it loads from the engine's
+port alone, shows a mapping created through boto3, updates as records flow, and shows the bisect tree of a
+poison batch down to the record alone, its discard and its destination delivery."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.integration.conftest import wait_for
+from tests.integration.test_kinesis import _put, _stream
+from tests.integration.test_sqs import _map, _queue, _send, _sqs
+from tests.services import skip_unless_ci
+
+REGION = "us-east-1"
+#: the flags this machine's Chromium needs (no sandbox as root; no calls to Google's hosts)
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    chromium = shutil.which("chromium")
+    if chromium is None:  # scripts/test installs it (scripts/services.sh browser)
+        skip_unless_ci("no chromium on PATH: scripts/services.sh browser installs Debian's")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1366, "height": 900})  # a laptop screen
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    # nothing but the engine: a request elsewhere would fail without internet access
+    outside: list[str] = []
+    pg.on("request", lambda r: None if r.url.startswith("http://127.0.0.1:") else outside.append(r.url))
+    yield pg
+    context.close()
+    assert not errors, errors
+    assert not outside, outside
+
+
+def test_a_mapping_shows_and_updates_as_records_flow(
+    page: Page, sqs_endpoint: str, start_engine: Any, unique_name: Any
+) -> None:
+    sqs = _sqs(sqs_endpoint)
+    url, arn = _queue(sqs, unique_name("dash"))
+    eng = start_engine(sqs_endpoint)
+    uuid = _map(eng, arn, "fn-ok", BatchSize=10)
+    page.goto(f"{eng.url}/dashboard")
+    row = page.locator(f"#mappings tbody tr[data-uuid='{uuid}']")
+    expect(row).to_contain_text("Enabled")
+    expect(row).to_contain_text(arn)
+    expect(row).to_contain_text("fn-ok")
+    expect(row.locator("td").nth(6)).to_have_text("0")  # no record yet
+    _send(sqs, url, [f"m{i}" for i in range(25)])
+    expect(row.locator("td").nth(6)).to_have_text("25", timeout=15_000)  # polled, no reload
+    row.click()
+    expect(page.locator("#detail-uuid")).to_have_text(uuid)
+    expect(page.locator("#invocations tbody tr").first).to_contain_text("success")
+    # the charts are drawn (uPlot canvases), sized for the screen
+    assert page.locator("#detail canvas").count() >= 3
+
+
+def test_a_poison_batch_shows_its_bisect_tree(
+    page: Page, kinesis_endpoint: str, sqs_endpoint: str, start_engine: Any, unique_name: Any
+) -> None:
+    kinesis = boto3.client("kinesis", endpoint_url=kinesis_endpoint, region_name=REGION)
+    name = unique_name("dash")
+    arn = _stream(kinesis, name)
+    try:
+        sqs = _sqs(sqs_endpoint)
+        _, dlq_arn = _queue(sqs, unique_name("dash-onfailure"))
+        data = [f"r{i}" for i in range(7)] + ["POISON"] + [f"s{i}" for i in range(8)]
+        _put(kinesis, name, [("k", d) for d in data])
+        eng = start_engine(None, endpoints={"kinesis": kinesis_endpoint, "sqs": sqs_endpoint})
+        uuid = eng.lambda_client.create_event_source_mapping(
+            EventSourceArn=arn,
+            FunctionName="fn-stream_poison",
+            StartingPosition="TRIM_HORIZON",
+            BatchSize=16,
+            BisectBatchOnFunctionError=True,
+            MaximumRetryAttempts=0,
+            DestinationConfig={"OnFailure": {"Destination": dlq_arn}},
+        )["UUID"]
+        store = eng.engine.store
+        wait_for(lambda: any(e.outcome == "destination_sent" for e in store.journal(uuid, 100)), timeout=30)
+        page.goto(f"{eng.url}/dashboard")
+        page.locator(f"#mappings tbody tr[data-uuid='{uuid}']").click()
+        expect(page.locator("#mappings tbody tr.selected")).to_contain_text("fn-stream_poison")
+        # the first attempt of the batch of 16: its row in the recent invocations
+        first = page.locator("#invocations tbody tr", has_text="function_error").last
+        expect(first).to_contain_text("16")
+        first.click()
+        tree = page.locator("#tree li")
+        expect(tree).to_have_count(11, timeout=10_000)
+        depths = [int(d) for d in tree.evaluate_all("items => items.map(i => i.dataset.depth)")]
+        outcomes = tree.evaluate_all("items => items.map(i => i.dataset.outcome)")
+        # the batch of 16, then the halves holding the poison down to it alone (each first half first, its
+        # ok sibling after), its discard and delivery, and last the batch's other half of 8
+        assert outcomes == [
+            "function_error",
+            "function_error",
+            "invoked",
+            "function_error",
+            "invoked",
+            "function_error",
+            "invoked",
+            "function_error",
+            "discarded",
+            "destination_sent",
+            "invoked",
+        ]
+        assert depths == [0, 1, 2, 2, 3, 3, 4, 4, 0, 0, 1]
+        expect(page.locator("#tree")).to_contain_text("RetryAttemptsExhausted")
+        shot = os.environ.get("ESM_DASHBOARD_SCREENSHOT")
+        if shot:  # the README's picture: scripts/dashboard-screenshot
+            page.screenshot(path=Path(shot), full_page=True)
+    finally:
+        kinesis.delete_stream(StreamName=name)
