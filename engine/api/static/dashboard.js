@@ -94,7 +94,7 @@ async function refreshDetail() {
   if (!uuid) return;
   const [series, journal] = await Promise.all([
     getJson(`/dashboard/api/mappings/${uuid}/series`),
-    getJson(`/dashboard/api/mappings/${uuid}/journal?limit=30`),
+    getJson(`/dashboard/api/mappings/${uuid}/journal?limit=20`),
   ]);
   if (uuid !== state.selected) return;
   const t = series.t;
