@@ -18,7 +18,9 @@ Our reading of AWS's definitions (their metric docs name the counts, not every e
   because the filter refused them;
 - OnFailureDestinationDeliveredEventCount: records whose failure record the destination took.
 OffsetLag is the mapping's total over its partitions (records behind the partitions' ends); IteratorAge
-the age of the last record of the latest invocation, in milliseconds.
+the age of the last record of the latest invocation, in milliseconds; ``esm_queue_depth`` (ours: AWS's
+is the queue service's ApproximateNumberOfMessagesVisible) the messages a queue holds, asked every 10 s
+while messages flow.
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ class EngineMetrics:
         self.iterator_age = gauge(
             "esm_iterator_age_milliseconds", "Age of the last record of the latest invocation (IteratorAge)"
         )
+        self.queue_depth = gauge(
+            "esm_queue_depth",
+            "Messages waiting in the queue (SQS ApproximateNumberOfMessages, a broker's ready)",
+        )
         self.offset_lag = gauge(
             "esm_offset_lag", "Records behind the end of the mapping's partitions (OffsetLag)"
         )
@@ -95,6 +101,7 @@ class EngineMetrics:
             self.concurrent,
             self.iterator_age,
             self.offset_lag,
+            self.queue_depth,
         )
         self._event_counts = (
             self.polled,
@@ -176,6 +183,9 @@ class MappingMetrics:
 
     def iterator_age(self, age_ms: float) -> None:
         self._m.iterator_age.labels(*self._labels).set(max(0.0, age_ms))
+
+    def queue_depth(self, depth: int) -> None:
+        self._m.queue_depth.labels(*self._labels).set(depth)
 
     def offset_lag(self, partition: str, lag: int) -> None:
         self._lags[partition] = lag

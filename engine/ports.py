@@ -211,6 +211,11 @@ class QueueSource(Opened, Protocol):
         SQS: the redrive policy once the visibility timeout returns them). Never deletes them."""
         ...
 
+    async def depth(self) -> int | None:
+        """Messages waiting to be delivered (SQS: ApproximateNumberOfMessages; RabbitMQ: the queue's
+        ready count); None where the broker does not say (ActiveMQ over STOMP)."""
+        ...
+
 
 class SourceFactory(Protocol):
     async def describe(self, mapping: EventSourceMapping) -> SourceDescription:

@@ -246,6 +246,9 @@ class ActiveMqQueue(TaskOwner):
             self.log.warning("already_settled", count=len(items) - len(out))
         return out
 
+    async def depth(self) -> int | None:
+        return None  # STOMP has no queue statistics
+
     async def ack(self, messages: Sequence[QueueMessage]) -> None:
         """ACK each message; SourceError for messages whose connection was lost (they come back)."""
         lost = 0

@@ -76,6 +76,9 @@ class MemoryQueue(Transport):
         self._held.update((m.item_id, m) for m in out)
         return out
 
+    async def depth(self) -> int | None:
+        return len(self._ready)
+
     async def ack(self, messages: Sequence[QueueMessage]) -> None:
         self._settle(messages)
         self.acked += [m.item_id for m in messages]

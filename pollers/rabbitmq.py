@@ -127,6 +127,8 @@ class RabbitMqQueue(Transport):
         self._send, self._recv = anyio.create_memory_object_stream[DeliveredMessage](math.inf)
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
+        #: queue statistics (depth) ask on this channel
+        self._stats: AbstractChannel | None = None
         self._underlay: aiormq.abc.AbstractChannel | None = None
         self._open_lock = anyio.Lock()
         self._settle_lock = anyio.Lock()
@@ -222,6 +224,21 @@ class RabbitMqQueue(Transport):
         self._underlay = underlay
         self.log.info("rabbitmq_consumer_started", prefetch=self.prefetch)
 
+    async def depth(self) -> int | None:
+        """The queue's ready messages: a passive declare (the queue is neither created nor changed) on a
+        channel of its own, so that a refusal never closes the consumer's."""
+        connection = self._connection
+        if connection is None:
+            return None
+        try:
+            if self._stats is None or self._stats.is_closed:
+                self._stats = await connection.channel(publisher_confirms=False)
+            declared = await self._stats.declare_queue(self.queue, passive=True)
+        except _AMQP_FAILURES as e:
+            raise SourceError(f"RabbitMQ queue {self.where}: {_reason(e)}") from e
+        count = declared.declaration_result.message_count
+        return None if count is None else int(count)
+
     async def aclose(self) -> None:
         """Close channel and connection (shielded, bounded): unacknowledged deliveries return to the queue."""
         self._closed = True
@@ -231,7 +248,7 @@ class RabbitMqQueue(Transport):
 
     async def _close_connection(self) -> None:
         connection, self._connection = self._connection, None
-        self._channel = self._underlay = None
+        self._channel = self._underlay = self._stats = None
         if connection is None:
             return
         try:

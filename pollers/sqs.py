@@ -136,6 +136,16 @@ class SqsQueue(Transport):
             )
         return out
 
+    async def depth(self) -> int | None:
+        client, url = await self._client_and_url()
+        try:
+            resp = await client.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+            )
+        except (ClientError, BotoCoreError) as e:
+            raise SourceError(f"GetQueueAttributes failed: {e}") from e
+        return int(resp["Attributes"]["ApproximateNumberOfMessages"])
+
     async def ack(self, messages: Sequence[QueueMessage]) -> None:
         client, url = await self._client_and_url()
         chunks = [messages[i : i + 10] for i in range(0, len(messages), 10)]

@@ -86,7 +86,9 @@ class History:
                 by_mapping.setdefault(uuid, {})[name] = value
         for uuid, (records, failed) in list(self.metrics.records.items()):
             got = by_mapping.get(uuid, {})
-            lag = got.get("esm_offset_lag", got.get("esm_iterator_age_milliseconds"))
+            lag = got.get(
+                "esm_offset_lag", got.get("esm_iterator_age_milliseconds", got.get("esm_queue_depth"))
+            )
             now_values: Values = (
                 records,
                 failed,

@@ -23,7 +23,7 @@ from engine.pipeline.collect import collect
 from engine.pipeline.invoking import MeteredInvoker
 from engine.pipeline.journal import Journal, LastProcessingResult
 from engine.pipeline.queue_batch import QueueBatches
-from engine.ports import Invoker, QueueMessage, QueueSource
+from engine.ports import Invoker, QueueMessage, QueueSource, SourceError, SourceNotFound
 from engine.sources.profile import SourceProfile
 from engine.store.ports import RunnerStore
 from engine.timescale import REAL_TIME, TimeScale
@@ -57,6 +57,8 @@ class QueueRunnerSettings:
     long_poll_s: float = LONG_POLL_S
     #: the journal keeps each attempt's exact event (``esm serve --capture-payloads``)
     capture_payloads: bool = False
+    #: how often the queue's depth is asked while messages flow (esm_queue_depth, the dashboard)
+    depth_interval_s: float = 10.0
 
 
 class QueueRunner:
@@ -127,6 +129,8 @@ class QueueRunner:
         # invocations run concurrently (SQS pollers each receive for themselves)
         self._cut_lock = anyio.Lock() if profile.one_push_buffer else None
         self._tg: anyio.abc.TaskGroup | None = None
+        #: messages received so far (the depth watcher asks only when some came since it last asked)
+        self._received = 0
 
     def drain(self, *, abandon_waits: bool = False) -> None:
         """Stop receiving; batches in flight finish. A long poll still waiting goes on until it answers
@@ -150,9 +154,30 @@ class QueueRunner:
                 self._tg = tg
                 for _ in range(self.idle_pollers):
                     self._spawn()
+                tg.start_soon(self._watch_depth, name=f"esm-depth-{self.mapping.uuid}")
                 ready()
         finally:
             self.log.info("queue_runner_stopped")
+
+    async def _watch_depth(self) -> None:
+        """The queue's depth every depth_interval_s while messages flow or some were left waiting; an
+        idle mapping asks nothing, a broker that does not say (ActiveMQ) is not asked again."""
+        seen, depth = 0, 0
+        while not self._draining.is_set():
+            with anyio.move_on_after(self.settings.depth_interval_s):
+                await self._draining.wait()
+            if self._draining.is_set() or (self._received == seen and depth == 0):
+                continue
+            seen = self._received
+            try:
+                got = await self.source.depth()
+            except (SourceError, SourceNotFound) as e:
+                self.log.debug("queue_depth_failed", error=str(e))
+                continue
+            if got is None:
+                return
+            depth = got
+            self.metrics.queue_depth(depth)
 
     def _spawn(self, first_wait_s: float | None = None) -> None:
         assert self._tg is not None
@@ -250,6 +275,7 @@ class _PollerFeed:
         if receive.cancelled_caught or not received:
             return None
         self.runner.metrics.polled(len(received))
+        self.runner._received += len(received)
         self.backlog = self.backlog or len(received) >= want
         return await self.runner._admit(received)
 

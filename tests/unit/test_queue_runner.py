@@ -13,6 +13,7 @@ import pytest
 
 from engine.events import RECORDS_ENVELOPE
 from engine.filtering import compile_filters
+from engine.metrics import values
 from engine.model import EventSourceMapping, SourceKind, State
 from engine.ports import InvokeError, InvokeResult
 from engine.runner.queue import QueueRunner, QueueRunnerSettings
@@ -302,4 +303,43 @@ async def test_messages_trickling_into_an_idle_queue_get_five_batches_before_the
                 await anyio.sleep(0.01)
             await anyio.sleep(1.5)  # the extra pollers' long polls come back empty: they leave
             assert runner._active == 1
+            tg.cancel_scope.cancel()
+
+
+async def test_the_depth_is_asked_while_messages_flow_and_never_while_idle() -> None:
+    class Counted(MemoryQueue):
+        asked = 0
+
+        async def depth(self) -> int | None:
+            Counted.asked += 1
+            return await super().depth()
+
+    q, inv = Counted(), SlowInvoker()
+    runner = QueueRunner(
+        _mapping(),
+        profile_of(SourceKind.SQS),
+        q,
+        RECORDS_ENVELOPE,
+        inv,
+        compile_filters([], profile_of(SourceKind.SQS).filters),
+        SqliteStore(":memory:"),
+        QueueRunnerSettings(long_poll_s=0.05, depth_interval_s=0.05),
+    )
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(runner.run)
+            await anyio.sleep(0.3)
+            assert Counted.asked == 0  # idle: nothing asked
+            for i in range(100):
+                q.put(f"b{i}")
+            await anyio.sleep(0.15)
+            assert Counted.asked >= 1
+            while len(q.acked) < 100:
+                await anyio.sleep(0.01)
+            await anyio.sleep(0.3)  # a last look finds the queue empty, then no more asks
+            asked = Counted.asked
+            await anyio.sleep(0.3)
+            assert Counted.asked == asked
+            [depth] = [v for (name, _), v in values(runner.metrics._m).items() if name == "esm_queue_depth"]
+            assert depth == 0
             tg.cancel_scope.cancel()

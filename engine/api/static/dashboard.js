@@ -63,7 +63,7 @@ function select(m) {
   $("#detail-uuid").textContent = m.uuid;
   $("#detail-source").textContent = `${m.source} → ${m.function}`;
   $("#lag-caption").textContent = m.kind.includes("kafka") ? "Offset lag (records behind)" :
-    ["kinesis", "dynamodb"].includes(m.kind) ? "Iterator age (ms)" : "Lag (streams and Kafka only)";
+    ["kinesis", "dynamodb"].includes(m.kind) ? "Iterator age (ms)" : "Queue depth (messages waiting)";
   for (const row of document.querySelectorAll("#mappings tbody tr")) {
     row.classList.toggle("selected", row.dataset.uuid === m.uuid);
   }
