@@ -53,6 +53,15 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
 
 
+def _data_dir_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(_env("ESM_DATA_DIR", ".data") or ".data"),
+        help="where the SQLite store lives [ESM_DATA_DIR] (.data)",
+    )
+
+
 def _config_and_aws_options(p: argparse.ArgumentParser) -> None:
     """--config and the AWS options, as `esm serve` and `esm replay` take them."""
     p.add_argument(
@@ -108,12 +117,7 @@ def _parser() -> argparse.ArgumentParser:
         default=int(_env("ESM_PORT", "9001") or 9001),
         help="API port [ESM_PORT] (9001; 0 picks a free port)",
     )
-    s.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(_env("ESM_DATA_DIR", ".data") or ".data"),
-        help="where the SQLite store lives [ESM_DATA_DIR] (.data)",
-    )
+    _data_dir_option(s)
     _config_and_aws_options(s)
     s.add_argument(
         "--embedded-aws",
@@ -167,7 +171,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     m = sub.add_parser("mappings", help="list the mappings in the store")
-    m.add_argument("--data-dir", type=Path, default=Path(_env("ESM_DATA_DIR", ".data") or ".data"))
+    _data_dir_option(m)
     m.add_argument("--json", action="store_true", help="print the stored mappings as JSON")
 
     f = sub.add_parser("functions", help="list the functions the config file declares")
@@ -182,7 +186,7 @@ def _parser() -> argparse.ArgumentParser:
     j.add_argument(
         "entry_id", nargs="?", type=int, metavar="ID", help="the row's ID (the listing's first column)"
     )
-    j.add_argument("--data-dir", type=Path, default=Path(_env("ESM_DATA_DIR", ".data") or ".data"))
+    _data_dir_option(j)
     j.add_argument("--mapping", help="only this mapping's UUID")
     j.add_argument("--limit", type=int, default=50)
     j.add_argument("--json", action="store_true")
@@ -194,7 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("record", metavar="RECORD", help="a sequence number, a Kafka offset or a message id")
     t.add_argument("--mapping", help="only this mapping's UUID")
     t.add_argument("--shard", help="only this shard or partition (e.g. shardId-000000000000, orders-0)")
-    t.add_argument("--data-dir", type=Path, default=Path(_env("ESM_DATA_DIR", ".data") or ".data"))
+    _data_dir_option(t)
     t.add_argument("--json", action="store_true")
 
     r = sub.add_parser(
@@ -203,7 +207,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("entry_id", type=int, metavar="ID", help="a journal row with a payload (esm journal)")
     r.add_argument("--function", help="another function of the config file (default: the mapping's)")
-    r.add_argument("--data-dir", type=Path, default=Path(_env("ESM_DATA_DIR", ".data") or ".data"))
+    _data_dir_option(r)
     _config_and_aws_options(r)
     return p
 

@@ -12,10 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 from tests.integration.conftest import esm_test_fns, functions_config, wait_for
-from tests.integration.test_kinesis import _put, _stream
+from tests.integration.poison import poisoned_stream
 from tests.integration.test_sqs import _map, _queue, _send, _sqs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,71 +127,34 @@ def test_uncaptured_rows_say_so(sqs_endpoint: str, start_engine: Any, unique_nam
 def test_a_destination_record_is_captured_exactly_as_delivered(
     kinesis_endpoint: str, sqs_endpoint: str, start_engine: Any, unique_name: Any
 ) -> None:
-    kinesis = boto3.client("kinesis", endpoint_url=kinesis_endpoint, region_name=REGION)
-    name = unique_name("capture")
-    arn = _stream(kinesis, name)
-    try:
-        sqs = _sqs(sqs_endpoint)
-        dlq_url, dlq_arn = _queue(sqs, unique_name("capture-onfailure"))
-        _put(kinesis, name, [("k", "POISON")])
-        eng = start_engine(
-            None,
-            endpoints={"kinesis": kinesis_endpoint, "sqs": sqs_endpoint},
-            config=_capturing("fn-stream_poison"),
-        )
-        resp = eng.lambda_client.create_event_source_mapping(
-            EventSourceArn=arn,
-            FunctionName="fn-stream_poison",
-            StartingPosition="TRIM_HORIZON",
-            MaximumRetryAttempts=0,
-            DestinationConfig={"OnFailure": {"Destination": dlq_arn}},
-        )
-        store = eng.engine.store
-        wait_for(
-            lambda: [e for e in store.journal(resp["UUID"], 100) if e.outcome == "destination_sent"],
-            timeout=30,
-        )
-        [failed, discarded, delivered] = [store.journal_entry(e.id) for e in store.journal(resp["UUID"], 100)]
+    with poisoned_stream(
+        kinesis_endpoint,
+        sqs_endpoint,
+        start_engine,
+        unique_name,
+        data=["POISON"],
+        engine={"config": _capturing("fn-stream_poison")},
+    ) as run:
+        store = run.eng.engine.store
+        [failed, discarded, delivered] = [store.journal_entry(e.id) for e in store.journal(run.uuid, 100)]
         assert [failed.outcome, discarded.outcome, delivered.outcome] == [
             "function_error",
             "discarded",
             "destination_sent",
         ]
-        [call] = esm_test_fns.calls_for(arn)
+        [call] = esm_test_fns.calls_for(run.arn)
         assert json.loads(failed.payload) == call["event"]
         assert discarded.payload == failed.payload  # the event the discarded records were in
-        [message] = sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=5)["Messages"]
+        [message] = run.sqs.receive_message(QueueUrl=run.dlq_url, WaitTimeSeconds=5)["Messages"]
         assert delivered.payload.decode() == message["Body"]  # byte for byte what the queue got
-    finally:
-        kinesis.delete_stream(StreamName=name)
 
 
 def test_trace_follows_a_poison_record_through_its_bisect_to_the_destination(
     kinesis_endpoint: str, sqs_endpoint: str, start_engine: Any, unique_name: Any
 ) -> None:
-    kinesis = boto3.client("kinesis", endpoint_url=kinesis_endpoint, region_name=REGION)
-    name = unique_name("trace")
-    arn = _stream(kinesis, name)
-    try:
-        sqs = _sqs(sqs_endpoint)
-        _, dlq_arn = _queue(sqs, unique_name("trace-onfailure"))
-        data = [f"r{i}" for i in range(7)] + ["POISON"] + [f"s{i}" for i in range(8)]
-        seqs = _put(kinesis, name, [("k", d) for d in data])
-        eng = start_engine(None, endpoints={"kinesis": kinesis_endpoint, "sqs": sqs_endpoint})
-        resp = eng.lambda_client.create_event_source_mapping(
-            EventSourceArn=arn,
-            FunctionName="fn-stream_poison",
-            StartingPosition="TRIM_HORIZON",
-            BatchSize=16,
-            BisectBatchOnFunctionError=True,
-            MaximumRetryAttempts=0,
-            DestinationConfig={"OnFailure": {"Destination": dlq_arn}},
-        )
-        store = eng.engine.store
-        wait_for(
-            lambda: any(e.outcome == "destination_sent" for e in store.journal(resp["UUID"], 100)), timeout=30
-        )
-        wait_for(lambda: {esm_test_fns._data(r) for r in esm_test_fns.records_for(arn)} == set(data))
+    with poisoned_stream(kinesis_endpoint, sqs_endpoint, start_engine, unique_name) as run:
+        seqs, eng = run.seqs, run.eng
+        wait_for(lambda: {esm_test_fns._data(r) for r in esm_test_fns.records_for(run.arn)} == set(run.data))
         data_dir = str(eng.engine.settings.data_dir)
         [poison] = json.loads(_esm("trace", seqs[7], "--data-dir", data_dir, "--json").stdout)
         rows = poison["rows"]
@@ -201,17 +162,17 @@ def test_trace_follows_a_poison_record_through_its_bisect_to_the_destination(
         attempts = [(r["batch_size"], r["bisect_depth"]) for r in rows if r["outcome"] == "function_error"]
         assert attempts == [(16, 0), (8, 1), (4, 2), (2, 3), (1, 4)]
         assert [r["outcome"] for r in rows][-2:] == ["discarded", "destination_sent"]
-        assert poison["end"] == f"discarded (RetryAttemptsExhausted), its failure record sent to {dlq_arn}"
+        assert (
+            poison["end"] == f"discarded (RetryAttemptsExhausted), its failure record sent to {run.dlq_arn}"
+        )
         text = _esm("trace", seqs[7], "--data-dir", data_dir).stdout
-        assert f"{seqs[7]} in shardId-000000000000 (mapping {resp['UUID']}):" in text
+        assert f"{seqs[7]} in shardId-000000000000 (mapping {run.uuid}):" in text
         assert "        attempt 1" in text  # a bisect half indented under its batch
         [good] = json.loads(_esm("trace", seqs[12], "--data-dir", data_dir, "--json").stdout)
         assert good["end"] == "invoked: succeeded on attempt 1"
         assert [r["batch_size"] for r in good["rows"]] == [16, 8]  # failed with the poison, then its half ok
         nowhere = _esm("trace", "1" + seqs[0], "--data-dir", data_dir).stdout
         assert "not in the journal" in nowhere
-    finally:
-        kinesis.delete_stream(StreamName=name)
 
 
 def test_trace_says_a_message_was_filtered_out(

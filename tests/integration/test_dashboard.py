@@ -4,18 +4,14 @@ poison batch down to the record alone, its discard and its destination delivery.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.integration.conftest import wait_for
-from tests.integration.test_kinesis import _put, _stream
+from tests.integration.poison import poisoned_stream
 from tests.integration.test_sqs import _map, _queue, _send, _sqs
 from tests.services import skip_unless_ci
 
@@ -83,28 +79,9 @@ def test_a_mapping_shows_and_updates_as_records_flow(
 def test_a_poison_batch_shows_its_bisect_tree(
     page: Page, kinesis_endpoint: str, sqs_endpoint: str, start_engine: Any, unique_name: Any
 ) -> None:
-    kinesis = boto3.client("kinesis", endpoint_url=kinesis_endpoint, region_name=REGION)
-    name = unique_name("dash")
-    arn = _stream(kinesis, name)
-    try:
-        sqs = _sqs(sqs_endpoint)
-        _, dlq_arn = _queue(sqs, unique_name("dash-onfailure"))
-        data = [f"r{i}" for i in range(7)] + ["POISON"] + [f"s{i}" for i in range(8)]
-        _put(kinesis, name, [("k", d) for d in data])
-        eng = start_engine(None, endpoints={"kinesis": kinesis_endpoint, "sqs": sqs_endpoint})
-        uuid = eng.lambda_client.create_event_source_mapping(
-            EventSourceArn=arn,
-            FunctionName="fn-stream_poison",
-            StartingPosition="TRIM_HORIZON",
-            BatchSize=16,
-            BisectBatchOnFunctionError=True,
-            MaximumRetryAttempts=0,
-            DestinationConfig={"OnFailure": {"Destination": dlq_arn}},
-        )["UUID"]
-        store = eng.engine.store
-        wait_for(lambda: any(e.outcome == "destination_sent" for e in store.journal(uuid, 100)), timeout=30)
-        page.goto(f"{eng.url}/dashboard")
-        page.locator(f"#mappings tbody tr[data-uuid='{uuid}']").click()
+    with poisoned_stream(kinesis_endpoint, sqs_endpoint, start_engine, unique_name) as run:
+        page.goto(f"{run.eng.url}/dashboard")
+        page.locator(f"#mappings tbody tr[data-uuid='{run.uuid}']").click()
         expect(page.locator("#mappings tbody tr.selected")).to_contain_text("fn-stream_poison")
         # the first attempt of the batch of 16: its row in the recent invocations
         first = page.locator("#invocations tbody tr", has_text="function_error").last
@@ -131,8 +108,3 @@ def test_a_poison_batch_shows_its_bisect_tree(
         ]
         assert depths == [0, 1, 2, 2, 3, 3, 4, 4, 0, 0, 1]
         expect(page.locator("#tree")).to_contain_text("RetryAttemptsExhausted")
-        shot = os.environ.get("ESM_DASHBOARD_SCREENSHOT")
-        if shot:  # the README's picture: scripts/dashboard-screenshot
-            page.screenshot(path=Path(shot), full_page=True)
-    finally:
-        kinesis.delete_stream(StreamName=name)

@@ -9,13 +9,12 @@ import urllib.request
 from collections import Counter
 from typing import Any
 
-import boto3
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.store.ports import JournalEntry
 from tests.integration.conftest import RunningEngine, esm_test_fns, wait_for
+from tests.integration.poison import poisoned_stream
 from tests.integration.test_kafka import create, create_topic, produce, self_managed
-from tests.integration.test_kinesis import _put, _stream
 from tests.integration.test_sqs import _map, _queue, _send, _sqs
 
 REGION = "us-east-1"
@@ -128,60 +127,36 @@ def test_without_event_count_only_the_function_side_is_emitted(
 def test_kinesis_counts_match_the_journal(
     kinesis_endpoint: str, sqs_endpoint: str, start_engine: Any, unique_name: Any
 ) -> None:
-    kinesis = boto3.client("kinesis", endpoint_url=kinesis_endpoint, region_name=REGION)
-    name = unique_name("metrics")
-    arn = _stream(kinesis, name)
-    try:
-        _kinesis_run(kinesis, name, arn, kinesis_endpoint, sqs_endpoint, start_engine, unique_name)
-    finally:
-        kinesis.delete_stream(StreamName=name)  # kinesis-mock allows 200 shards per account
-
-
-def _kinesis_run(
-    kinesis: Any,
-    name: str,
-    arn: str,
-    kinesis_endpoint: str,
-    sqs_endpoint: str,
-    start_engine: Any,
-    unique_name: Any,
-) -> None:
-    sqs = _sqs(sqs_endpoint)
-    dlq_url, dlq_arn = _queue(sqs, unique_name("metrics-onfailure"))
-    data = [f"r{i}" for i in range(7)] + ["POISON"] + [f"s{i}" for i in range(8)]
-    _put(kinesis, name, [("k", d) for d in data])
-    eng = start_engine(None, endpoints={"kinesis": kinesis_endpoint, "sqs": sqs_endpoint})
-    resp = eng.lambda_client.create_event_source_mapping(
-        EventSourceArn=arn,
-        FunctionName="fn-stream_poison",
-        StartingPosition="TRIM_HORIZON",
-        BatchSize=16,
-        BisectBatchOnFunctionError=True,
+    with poisoned_stream(
+        kinesis_endpoint,
+        sqs_endpoint,
+        start_engine,
+        unique_name,
         MaximumRetryAttempts=1,
-        DestinationConfig={"OnFailure": {"Destination": dlq_arn}},
         MetricsConfig={"Metrics": ["EventCount"]},
-    )
-    uuid = resp["UUID"]
-    wait_for(lambda: any(e.outcome == "destination_sent" for e in journal(eng, uuid)), timeout=30)
-    # every record reached the function (POISON in failing batches only)
-    wait_for(lambda: {esm_test_fns._data(r) for r in esm_test_fns.records_for(arn)} == set(data))
-    rows = journal(eng, uuid)
-    got = scrape(eng, uuid)
-    outcomes = Counter(e.outcome for e in rows)
-    assert outcomes["discarded"] == 1 and outcomes["destination_sent"] == 1
-    assert got["esm_polled_events_total"] == len(data)  # each record read once
-    assert got["esm_invoked_events_total"] == sized(rows, INVOKED)
-    assert got["esm_failed_invoke_events_total"] == sized(rows, {"function_error"})
-    assert got["esm_dropped_events_total"] == sized(rows, {"discarded"}) == 1
-    assert got["esm_on_failure_destination_delivered_events_total"] == sized(rows, {"destination_sent"}) == 1
-    assert got["esm_invocations_total"] == sum(outcomes[o] for o in ATTEMPTS)
-    assert got["esm_errors_total"] == outcomes["function_error"] >= 2  # the batch, then halves
-    assert got["esm_duration_seconds_count"] == got["esm_invocations_total"]
-    assert got["esm_iterator_age_milliseconds"] >= 0
-    assert "esm_deleted_events_total" not in got and "esm_filtered_out_events_total" not in got
-    assert labels_of(eng, uuid) == {("fn-stream_poison", "kinesis")}
-    [failure] = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=dlq_url).get("Messages", [])]
-    assert failure["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    ) as run:
+        eng, uuid = run.eng, run.uuid
+        # every record reached the function (POISON in failing batches only)
+        wait_for(lambda: {esm_test_fns._data(r) for r in esm_test_fns.records_for(run.arn)} == set(run.data))
+        rows = journal(eng, uuid)
+        got = scrape(eng, uuid)
+        outcomes = Counter(e.outcome for e in rows)
+        assert outcomes["discarded"] == 1 and outcomes["destination_sent"] == 1
+        assert got["esm_polled_events_total"] == len(run.data)  # each record read once
+        assert got["esm_invoked_events_total"] == sized(rows, INVOKED)
+        assert got["esm_failed_invoke_events_total"] == sized(rows, {"function_error"})
+        assert got["esm_dropped_events_total"] == sized(rows, {"discarded"}) == 1
+        delivered = got["esm_on_failure_destination_delivered_events_total"]
+        assert delivered == sized(rows, {"destination_sent"}) == 1
+        assert got["esm_invocations_total"] == sum(outcomes[o] for o in ATTEMPTS)
+        assert got["esm_errors_total"] == outcomes["function_error"] >= 2  # the batch, then halves
+        assert got["esm_duration_seconds_count"] == got["esm_invocations_total"]
+        assert got["esm_iterator_age_milliseconds"] >= 0
+        assert "esm_deleted_events_total" not in got and "esm_filtered_out_events_total" not in got
+        assert labels_of(eng, uuid) == {("fn-stream_poison", "kinesis")}
+        messages = run.sqs.receive_message(QueueUrl=run.dlq_url).get("Messages", [])
+        [failure] = [json.loads(m["Body"]) for m in messages]
+        assert failure["requestContext"]["condition"] == "RetryAttemptsExhausted"
 
 
 def test_kafka_offset_lag_falls_to_zero_and_counts_match_the_journal(

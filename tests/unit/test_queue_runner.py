@@ -275,21 +275,27 @@ async def test_provisioned_pollers_stay_up_while_idle_and_cap_the_concurrency() 
     assert scaling.active_after == 3
 
 
+def _plain_runner(q: MemoryQueue, inv: ScriptedInvoker, settings: QueueRunnerSettings) -> QueueRunner:
+    """An SQS mapping of BatchSize 10, no filter, on an in-memory store."""
+    sqs = profile_of(SourceKind.SQS)
+    return QueueRunner(
+        _mapping(),
+        sqs,
+        q,
+        RECORDS_ENVELOPE,
+        inv,
+        compile_filters([], sqs.filters),
+        SqliteStore(":memory:"),
+        settings,
+    )
+
+
 async def test_messages_trickling_into_an_idle_queue_get_five_batches_before_the_first_returns() -> None:
     """Each receive gets one message (none comes back full: no backlog seen), as a burst starts; AWS's five
     waiting pollers would each take one. The lone idle poller starts one more, with a short first wait,
     and each that finds a message starts the next."""
     q, inv = CountingQueue(), SlowInvoker()
-    runner = QueueRunner(
-        _mapping(),
-        profile_of(SourceKind.SQS),
-        q,
-        RECORDS_ENVELOPE,
-        inv,
-        compile_filters([], profile_of(SourceKind.SQS).filters),
-        SqliteStore(":memory:"),
-        QueueRunnerSettings(long_poll_s=1.0, wake_wait_s=0.2),
-    )
+    runner = _plain_runner(q, inv, QueueRunnerSettings(long_poll_s=1.0, wake_wait_s=0.2))
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(runner.run)
@@ -315,16 +321,7 @@ async def test_the_depth_is_asked_while_messages_flow_and_never_while_idle() -> 
             return await super().depth()
 
     q, inv = Counted(), SlowInvoker()
-    runner = QueueRunner(
-        _mapping(),
-        profile_of(SourceKind.SQS),
-        q,
-        RECORDS_ENVELOPE,
-        inv,
-        compile_filters([], profile_of(SourceKind.SQS).filters),
-        SqliteStore(":memory:"),
-        QueueRunnerSettings(long_poll_s=0.05, depth_interval_s=0.05),
-    )
+    runner = _plain_runner(q, inv, QueueRunnerSettings(long_poll_s=0.05, depth_interval_s=0.05))
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(runner.run)
