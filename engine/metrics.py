@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -113,9 +114,9 @@ class EngineMetrics:
             self.destination_delivered,
         )
         self._labels: dict[str, tuple[str, str, str]] = {}
-        #: per mapping, what the dashboard charts whatever MetricsConfig says: records invoked and records
-        #: of failed attempts (not exported: AWS's event counts are opt-in)
-        self.records: dict[str, list[int]] = {}
+        #: per mapping, what the dashboard shows whatever MetricsConfig says, read without collecting the
+        #: registry (a thousand mappings' series every few seconds would cost a core's percent)
+        self.tallies: dict[str, Tally] = {}
 
     def mapping(self, m: EventSourceMapping, event_source: str) -> MappingMetrics:
         """The mapping's metrics (its counts go on across restarts and updates of its runner)."""
@@ -124,18 +125,33 @@ class EngineMetrics:
         if previous is not None and previous != labels:  # an update changed the function
             self.forget(m.uuid)
         self._labels[m.uuid] = labels
-        records = self.records.setdefault(m.uuid, [0, 0])
-        return MappingMetrics(self, labels, event_counts="EventCount" in m.metrics, records=records)
+        tally = self.tallies.setdefault(m.uuid, Tally())
+        return MappingMetrics(self, labels, event_counts="EventCount" in m.metrics, tally=tally)
 
     def forget(self, uuid: str) -> None:
         """A deleted mapping's series go with it."""
         labels = self._labels.pop(uuid, None)
-        self.records.pop(uuid, None)
+        self.tallies.pop(uuid, None)
         if labels is None:
             return
         for family in (*self._function_side, *self._event_counts):
             with contextlib.suppress(KeyError):  # never emitted
                 family.remove(*labels)
+
+
+@dataclass
+class Tally:
+    """A mapping's running totals as plain numbers: records invoked and records of failed attempts,
+    invocations, function errors, and its lag (iterator age ms, offset lag or queue depth; None yet)."""
+
+    records: int = 0
+    failed: int = 0
+    invocations: int = 0
+    errors: int = 0
+    lag: float | None = None
+
+    def values(self) -> tuple[int, int, int, int, float | None]:
+        return (self.records, self.failed, self.invocations, self.errors, self.lag)
 
 
 class MappingMetrics:
@@ -145,10 +161,10 @@ class MappingMetrics:
         labels: tuple[str, str, str],
         *,
         event_counts: bool,
-        records: list[int] | None = None,
+        tally: Tally | None = None,
     ) -> None:
         self._m = metrics
-        self._records = records if records is not None else [0, 0]
+        self.tally = tally if tally is not None else Tally()
         self._labels = labels
         self.event_counts = event_counts
         self._invocations = metrics.invocations.labels(*labels)
@@ -175,21 +191,26 @@ class MappingMetrics:
     def invoked(self, duration_s: float, *, function_error: bool) -> None:
         self._invocations.inc()
         self._duration.observe(duration_s)
+        self.tally.invocations += 1
         if function_error:
             self._errors.inc()
+            self.tally.errors += 1
 
     def throttled(self) -> None:
         self._throttles.inc()
 
     def iterator_age(self, age_ms: float) -> None:
-        self._m.iterator_age.labels(*self._labels).set(max(0.0, age_ms))
+        self.tally.lag = max(0.0, age_ms)
+        self._m.iterator_age.labels(*self._labels).set(self.tally.lag)
 
     def queue_depth(self, depth: int) -> None:
+        self.tally.lag = depth
         self._m.queue_depth.labels(*self._labels).set(depth)
 
     def offset_lag(self, partition: str, lag: int) -> None:
         self._lags[partition] = lag
-        self._m.offset_lag.labels(*self._labels).set(sum(self._lags.values()))
+        self.tally.lag = sum(self._lags.values())
+        self._m.offset_lag.labels(*self._labels).set(self.tally.lag)
 
     # --- event counts (MetricsConfig EventCount) --------------------------------------------------
 
@@ -203,10 +224,10 @@ class MappingMetrics:
         """Counts read off a journal row as it is written."""
         if e.outcome in INVOKED_OUTCOMES:
             self._count(self._m.invoked, e.batch_size)
-            self._records[0] += e.batch_size
+            self.tally.records += e.batch_size
         if e.outcome in FAILED_OUTCOMES:
             self._count(self._m.failed_invoke, e.batch_size)
-            self._records[1] += e.batch_size
+            self.tally.failed += e.batch_size
         elif e.outcome == PARTIAL_FAILURE:
             self._count(self._m.failed_invoke, len(e.detail.get("failed") or ()))
         elif e.outcome == DISCARDED:

@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 from aiohttp import web
 
-from engine.metrics import INVOKED_OUTCOMES, EngineMetrics, values
+from engine.metrics import INVOKED_OUTCOMES, EngineMetrics, Tally
 from engine.model import EventSourceMapping
 from engine.pipeline.invoking import INVOKE_ERROR
 from engine.store.ports import JournalEntry, MappingStore, RunnerStore
@@ -46,7 +46,7 @@ ATTEMPTS = INVOKED_OUTCOMES | {INVOKE_ERROR}
 
 #: one sample of a mapping: records invoked, records of failed attempts, invocations, function errors,
 #: lag (None for a queue)
-Values = tuple[int, int, float, float, float | None]
+Values = tuple[int, int, int, int, float | None]
 
 
 class History:
@@ -79,23 +79,8 @@ class History:
 
     def sample(self) -> None:
         now = self.clock()
-        by_mapping: dict[str, dict[str, float]] = {}
-        for (name, labels), value in values(self.metrics).items():
-            uuid = dict(labels).get("mapping_uuid")
-            if uuid is not None:
-                by_mapping.setdefault(uuid, {})[name] = value
-        for uuid, (records, failed) in list(self.metrics.records.items()):
-            got = by_mapping.get(uuid, {})
-            lag = got.get(
-                "esm_offset_lag", got.get("esm_iterator_age_milliseconds", got.get("esm_queue_depth"))
-            )
-            now_values: Values = (
-                records,
-                failed,
-                got.get("esm_invocations_total", 0.0),
-                got.get("esm_errors_total", 0.0),
-                lag,
-            )
+        for uuid, tally in list(self.metrics.tallies.items()):
+            now_values = tally.values()
             ring = self._samples.setdefault(uuid, deque(maxlen=self._keep))
             if ring and ring[-1][1] == now_values:
                 self._unchanged_at[uuid] = now
@@ -104,7 +89,7 @@ class History:
             if ring and unchanged_at is not None:
                 ring.append((unchanged_at, ring[-1][1]))
             ring.append((now, now_values))
-        for uuid in set(self._samples) - set(self.metrics.records):
+        for uuid in set(self._samples) - set(self.metrics.tallies):
             del self._samples[uuid]  # deleted mappings
             self._unchanged_at.pop(uuid, None)
 
@@ -169,15 +154,9 @@ class Dashboard:
 
     async def mappings(self, request: web.Request) -> web.Response:
         items = self.store.list_mappings()
-        counts: dict[str, dict[str, float]] = {}
-        for (name, labels), value in values(self.metrics).items():
-            uuid = dict(labels).get("mapping_uuid")
-            if uuid is not None and name in ("esm_invocations_total", "esm_errors_total"):
-                counts.setdefault(uuid, {})[name] = value
         out = []
         for m in items:
-            records, failed = self.metrics.records.get(m.uuid, [0, 0])
-            c = counts.get(m.uuid, {})
+            tally = self.metrics.tallies.get(m.uuid) or Tally()
             out.append(
                 {
                     "uuid": m.uuid,
@@ -188,10 +167,10 @@ class Dashboard:
                     "source": _source(m),
                     "kind": m.kind.value,
                     "batch_size": m.params.get("BatchSize"),
-                    "records": records,
-                    "failed_records": failed,
-                    "invocations": c.get("esm_invocations_total", 0),
-                    "errors": c.get("esm_errors_total", 0),
+                    "records": tally.records,
+                    "failed_records": tally.failed,
+                    "invocations": tally.invocations,
+                    "errors": tally.errors,
                 }
             )
         return web.json_response({"now": time.time(), "mappings": out})
