@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -32,6 +34,7 @@ from engine.sources.registry import profile_of
 from engine.store.ports import JournalEntry
 from engine.store.sqlite import SqliteStore
 from engine.stream_shapes import RecordsShape
+from engine.timescale import TimeScale
 from pollers.memory import MemoryStream
 from tests.unit.fakes import ScriptedInvoker, ok
 
@@ -792,3 +795,34 @@ async def test_a_drained_window_keeps_its_state_and_the_next_runner_resumes_it()
         (["a2"], {"count": 2}, False),
         ([], {"count": 3}, True),
     ]
+
+
+async def test_at_a_time_scale_a_tumbling_window_closes_on_the_scaled_clock() -> None:
+    """A 60 s window and its 2-minute idle close take at most 180 scaled seconds: 0.3 s at 600 times."""
+    scale = TimeScale(600)
+    store, inv = SqliteStore(":memory:"), ScriptedInvoker(window_sum)
+    stream = MemoryStream(STREAM_ARN, now=time.time)  # arrivals in real time, read on the scaled clock
+    stream.put("k", "a0")
+    runner = StreamRunner(
+        _mapping(TumblingWindowInSeconds=60, BatchSize=10),
+        profile_of(SourceKind.KINESIS),
+        stream,
+        inv,
+        compile_filters([], profile_of(SourceKind.KINESIS).filters),
+        store,
+        RecordingSender(),  # type: ignore[arg-type]
+        StreamRunnerSettings(poll_interval_s=0.002, discovery_interval_s=0.01),
+        RecordsShape("kinesis", STREAM_ARN),
+        now=scale.now,
+        time_scale=scale,
+    )
+    started = time.monotonic()
+    with anyio.fail_after(5):  # unscaled, the window would close after two to three minutes
+        async with running(runner):
+            await until(lambda: [f for _, _, _, f in windows_seen(inv)] == [False, True])
+    assert time.monotonic() - started < 3
+    [(start, _, _, _), (_, _, state, _)] = windows_seen(inv)
+    assert state == {"count": 1}
+    # the window's bounds are on the scaled clock: 60 s of it
+    first = datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp()
+    assert first % 60 == 0
