@@ -17,8 +17,10 @@ def journey_end(item: str, rows: Sequence[JournalEntry]) -> str:
     """Where the record ended, from the rows of one shard or queue that held it (oldest first)."""
     if not rows:
         return "not in the journal: not read yet, or its rows are gone with the journal's retention"
-    if any(r.outcome == FILTERED_OUT for r in rows):
+    # a filtered-out row without its list stands for a range: an invocation of the record says more
+    if all(r.outcome == FILTERED_OUT for r in rows):
         return "filtered out: the FilterCriteria refused it (acknowledged, never invoked)"
+    rows = [r for r in rows if r.outcome != FILTERED_OUT]
     sent = [r for r in rows if r.outcome == DESTINATION_SENT]
     discarded = [r for r in rows if r.outcome == DISCARDED]
     if discarded:

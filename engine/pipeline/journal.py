@@ -9,6 +9,10 @@ from typing import Any
 
 from engine.store.ports import JournalEntry, RunnerStore
 
+#: a row lists its items up to this many (a batch of 10,000 message ids would be 380 KB a row); past it,
+#: first..last stand for them
+ITEMS_LISTED_MAX = 1000
+
 OK = "OK"
 FUNCTION_FAILED = "PROBLEM: Function call failed"
 
@@ -71,7 +75,7 @@ class Journal:
             outcome=outcome,
             duration_ms=duration_ms,
             detail=detail or {},
-            items=list(items) if self.keep_items or list_items else None,
+            items=list(items) if (self.keep_items or list_items) and len(items) <= ITEMS_LISTED_MAX else None,
             payload=payload if self.capture_payloads else None,
         )
         self.observe(entry)

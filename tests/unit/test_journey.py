@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from engine.journey import journey_end
+from engine.pipeline.journal import ITEMS_LISTED_MAX, Journal
 from engine.store.ports import JournalEntry
+from engine.store.sqlite import SqliteStore
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
 
 
 def row(outcome: str, attempt: int = 1, **detail: Any) -> JournalEntry:
@@ -33,3 +42,15 @@ def test_ends() -> None:
     assert journey_end("5", waiting) == (
         "discarded (RetryAttemptsExhausted); delivery to arn:q still pending after 2 failed tries"
     )
+
+
+@pytest.mark.anyio
+async def test_a_row_lists_at_most_a_thousand_items() -> None:
+    store = SqliteStore(":memory:")
+    journal = Journal(store, "m", keep_items=True)
+    await journal.write("queue", [f"id-{i}" for i in range(3)], attempt=1, outcome="success")
+    many_ids = [f"id-{i}" for i in range(ITEMS_LISTED_MAX + 1)]
+    await journal.write("queue", many_ids, attempt=1, outcome="success")
+    few, many = store.journal("m")
+    assert few.items == ["id-0", "id-1", "id-2"]
+    assert many.items is None and (many.first_item, many.batch_size) == ("id-0", ITEMS_LISTED_MAX + 1)
