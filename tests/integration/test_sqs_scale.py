@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from engine.runner.queue import QueueRunnerSettings
+from engine.runner.queue import LONG_POLL_S, QueueRunnerSettings
 from tests.integration.conftest import RunningEngine, esm_test_fns, wait_for
 
 #: ESM_SCALE_MAPPINGS=200 for the issue's figure (printed with -s)
@@ -130,7 +130,10 @@ def test_a_hundred_mappings_deliver_each_message_exactly_once_without_waiting_on
         f"{statistics.median(latencies) * 1000:.0f} ms, worst {worst * 1000:.0f} ms; create worst "
         f"{max(create_s) * 1000:.0f} ms; all Enabled {enabled_s:.2f} s after the burst"
     )
-    assert worst < 1.0, f"worst put-to-invoke {worst:.2f} s (mapping {latencies.index(worst)})"
+    # the defect this guards against, a message waiting behind another mapping's 20 s long poll, costs
+    # seconds to tens of seconds; a loaded 2-core machine's scheduling, a second at worst (the figure
+    # is printed above; the benchmarks measure it)
+    assert worst < LONG_POLL_S / 4, f"worst put-to-invoke {worst:.2f} s (mapping {latencies.index(worst)})"
 
     def empty(url: str) -> bool:
         a = sqs.get_queue_attributes(
