@@ -224,6 +224,7 @@ class Engine:
                 max_age_s=retention.max_age_s,
                 now=time.time(),  # rows are stamped with the wall clock, whatever the engine's clock
                 orphans=orphans,
+                max_payload_bytes=retention.max_payload_mb * 2**20,
             )
             orphans = False
             if pruned:

@@ -195,6 +195,8 @@ class LimitsConfig:
 #: 40 MB) stays well under 1 GB, and a mapping's last 100,000 attempts stay readable
 DEFAULT_JOURNAL_MAX_ROWS_PER_MAPPING = 100_000
 DEFAULT_JOURNAL_MAX_AGE_S = 7 * 24 * 3600.0
+#: captured payloads past this many MB (the newest kept) lose their bytes, their rows stay
+DEFAULT_JOURNAL_MAX_PAYLOAD_MB = 512
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -205,6 +207,8 @@ class JournalConfig:
 
     max_rows_per_mapping: int = DEFAULT_JOURNAL_MAX_ROWS_PER_MAPPING
     max_age_s: float = DEFAULT_JOURNAL_MAX_AGE_S
+    #: captured payloads (--capture-payloads) in all, newest first; older rows keep their row, not the bytes
+    max_payload_mb: int = DEFAULT_JOURNAL_MAX_PAYLOAD_MB
 
 
 @dataclass(frozen=True)
@@ -467,7 +471,7 @@ class _Validator:
 
     def journal(self, raw: Any) -> JournalConfig:
         spec = self.mapping(raw, "journal", optional=True)
-        self.keys(spec, "journal", ("max_rows_per_mapping", "max_age"))
+        self.keys(spec, "journal", ("max_rows_per_mapping", "max_age", "max_payload_mb"))
         rows = spec.get("max_rows_per_mapping", DEFAULT_JOURNAL_MAX_ROWS_PER_MAPPING)
         if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
             got = f"{_type_name(rows)} {rows!r}"
@@ -478,4 +482,12 @@ class _Validator:
             raise self.error(
                 "journal.max_age", f"must be a positive duration (seconds, or 90s, 30m, 12h, 7d), got {age!r}"
             )
-        return JournalConfig(max_rows_per_mapping=rows, max_age_s=float(match[1]) * _UNIT_S[match[2] or "s"])
+        payload_mb = spec.get("max_payload_mb", DEFAULT_JOURNAL_MAX_PAYLOAD_MB)
+        if isinstance(payload_mb, bool) or not isinstance(payload_mb, int) or payload_mb < 0:
+            got = f"{_type_name(payload_mb)} {payload_mb!r}"
+            raise self.error("journal.max_payload_mb", f"must be a whole number of MB (0 or more), got {got}")
+        return JournalConfig(
+            max_rows_per_mapping=rows,
+            max_age_s=float(match[1]) * _UNIT_S[match[2] or "s"],
+            max_payload_mb=payload_mb,
+        )

@@ -107,7 +107,13 @@ class Store(MappingStore, RunnerStore, Protocol):
     """The whole store, as the composition root opens it."""
 
     def prune_journal(
-        self, *, max_rows_per_mapping: int, max_age_s: float, now: float, orphans: bool = False
+        self,
+        *,
+        max_rows_per_mapping: int,
+        max_age_s: float,
+        now: float,
+        orphans: bool = False,
+        max_payload_bytes: int | None = None,
     ) -> int: ...
 
     def close(self) -> None: ...

@@ -325,7 +325,13 @@ class SqliteStore:
 
     @_serialized
     def prune_journal(
-        self, *, max_rows_per_mapping: int, max_age_s: float, now: float, orphans: bool = False
+        self,
+        *,
+        max_rows_per_mapping: int,
+        max_age_s: float,
+        now: float,
+        orphans: bool = False,
+        max_payload_bytes: int | None = None,
     ) -> int:
         """Retention: rows older than ``max_age_s`` and a mapping's rows beyond its newest
         ``max_rows_per_mapping`` go (with ``orphans``, rows of mappings that no longer exist too).
@@ -344,11 +350,30 @@ class SqliteStore:
                     self._db.execute("DELETE FROM journal WHERE mapping_uuid=? AND id <= ?", (uuid, cut[0]))
             if orphans:  # rows of mappings deleted before their rows went with them (a scan: at start)
                 self._db.execute("DELETE FROM journal WHERE mapping_uuid NOT IN (SELECT uuid FROM mappings)")
+            if max_payload_bytes is not None:
+                self._drop_payloads_past(max_payload_bytes)
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         return self._db.total_changes - before
+
+    def _drop_payloads_past(self, budget: int) -> None:
+        """Captured payloads past ``budget`` bytes, newest kept, lose their bytes (their rows stay)."""
+        kept, cut = 0, None
+        sized = self._db.execute(
+            "SELECT id, length(payload) FROM journal WHERE payload IS NOT NULL ORDER BY id DESC"
+        )
+        for entry_id, size in sized:
+            kept += size
+            if kept > budget:
+                cut = entry_id
+                break
+        sized.close()
+        if cut is not None:
+            self._db.execute(
+                "UPDATE journal SET payload = NULL WHERE payload IS NOT NULL AND id <= ?", (cut,)
+            )
 
     @_serialized
     def journal(

@@ -233,7 +233,10 @@ def test_journal_retention(tmp_path: Path) -> None:
     assert config.journal == JournalConfig(max_rows_per_mapping=500, max_age_s=43200.0)
     assert "journal" not in config.sections
     assert load_config(_write(tmp_path, "journal: {max_age: 90}\n")).journal.max_age_s == 90.0
+    assert default.max_payload_mb == 512
+    assert load_config(_write(tmp_path, "journal: {max_payload_mb: 0}\n")).journal.max_payload_mb == 0
     for key, value, problem in (
+        ("max_payload_mb", "-1", "must be a whole number of MB"),
         ("max_rows_per_mapping", "0", "must be a positive integer"),
         ("max_rows_per_mapping", "'9'", "must be a positive integer, got str '9'"),
         ("max_age", "soon", "must be a positive duration"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from engine.model import EventSourceMapping, SourceKind, State
@@ -95,3 +96,15 @@ def test_journal_retention_by_rows_per_mapping_by_age_and_with_the_mapping(tmp_p
     assert store.prune_journal(max_rows_per_mapping=4, max_age_s=500, now=1100.0, orphans=True) == 1
     store.delete_mapping("a")
     assert store.journal("a") == [] and len(store.journal("b")) == 4
+
+
+def test_captured_payloads_past_the_budget_lose_their_bytes_newest_kept(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.sqlite3")
+    store.insert_mapping(_mapping("a"))
+    for n in range(5):
+        store.queue_journal(replace(_entry("a", 1000.0 + n, n), payload=b"x" * 100))
+    store.prune_journal(max_rows_per_mapping=10, max_age_s=500, now=1010.0, max_payload_bytes=250)
+    rows = store.journal("a")
+    assert len(rows) == 5  # every row stays
+    kept = [store.journal_entry(e.id).payload is not None for e in rows]  # type: ignore[union-attr]
+    assert kept == [False, False, False, True, True]  # the two newest fit in 250 bytes
