@@ -46,8 +46,10 @@ class QueueRunnerSettings:
     #: holds one connection, and the first messages it receives start the other pollers at once
     idle_pollers: int = 1
     #: the first receive of the poller an idle mapping's first messages start (AWS's 5 pollers were all
-    #: waiting): short, so a lone message costs one short poll, not a connection held for 20 s
-    wake_wait_s: float = 1.0
+    #: waiting): a short poll (no wait, SQS: on the short-call connections), so a lone message costs one
+    #: quick receive, not another connection held for 20 s (1,000 waking mappings would pass ElasticMQ's
+    #: 1,024-connection cap)
+    wake_wait_s: float = 0.0
     #: ceiling when the mapping has no ScalingConfig.MaximumConcurrency (AWS: 1,250; locally less)
     default_max_pollers: int = 50
     #: how long a throttled or unreachable function is retried before the batch goes back (SQS: the
@@ -186,7 +188,7 @@ class QueueRunner:
 
     async def _poller(self, first_wait_s: float | None) -> None:
         carry: list[tuple[QueueMessage, bytes]] = []
-        wait_s = first_wait_s or self.settings.long_poll_s
+        wait_s = self.settings.long_poll_s if first_wait_s is None else first_wait_s
         try:
             while not self._draining.is_set():
                 started = self.clock()
