@@ -3,6 +3,7 @@ file), driven with boto3 exactly as a user drives it."""
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -132,6 +133,17 @@ def start_engine(tmp_path: Path) -> Iterator[Callable[..., RunningEngine]]:
     yield start
     for r in running:
         r.stop()
+
+
+@pytest.fixture
+def poisoned(
+    kinesis_endpoint: str, sqs_endpoint: str, start_engine: Callable[..., RunningEngine], unique_name: Any
+) -> Callable[..., Any]:
+    """``with poisoned(**params) as run``: tests.integration.poison.poisoned_stream on this test's
+    kinesis-mock, ElasticMQ and engine."""
+    from tests.integration.poison import poisoned_stream  # it imports this module
+
+    return functools.partial(poisoned_stream, kinesis_endpoint, sqs_endpoint, start_engine, unique_name)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from tests.integration.conftest import esm_test_fns, functions_config, wait_for
-from tests.integration.poison import poisoned_stream
 from tests.integration.test_sqs import _map, _queue, _send, _sqs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,13 +124,9 @@ def test_uncaptured_rows_say_so(sqs_endpoint: str, start_engine: Any, unique_nam
 
 
 def test_a_destination_record_is_captured_exactly_as_delivered(
-    kinesis_endpoint: str, sqs_endpoint: str, start_engine: Any, unique_name: Any
+    poisoned: Any,
 ) -> None:
-    with poisoned_stream(
-        kinesis_endpoint,
-        sqs_endpoint,
-        start_engine,
-        unique_name,
+    with poisoned(
         data=["POISON"],
         engine={"config": _capturing("fn-stream_poison")},
     ) as run:
@@ -150,9 +145,9 @@ def test_a_destination_record_is_captured_exactly_as_delivered(
 
 
 def test_trace_follows_a_poison_record_through_its_bisect_to_the_destination(
-    kinesis_endpoint: str, sqs_endpoint: str, start_engine: Any, unique_name: Any
+    poisoned: Any,
 ) -> None:
-    with poisoned_stream(kinesis_endpoint, sqs_endpoint, start_engine, unique_name) as run:
+    with poisoned() as run:
         seqs, eng = run.seqs, run.eng
         wait_for(lambda: {esm_test_fns._data(r) for r in esm_test_fns.records_for(run.arn)} == set(run.data))
         data_dir = str(eng.engine.settings.data_dir)

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.integration.poison import poisoned_stream
 from tests.integration.test_sqs import _map, _queue, _send, _sqs
 from tests.services import skip_unless_ci
 
@@ -76,10 +75,8 @@ def test_a_mapping_shows_and_updates_as_records_flow(
     assert page.locator("#detail canvas").count() >= 3
 
 
-def test_a_poison_batch_shows_its_bisect_tree(
-    page: Page, kinesis_endpoint: str, sqs_endpoint: str, start_engine: Any, unique_name: Any
-) -> None:
-    with poisoned_stream(kinesis_endpoint, sqs_endpoint, start_engine, unique_name) as run:
+def test_a_poison_batch_shows_its_bisect_tree(page: Page, poisoned: Any) -> None:
+    with poisoned() as run:
         page.goto(f"{run.eng.url}/dashboard")
         page.locator(f"#mappings tbody tr[data-uuid='{run.uuid}']").click()
         expect(page.locator("#mappings tbody tr.selected")).to_contain_text("fn-stream_poison")

@@ -13,7 +13,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engine.store.ports import JournalEntry
 from tests.integration.conftest import RunningEngine, esm_test_fns, wait_for
-from tests.integration.poison import poisoned_stream
 from tests.integration.test_kafka import create, create_topic, produce, self_managed
 from tests.integration.test_sqs import _map, _queue, _send, _sqs
 
@@ -125,13 +124,9 @@ def test_without_event_count_only_the_function_side_is_emitted(
 
 
 def test_kinesis_counts_match_the_journal(
-    kinesis_endpoint: str, sqs_endpoint: str, start_engine: Any, unique_name: Any
+    poisoned: Any,
 ) -> None:
-    with poisoned_stream(
-        kinesis_endpoint,
-        sqs_endpoint,
-        start_engine,
-        unique_name,
+    with poisoned(
         MaximumRetryAttempts=1,
         MetricsConfig={"Metrics": ["EventCount"]},
     ) as run:

@@ -5,17 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.integration.poison import poisoned_stream
-
 
 def test_an_hour_of_record_age_expires_in_half_a_minute_at_120(
-    kinesis_endpoint: str, sqs_endpoint: str, start_engine: Any, unique_name: Any
+    poisoned: Any,
 ) -> None:
-    with poisoned_stream(
-        kinesis_endpoint,
-        sqs_endpoint,
-        start_engine,
-        unique_name,
+    with poisoned(
         data=["POISON"],
         engine={"time_scale": 120},
         timeout_s=60,
