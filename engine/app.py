@@ -142,7 +142,7 @@ class Engine:
             max_filters=config.limits.filters_per_mapping,
         )
         self.history = History(self.metrics)
-        self.dashboard = Dashboard(self.store, self.store, self.metrics, self.history)
+        self.dashboard = Dashboard(self.store, self.store, self.store, self.metrics, self.history)
         self.port = settings.port
 
     async def build_runner(self, m: EventSourceMapping) -> Runner:

@@ -28,7 +28,7 @@ from aiohttp import web
 from engine.metrics import INVOKED_OUTCOMES, EngineMetrics, Tally
 from engine.model import EventSourceMapping
 from engine.pipeline.invoking import INVOKE_ERROR
-from engine.store.ports import JournalEntry, MappingStore, RunnerStore
+from engine.store.ports import JournalEntry, JournalReader, MappingStore, RunnerStore
 
 STATIC = Path(__file__).parent / "static"
 ASSETS = {
@@ -127,10 +127,17 @@ def _row(e: JournalEntry) -> dict[str, Any]:
 
 class Dashboard:
     def __init__(
-        self, store: MappingStore, runner_store: RunnerStore, metrics: EngineMetrics, history: History
+        self,
+        store: MappingStore,
+        runner_store: RunnerStore,
+        journal_reader: JournalReader,
+        metrics: EngineMetrics,
+        history: History,
     ) -> None:
         self.store = store
+        #: the journal's reads go through the runners' worker thread, off the event loop
         self.runner_store = runner_store
+        self.journal_reader = journal_reader
         self.metrics = metrics
         self.history = history
 
@@ -181,13 +188,13 @@ class Dashboard:
     async def journal(self, request: web.Request) -> web.Response:
         limit = min(int(request.query.get("limit", "50")), 500)
         s = self.runner_store
-        rows = await s.offload(s.journal, request.match_info["uuid"], limit)  # type: ignore[attr-defined]
+        rows = await s.offload(self.journal_reader.journal, request.match_info["uuid"], limit)
         return web.json_response({"rows": [_row(e) for e in reversed(rows)]})
 
     async def tree(self, request: web.Request) -> web.Response:
         s = self.runner_store
         entry_id = int(request.match_info["id"])
-        rows, at = await s.offload(s.journal_near, entry_id, TREE_ROWS)  # type: ignore[attr-defined]
+        rows, at = await s.offload(self.journal_reader.journal_near, entry_id, TREE_ROWS)
         if at < 0:
             raise web.HTTPNotFound(text=f"no journal row {entry_id}")
         root = batch_root(rows, at)

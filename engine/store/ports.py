@@ -103,6 +103,14 @@ class RunnerStore(Protocol):
     def set_last_processing_result(self, uuid: str, result: str) -> None: ...
 
 
+class JournalReader(Protocol):
+    """What the dashboard reads of the journal (blocking: through RunnerStore.offload)."""
+
+    def journal(self, mapping_uuid: str | None = None, limit: int = 100) -> list[JournalEntry]: ...
+
+    def journal_near(self, entry_id: int, limit: int) -> tuple[list[JournalEntry], int]: ...
+
+
 class Store(MappingStore, RunnerStore, Protocol):
     """The whole store, as the composition root opens it."""
 
