@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from engine.store.ports import JournalEntry
 from tests.integration.conftest import RunningEngine, esm_test_fns, wait_for
 from tests.integration.test_kafka import create, create_topic, produce, self_managed
-from tests.integration.test_sqs import _map, _queue, _send, _sqs
+from tests.integration.test_sqs import _map, _queue, _redriven_queue, _send, _sqs
 
 REGION = "us-east-1"
 INVOKED = {"invoked", "success", "partial_failure", "function_error", "invalid_response"}
@@ -55,13 +55,7 @@ def sized(rows: list[JournalEntry], outcomes: set[str]) -> int:
 
 def test_sqs_counts_match_the_journal(sqs_endpoint: str, start_engine: Any, unique_name: Any) -> None:
     sqs = _sqs(sqs_endpoint)
-    dlq_url, dlq_arn = _queue(sqs, unique_name("metrics-dlq"))
-    url, arn = _queue(
-        sqs,
-        unique_name("metrics"),
-        VisibilityTimeout="1",
-        RedrivePolicy=json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"}),
-    )
+    url, arn, dlq_url = _redriven_queue(sqs, unique_name("metrics"))
     eng = start_engine(sqs_endpoint)
     uuid = _map(
         eng,

@@ -30,6 +30,15 @@ def _queue(sqs: Any, name: str, **attributes: str) -> tuple[str, str]:
     return url, arn
 
 
+def _redriven_queue(sqs: Any, name: str) -> tuple[str, str, str]:
+    """A queue whose messages go to a dead-letter queue after 2 receives, visible again after 1 s:
+    (its URL, its ARN, the DLQ's URL)."""
+    dlq_url, dlq_arn = _queue(sqs, f"{name}-dlq")
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"})
+    url, arn = _queue(sqs, name, VisibilityTimeout="1", RedrivePolicy=redrive)
+    return url, arn, dlq_url
+
+
 def _send(sqs: Any, url: str, bodies: list[str], **extra: Any) -> list[str]:
     ids = []
     for i in range(0, len(bodies), 10):
@@ -125,13 +134,7 @@ def test_partial_batch_failure_deletes_the_rest_and_redelivers_failed_items(
 ) -> None:
     endpoint, _ = sqs_backend
     sqs = _sqs(endpoint)
-    dlq_url, dlq_arn = _queue(sqs, unique_name("dlq"))
-    url, arn = _queue(
-        sqs,
-        unique_name("partial"),
-        VisibilityTimeout="1",
-        RedrivePolicy=json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"}),
-    )
+    url, arn, dlq_url = _redriven_queue(sqs, unique_name("partial"))
     eng = start_engine(endpoint)
     _map(eng, arn, "fn-partial", BatchSize=10, FunctionResponseTypes=["ReportBatchItemFailures"])
     ids = _send(sqs, url, ["a", "b FAIL", "c", "d"])
