@@ -88,17 +88,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _reading(method: Callable[Concatenate[SqliteStore, P], R]) -> Callable[Concatenate[SqliteStore, P], R]:
-    """One read at a time on the read connection (see SqliteStore._reads)."""
-
-    @functools.wraps(method)
-    def call(self: SqliteStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        with self._read_lock:
-            return method(self, *args, **kwargs)
-
-    return call
-
-
 def _serialized(method: Callable[Concatenate[SqliteStore, P], R]) -> Callable[Concatenate[SqliteStore, P], R]:
     """One call at a time on the connection, whichever thread makes it (a transaction never interleaves)."""
 
@@ -191,12 +180,11 @@ class SqliteStore:
             (reason, result, uuid),
         )
 
-    @_reading
     def get_mapping(self, uuid: str) -> EventSourceMapping | None:
-        row = self._reads.execute("SELECT * FROM mappings WHERE uuid=?", (uuid,)).fetchone()
+        with self._read_lock:
+            row = self._reads.execute("SELECT * FROM mappings WHERE uuid=?", (uuid,)).fetchone()
         return _mapping(row) if row else None
 
-    @_reading
     def list_mappings(
         self,
         *,
@@ -211,15 +199,16 @@ class SqliteStore:
             sql += " AND json_extract(params, '$.EventSourceArn') = ?"
             args.append(event_source_arn)
         out: list[EventSourceMapping] = []
-        rows = self._reads.execute(sql + " ORDER BY seq", args)
-        try:
-            for r in rows:
-                if limit is not None and len(out) >= limit:
-                    break
-                if function_arn is None or function_arn(r["function_arn"]):
-                    out.append(_mapping(r))
-        finally:
-            rows.close()  # a page stops early: its read transaction ends here, not at garbage collection
+        with self._read_lock:
+            rows = self._reads.execute(sql + " ORDER BY seq", args)
+            try:
+                for r in rows:
+                    if limit is not None and len(out) >= limit:
+                        break
+                    if function_arn is None or function_arn(r["function_arn"]):
+                        out.append(_mapping(r))
+            finally:
+                rows.close()  # a page stops early: its read transaction ends here, not at collection
         return out
 
     @_serialized
@@ -233,12 +222,12 @@ class SqliteStore:
 
     # --- tags -------------------------------------------------------------------------------------
 
-    @_reading
     def tags(self, mapping_uuid: str) -> dict[str, str]:
-        rows = self._reads.execute(
-            "SELECT key, value FROM tags WHERE mapping_uuid=? ORDER BY key", (mapping_uuid,)
-        )
-        return {r["key"]: r["value"] for r in rows}
+        with self._read_lock:
+            rows = self._reads.execute(
+                "SELECT key, value FROM tags WHERE mapping_uuid=? ORDER BY key", (mapping_uuid,)
+            )
+            return {r["key"]: r["value"] for r in rows}
 
     @_serialized
     def put_tags(self, mapping_uuid: str, tags: Mapping[str, str]) -> None:
