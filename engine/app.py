@@ -23,7 +23,7 @@ from engine.filtering import FilterPatternError, compile_filters
 from engine.invoke.registry import FunctionRegistry
 from engine.metrics import EngineMetrics
 from engine.model import EventSourceMapping, SourceKind
-from engine.ports import ESM_CONFIG_NOT_VALID, ConsumerStopped, Runner
+from engine.ports import ESM_CONFIG_NOT_VALID, ConsumerStopped, Invoker, Runner
 from engine.runner.queue import QueueRunnerSettings
 from engine.runner.stream import StreamRunnerSettings
 from engine.senders import DestinationSender
@@ -92,7 +92,12 @@ class EngineSettings:
 
 class Engine:
     def __init__(
-        self, settings: EngineSettings, config: EngineConfig, *, clock: Callable[[], float] = time.time
+        self,
+        settings: EngineSettings,
+        config: EngineConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        wrap_invoker: Callable[[str, Invoker], Invoker] | None = None,
     ) -> None:
         self.settings = settings
         self.config = config
@@ -105,6 +110,7 @@ class Engine:
             lambda_endpoint_url=settings.endpoint_for("lambda"),
             region=settings.region,
             account_id=settings.account_id,
+            wrap=wrap_invoker,
         )
         self.sqs = SqsSourceFactory(AwsClients("sqs", settings.endpoint_for("sqs")))
         self.kinesis = KinesisSourceFactory(AwsClients("kinesis", settings.endpoint_for("kinesis")))

@@ -4,6 +4,7 @@ then, for names the file does not know, the Lambda Invoke API on the engine's La
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
@@ -64,8 +65,11 @@ class FunctionRegistry:
         region: str | None = None,
         account_id: str | None = None,
         session: AioSession | None = None,
+        wrap: Callable[[str, Invoker], Invoker] | None = None,
     ) -> None:
         self.config = config
+        #: wraps every invoker as it is created (`esm soak`'s tap and faults), by function name
+        self.wrap = wrap
         self._session = session or get_session()
         given = AwsConfig(endpoint_url=lambda_endpoint_url, region=region, account_id=account_id)
         # the environment is in the arguments already; no region anywhere: the AWS chain's
@@ -100,7 +104,8 @@ class FunctionRegistry:
         if key not in self._invokers:
             async with self._locks.setdefault(key, anyio.Lock()):
                 if key not in self._invokers:
-                    self._invokers[key] = await self._create(ref)
+                    invoker = await self._create(ref)
+                    self._invokers[key] = self.wrap(ref.name, invoker) if self.wrap else invoker
         return self._invokers[key]
 
     async def aclose(self) -> None:
