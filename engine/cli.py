@@ -45,6 +45,7 @@ examples:
   esm journal show 42                  # one row, with its payload (esm serve --capture-payloads)
   esm replay 42 --config esm.yaml      # invoke the function again with exactly that payload
   esm trace 49680912102150703313808912886669824156803665023683526658
+  esm soak --source sqs --rate 200 --duration 30m --function orders --config esm.yaml --embedded-aws
 every option of `serve` can also be set by an environment variable (shown in its help).
 """
 
@@ -209,6 +210,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--function", help="another function of the config file (default: the mapping's)")
     _data_dir_option(r)
     _config_and_aws_options(r)
+
+    from soak.cli import add_parser as add_soak  # the soak is a client of the engine, beside it
+
+    add_soak(sub)
     return p
 
 
@@ -500,6 +505,14 @@ def _replay(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+def _soak(args: argparse.Namespace) -> None:
+    from engine.logging import configure
+    from soak.cli import run
+
+    configure("warning", json_lines=False)
+    run(args)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     commands = {
@@ -509,6 +522,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "journal": _journal,
         "trace": _trace,
         "replay": _replay,
+        "soak": _soak,
     }
     commands[args.command](args)
 

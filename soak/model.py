@@ -1,5 +1,5 @@
-"""What a soak measured, as the report reads it: samples over time, the ledger's verdict, the faults' timeline.
-Plain data: the runner fills it, soak.report renders it, tests compare it with the journal."""
+"""What a soak measured, as the report reads it: samples over time, the ledger's verdict, the faults'
+timeline. Plain data: the runner fills it, soak.report renders it, tests compare it with the journal."""
 
 from __future__ import annotations
 

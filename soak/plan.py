@@ -134,6 +134,8 @@ class SoakPlan:
     sample_s: float = 0.0
     prices: Mapping[str, float] = field(default_factory=dict)
     seed: int = 7
+    #: leave the queues, streams, tables and topics the soak created (to look at a DLQ after)
+    keep_sources: bool = False
     text: str = ""
 
     @property
@@ -167,12 +169,15 @@ def load_plan(path: Path, overrides: Mapping[str, Any] | None = None) -> SoakPla
         raise PlanError(f"{path}: not YAML: {e}") from None
     if not isinstance(raw, Mapping):
         raise PlanError(f"{path}: a plan is a mapping with at least `mappings:`")
-    return parse_plan({**raw, **(overrides or {})}, base_dir=path.resolve().parent, text=text)
+    merged = {**raw, **(overrides or {})}
+    if overrides and "engine" in overrides:  # the command line's engine options over the file's
+        merged["engine"] = {**(raw.get("engine") or {}), **overrides["engine"]}
+    return parse_plan(merged, base_dir=path.resolve().parent, text=text)
 
 
 _TOP = {
     "mappings", "engine", "faults", "fail_on", "report", "drain", "sample", "prices", "seed", "duration",
-    "function",
+    "function", "keep_sources",
 }  # fmt: skip
 
 
@@ -201,6 +206,7 @@ def parse_plan(raw: Mapping[str, Any], *, base_dir: Path, text: str = "") -> Soa
         sample_s=duration_s(raw.get("sample", 0), "sample"),
         prices=dict(raw.get("prices") or {}),
         seed=int(raw.get("seed", 7)),
+        keep_sources=bool(raw.get("keep_sources", False)),
         text=text,
     )
 
@@ -217,7 +223,8 @@ def _mapping(raw: Any, i: int, base_dir: Path, duration: Any, function: Any) -> 
     source = _source(raw.get("source") or {}, params, where)
     load = _load(raw.get("load"), f"{where}.load", base_dir, duration)
     name = str(raw.get("name") or f"{source.kind}-{i}")
-    return MappingSpec(name=name, source=source, params=params, load=load)
+    failure_queue = bool(raw.get("failure_queue", False))
+    return MappingSpec(name=name, source=source, params=params, load=load, failure_queue=failure_queue)
 
 
 def source_kind(params: Mapping[str, Any]) -> str | None:

@@ -20,7 +20,7 @@ from typing import Any
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 from matplotlib.transforms import blended_transform_factory
 
 from soak.model import FaultEvent, MappingReport, Sample, SoakResult
@@ -35,16 +35,12 @@ SUMMARY_ORDER = (
     "filtered_out",
     "to_destination",
     "order_violations",
-    "latency_p50_ms",
-    "latency_p95_ms",
-    "latency_p99_ms",
+    "latency_ms",
     "duration_s",
 )
-#: counts that should be zero: shown in red when they are not
-BAD_WHEN_NONZERO = frozenset({"duplicates", "lost", "order_violations"})
+#: counts that break a promise AWS makes (duplicates don't: delivery is at least once), red when not zero
+BAD_WHEN_NONZERO = frozenset({"lost", "order_violations"})
 
-GREEN = "#1a7f37"
-RED = "#cf222e"
 FAULT_COLOUR = "#6e4ea8"
 
 
@@ -85,11 +81,12 @@ def render_summary_line(result: SoakResult) -> str:
         )
     return (
         f"sent {_fmt(s.get('sent'))}  invoked {_fmt(s.get('invoked'))}  dup {_fmt(s.get('duplicates'))}  "
-        f"lost {_fmt(s.get('lost'))}  p99 {_fmt(s.get('latency_p99_ms'))} ms  {verdict}"
+        f"lost {_fmt(s.get('lost'))}  p99 {_fmt((s.get('latency_ms') or {}).get('p99'))} ms  {verdict}"
     )
 
 
 def render_html(result: SoakResult) -> str:
+    """report.html's text."""
     passed = _passed(result)
     duration = _duration_s(result)
     parts = [
@@ -165,16 +162,18 @@ h2 { font-size: 16px; margin: 2px 0 10px; }
 .failures ul { margin: 4px 0; }
 .row { display: flex; gap: 14px; align-items: flex-start; }
 .row > section { flex: 1 1 0; min-width: 0; }
+.row table { width: 100%; }
 .ledger { font-weight: 600; white-space: pre-wrap; }
 table { border-collapse: collapse; font-size: 13px; }
 th, td { padding: 4px 10px; border-bottom: 1px solid #eaeef2; text-align: left; vertical-align: top; }
-th { background: #f6f8fa; font-weight: 600; white-space: nowrap; }
+th { background: #f6f8fa; font-weight: 600; }
 tr.total td { font-weight: 700; border-top: 2px solid #d0d7de; }
 .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .bad { color: #cf222e; font-weight: 700; }
 .scroll { overflow-x: auto; }
 code, pre, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; }
-td.params { max-width: 280px; word-break: break-word; }
+tr.mapping td { border-bottom: none; }
+tr.params td { padding-top: 0; word-break: break-word; }
 pre { background: #f6f8fa; padding: 10px 12px; border-radius: 6px; overflow-x: auto; margin: 4px 0; }
 pre.ids { max-height: 12em; }
 img.chart { display: block; width: 100%; max-width: 1000px; height: auto; margin: 6px 0 10px; }
@@ -231,8 +230,19 @@ def _header(result: SoakResult, passed: bool, duration: float) -> str:
 
 
 def _summary_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
+    """summary.json's figures in SUMMARY_ORDER, then the rest; a nested figure (latency_ms) one row per
+    key (latency_ms.p99); the faults and the verdict have sections of their own."""
     keys = [k for k in SUMMARY_ORDER if k in summary] + [k for k in summary if k not in SUMMARY_ORDER]
-    return [(k, summary[k]) for k in keys]
+    rows: list[tuple[str, Any]] = []
+    for k in keys:
+        if k in ("faults", "verdict", "failed_checks"):
+            continue
+        value = summary[k]
+        if isinstance(value, dict):
+            rows += [(f"{k}.{sub}", v) for sub, v in value.items()]
+        else:
+            rows.append((k, value))
+    return rows
 
 
 def _key_values(rows: list[tuple[str, Any]]) -> str:
@@ -249,14 +259,21 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], total: Sequence
     <td>."""
     if not rows:
         return _none()
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
 
     def tr(cells: Sequence[str], cls: str = "") -> str:
         tds = "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in cells)
         return f'<tr class="{cls}">{tds}</tr>' if cls else f"<tr>{tds}</tr>"
 
-    body = "".join(tr(r) for r in rows) + (tr(total, "total") if total else "")
+    return _framed(header, "".join(tr(r) for r in rows) + (tr(total, "total") if total else ""))
+
+
+def _framed(header: Sequence[str], body: str) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _note(text: str, mono: bool = False) -> str:
+    return f'<span class="{"mono note" if mono else "note"}">{_e(text)}</span>'
 
 
 def _num(value: Any, bad: bool = False) -> str:
@@ -265,6 +282,10 @@ def _num(value: Any, bad: bool = False) -> str:
 
 
 def _mappings_table(mappings: list[MappingReport]) -> str:
+    """A row of figures per mapping, and under it a row with its event source and parameters (too long for
+    columns)."""
+    if not mappings:
+        return _none()
     counts = (
         "sent",
         "invoked",
@@ -275,18 +296,20 @@ def _mappings_table(mappings: list[MappingReport]) -> str:
         "to_destination",
         "order_violations",
     )
-    rows = [
-        [
-            f"<strong>{_e(m.name)}</strong>",
-            _e(m.source),
-            f'<span class="mono">{_e(m.event_source)}</span><br><span class="mono note">{_e(m.uuid)}</span>',
-            *(_num(getattr(m, c), bad=c in BAD_WHEN_NONZERO) for c in counts),
-            _e(m.ordering),
-            f'<td class="params mono">{_e(json.dumps(m.params, sort_keys=True))}</td>',
-        ]
-        for m in mappings
-    ]
-    return _table(["name", "source", "event source / UUID", *counts, "ordering", "params"], rows)
+    header = ["mapping", *(c.replace("_", " ") for c in counts), "ordering"]
+    rows = []
+    for m in mappings:
+        figures = "".join(_num(getattr(m, c), bad=c in BAD_WHEN_NONZERO) for c in counts)
+        name = f"<strong>{_e(m.name)}</strong><br>{_note(m.source)}"
+        about = (
+            f'<span class="mono">{_e(m.event_source)}</span> {_note(m.uuid, mono=True)}<br>'
+            f"{_note('params')} <code>{_e(json.dumps(m.params, sort_keys=True))}</code>"
+        )
+        rows.append(
+            f'<tr class="mapping"><td>{name}</td>{figures}<td>{_e(m.ordering)}</td></tr>'
+            f'<tr class="params"><td colspan="{len(header)}">{about}</td></tr>'
+        )
+    return _framed(header, "".join(rows))
 
 
 def _cost(cost: dict[str, Any]) -> str:
@@ -299,7 +322,9 @@ def _cost(cost: dict[str, Any]) -> str:
         if line["price"] is None:
             price = "instance-priced"
         else:
-            price = f"{line['price']:g} {prices[name]['unit']}" if name in prices else f"{line['price']:g}"
+            price = (
+                f"{_price(line['price'])} {prices[name]['unit']}" if name in prices else _price(line["price"])
+            )
         rows.append(
             [
                 _e(line["item"]),
@@ -319,7 +344,7 @@ def _cost(cost: dict[str, Any]) -> str:
                 [
                     [
                         f'<span class="mono">{_e(k)}</span>',
-                        f'<td class="num">{p["usd"]:g}</td>',
+                        f'<td class="num">{_price(p["usd"])}</td>',
                         _e(p["unit"]),
                         _e(p["note"]),
                     ]
@@ -342,7 +367,7 @@ def _img(chart: _Chart) -> str:
     )
 
 
-# --- figures ---
+# --- numbers ---
 
 
 def _fmt(value: Any) -> str:
@@ -367,6 +392,12 @@ def _usd(value: float | None) -> str:
     if value is None:
         return "not estimated"
     return f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${value:.2g}"
+
+
+def _price(usd: float) -> str:
+    """0.20, 0.015, 0.0000166667: as AWS lists them, no exponent."""
+    digits = f"{usd:.10f}".rstrip("0")
+    return digits + "0" * max(0, 2 - len(digits.partition(".")[2]))
 
 
 def _clock(seconds: float) -> str:
@@ -413,6 +444,7 @@ class _Series:
     field: str
     label: str
     right: bool = False  # on the twin axis (another unit)
+    under: bool = False  # wide and pale beneath the next series, which often runs on top of it
 
 
 @dataclass(frozen=True)
@@ -440,7 +472,7 @@ def _charts(result: SoakResult, duration: float) -> list[_Chart]:
         chart(
             "Throughput",
             "Throughput: records sent and first invoked per second",
-            [_Series("sent_per_s", "sent"), _Series("invoked_per_s", "invoked")],
+            [_Series("sent_per_s", "sent", under=True), _Series("invoked_per_s", "invoked")],
             "records / s",
         ),
         chart(
@@ -462,7 +494,7 @@ def _charts(result: SoakResult, duration: float) -> list[_Chart]:
             log_when_wide=True,
         ),
         chart(
-            f"Failures and redeliveries per interval ({interval} s)",
+            f"Per interval ({interval} s)",
             "Errors, timeouts, throttles, retries, bisects, destination deliveries, duplicates per interval",
             [
                 _Series("errors", "errors"),
@@ -548,16 +580,22 @@ def _chart(
     handles: list[Line2D] = []
     for i, s, y in drawn:
         if counts:
-            (line,) = target(s).step(x, y, where="pre", color=f"C{i}", linewidth=1.3, label=s.label)
+            # a count holds over its interval, from the sample before (the first from the load's start)
+            (line,) = target(s).step(
+                [0.0, *x], [y[0], *y], where="pre", color=f"C{i}", linewidth=1.3, label=s.label
+            )
         else:
-            (line,) = target(s).plot(
-                x, y, color=f"C{i}", linewidth=1.3, marker="o", markersize=2, label=s.label
+            width, alpha = (4.0, 0.4) if s.under else (1.3, 1.0)
+            (line,) = target(s).plot(x, y, color=f"C{i}", linewidth=width, alpha=alpha, label=s.label)
+            # a value between two gaps draws no line: a dot shows it
+            target(s).plot(
+                x, y, color=f"C{i}", linestyle="none", marker="o", markersize=2.5, markevery=_isolated(y)
             )
         handles.append(line)
     for a in (ax,) if twin is None else (ax, twin):
-        _scale_y(a, [y for _, s, y in drawn if target(s) is a], log_when_wide)
-    # with a single unit on show, the left axis names it
-    ax.set_ylabel(right_label if drawn and all(s.right for _, s, _ in drawn) else left_label, fontsize=8)
+        _scale_y(a, [y for _, s, y in drawn if target(s) is a], log_when_wide, counts)
+    if drawn:  # with a single unit on show, the left axis names it
+        ax.set_ylabel(right_label if all(s.right for _, s, _ in drawn) else left_label, fontsize=8)
     if twin is not None:
         twin.set_ylabel(right_label, fontsize=8)
     ax.set_xlim(0, axis.end)
@@ -600,15 +638,24 @@ def _chart(
     return _Chart(alt, buf.getvalue(), points)
 
 
-def _scale_y(ax: Axes, ys: list[list[float]], log_when_wide: bool) -> None:
-    """From zero, or log when asked and the values span more than two decades (a p99 spike would flatten p50
-    otherwise)."""
+def _isolated(y: list[float]) -> list[int]:
+    def gap(i: int) -> bool:
+        return i < 0 or i >= len(y) or math.isnan(y[i])
+
+    return [i for i in range(len(y)) if not gap(i) and gap(i - 1) and gap(i + 1)]
+
+
+def _scale_y(ax: Axes, ys: list[list[float]], log_when_wide: bool, counts: bool) -> None:
+    """From zero with headroom over the highest value (a flat line would sit on the frame otherwise), or log
+    when asked and the values span more than two decades (a p99 spike would flatten p50 otherwise)."""
     positive = [v for y in ys for v in y if v > 0]  # NaN compares false
     if log_when_wide and positive and max(positive) / min(positive) > 100:
         ax.set_yscale("log")
         ax.yaxis.set_minor_formatter(NullFormatter())
     elif ys:
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, max(positive) * 1.1 if positive else 1)
+    if counts:
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _compact(v)))
     ax.tick_params(labelsize=8)
 

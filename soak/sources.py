@@ -81,6 +81,10 @@ class SoakSource:
     def ordering(self, params: Mapping[str, Any]) -> str:
         return "not promised"
 
+    async def depth(self) -> int | None:
+        """Messages the source still holds (None: the engine's metrics tell)."""
+        return None
+
     async def dead_letters(self) -> dict[str, str]:
         """Records the source itself moved to a dead-letter queue: body -> key where the key is not
         known from the message (an SQS redrive keeps the message id). Read at the end, not consumed."""
@@ -206,6 +210,15 @@ class SqsSource(SoakSource):
 
     def ordering(self, params: Mapping[str, Any]) -> str:
         return "per message group" if self.spec.fifo else "not promised (standard queue)"
+
+    async def depth(self) -> int | None:
+        names = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
+        got = await self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=names)
+        return sum(int(got.get("Attributes", {}).get(n, 0)) for n in names)
 
     async def dead_letters(self) -> dict[str, str]:
         if not self.dlq_url:
@@ -479,7 +492,8 @@ def broker_credentials(url: str) -> tuple[str, str, str]:
     parts = urlsplit(url)
     if not parts.hostname or not parts.port:
         raise PlanError(f"broker URL {url!r}: expected SCHEME://USER:PASSWORD@HOST:PORT")
-    endpoint = f"{parts.scheme}://{parts.hostname}:{parts.port}{parts.path if parts.scheme.startswith('amqp') else ''}"
+    path = parts.path if parts.scheme.startswith("amqp") else ""  # a RabbitMQ virtual host
+    endpoint = f"{parts.scheme}://{parts.hostname}:{parts.port}{path}"
     return endpoint, unquote(parts.username or ""), unquote(parts.password or "")
 
 

@@ -2,10 +2,10 @@
 to the tap file (which records, the outcome, the duration), and the plan's function faults are injected
 (errors, timeouts, throttles, added latency, a poison record's failure).
 
-A tap line: ``{"t0": start, "t1": end, "f": function, "k": [record keys], "o": outcome, "i": their item
-ids where they differ, "x": [keys a batch response reported failed], "inj": injected fault or null, "c": invocations running at its start,
-"pid": process}``. Outcomes: ok, partial (a batch response named failures), error, timeout, throttle,
-invoke_error. The file outlives a SIGKILL: a line is flushed as each invocation ends.
+A tap line: ``{"t0": start, "t1": end, "f": function, "k": [record keys], "o": outcome, "i": their
+item ids where they differ, "x": [keys a batch response reported failed], "inj": injected fault or
+null, "c": invocations running at its start, "pid": process}``.
+Outcomes: ok, partial (a batch response named failures), error, timeout, throttle, invoke_error. The file outlives a SIGKILL: a line is flushed as each invocation ends.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import anyio
 
-from engine.ports import FunctionInfo, InvokeError, InvokeResult, Invoker
+from engine.ports import FunctionInfo, InvokeError, Invoker, InvokeResult
 from soak.plan import Faults
 from soak.sources import profile_of
 
@@ -34,7 +34,7 @@ class Tap:
         self.faults = faults
         self.rng = random.Random(seed * 1_000_003 + os.getpid())
         # appended, line-buffered by hand (flushed per invocation); kept open for the process's life
-        self.out: IO[str] = path.open("a", encoding="utf-8")  # noqa: SIM115
+        self.out: IO[str] = path.open("a", encoding="utf-8")
         self.running = 0
 
     def wrap(self, function_name: str, invoker: Invoker) -> Invoker:
@@ -113,10 +113,10 @@ class TappedInvoker:
         if faults.latency_rate and self.tap.rng.random() < faults.latency_rate:
             line["inj"] = "latency"
             await anyio.sleep(faults.latency_ms / 1000)
-        if faults.poison_at and profile is not None:
-            if any(POISON_MARKER.encode() in body for body in profile.bodies(event)):
-                line["inj"] = "poison"
-                return InvokeResult(_error("SoakPoisonRecord", "esm soak: a poison record"), "Unhandled")
+        poisoned = faults.poison_at and profile is not None
+        if poisoned and any(POISON_MARKER.encode() in body for body in profile.bodies(event)):
+            line["inj"] = "poison"
+            return InvokeResult(_error("SoakPoisonRecord", "esm soak: a poison record"), "Unhandled")
         fault = self.tap.draw()
         if fault is not None:
             line["inj"] = fault
