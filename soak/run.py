@@ -632,8 +632,8 @@ class Soak:
             failures.insert(0, f"{len(lost)} record(s) lost (first: {', '.join(lost[:5])})")
         if not lost:
             verdict += (
-                f": every one of {summary['sent']:,} records accounted for: {summary['succeeded']:,} processed, "
-                f"{summary['filtered_out']:,} filtered out, {summary['to_destination']:,} at a destination, "
+                f": every one of {summary['sent']:,} records accounted for: "
+                f"{summary['succeeded']:,} processed, {summary['filtered_out']:,} filtered out, {summary['to_destination']:,} at a destination, "
                 f"{summary['discarded']:,} discarded, {summary['pending']:,} still pending at the source"
             )
         summary["verdict"] = verdict

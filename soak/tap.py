@@ -5,7 +5,8 @@ to the tap file (which records, the outcome, the duration), and the plan's funct
 A tap line: ``{"t0": start, "t1": end, "f": function, "k": [record keys], "o": outcome, "i": their
 item ids where they differ, "x": [keys a batch response reported failed], "inj": injected fault or
 null, "c": invocations running at its start, "pid": process}``.
-Outcomes: ok, partial (a batch response named failures), error, timeout, throttle, invoke_error. The file outlives a SIGKILL: a line is flushed as each invocation ends.
+Outcomes: ok, partial (a batch response named failures), error, timeout, throttle, invoke_error.
+The file outlives a SIGKILL: a line is flushed as each invocation ends.
 """
 
 from __future__ import annotations
