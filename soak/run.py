@@ -633,7 +633,8 @@ class Soak:
         if not lost:
             verdict += (
                 f": every one of {summary['sent']:,} records accounted for: "
-                f"{summary['succeeded']:,} processed, {summary['filtered_out']:,} filtered out, {summary['to_destination']:,} at a destination, "
+                f"{summary['succeeded']:,} processed, {summary['filtered_out']:,} filtered out, "
+                f"{summary['to_destination']:,} at a destination, "
                 f"{summary['discarded']:,} discarded, {summary['pending']:,} still pending at the source"
             )
         summary["verdict"] = verdict
