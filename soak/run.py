@@ -37,7 +37,7 @@ from soak.ledger import Ledger, percentile, settle_counts
 from soak.load import PlanError, Record
 from soak.model import FaultEvent, MappingReport, Sample, SoakResult
 from soak.plan import MappingSpec, SoakPlan
-from soak.sources import PROFILES, Endpoints, SoakSource
+from soak.sources import PROFILES, Endpoints, Put, SoakSource
 from soak.tap import POISON_MARKER
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TICK_S = 0.05
 #: at most this many records in one put (a producer that fell behind catches up in steps)
 MAX_PUT = 500
+#: a record the source keeps refusing (the broker down) is given up on after this long, and counted
+REFUSED_AFTER_S = 120.0
 
 
 def free_port() -> int:
@@ -61,7 +63,8 @@ class Produced:
     source: SoakSource
     uuid: str = ""
     sent: int = 0
-    refused: int = 0  # records the source refused after retries: never in the ledger
+    refused: int = 0  # records the source refused for REFUSED_AFTER_S: never in the ledger
+    last_refusal: str = ""
     done: bool = False
     ordering: str = ""
     seq: int = 0
@@ -307,25 +310,39 @@ class Soak:
         p.done = True
 
     async def _put(self, p: Produced, batch: list[Record], poison: bool = False) -> None:
-        put_t = time.time()
-        first = p.seq + 1
+        """Put until the source took every record: a refused record (throttled, the broker away) goes
+        again with back-off, for up to REFUSED_AFTER_S; only then is it counted as refused, never sent."""
+        seqs = list(range(p.seq + 1, p.seq + 1 + len(batch)))
         p.seq += len(batch)
-        puts = await p.source.put(batch, first)
-        for put in puts:
-            if put is None:
-                p.refused += 1
-                continue
-            p.sent += 1
-            self.ledger.sent(
-                put.key,
-                seq=first,
-                mapping=p.spec.name,
-                put_t=put_t,
-                group=put.group,
-                position=put.position,
-                scope=put.scope,
-                poison=poison,
-            )
+        todo = list(zip(seqs, batch, strict=True))
+        backoff, given_up_at = 0.1, time.monotonic() + REFUSED_AFTER_S
+        while todo:
+            put_t = time.time()
+            try:
+                puts: list[Put | None] = await p.source.put([r for _, r in todo], [n for n, _ in todo])
+            except Exception as e:  # the service is away (restarting): the whole batch goes again
+                puts = [None] * len(todo)
+                p.last_refusal = f"{type(e).__name__}: {e}"
+            for (n, _), put in zip(todo, puts, strict=True):
+                if put is not None:
+                    p.sent += 1
+                    self.ledger.sent(
+                        put.key,
+                        seq=n,
+                        mapping=p.spec.name,
+                        put_t=put_t,
+                        group=put.group,
+                        position=put.position,
+                        scope=put.scope,
+                        poison=poison,
+                    )
+            todo = [(n, r) for (n, r), put in zip(todo, puts, strict=True) if put is None]
+            if todo and time.monotonic() > given_up_at:
+                p.refused += len(todo)
+                return
+            if todo:
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
 
     async def _stop_producers_on_request(self, scope: anyio.CancelScope) -> None:
         await self.controls.stop_load.wait()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import decimal
-import functools
 import json
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -50,7 +49,8 @@ class Endpoints:
 class SoakSource:
     """One mapping's source. Subclasses: open their client in ``__aenter__``, ``create`` what the spec
     asks (returning the CreateEventSourceMapping parameters it fixes: EventSourceArn, Topics, Queues),
-    ``put`` a batch (None for a record the source refused after retries), ``delete`` what they created."""
+    ``put`` a batch once (``seqs``: the records' numbers in the run; None for a record the source
+    refused: the caller puts it again), ``delete`` what they created."""
 
     kind: ClassVar[str]
     #: the event's eventSource values this profile reads keys from
@@ -75,7 +75,7 @@ class SoakSource:
     async def delete(self) -> None:
         raise NotImplementedError
 
-    async def put(self, records: Sequence[Record], first_seq: int) -> list[Put | None]:
+    async def put(self, records: Sequence[Record], seqs: Sequence[int]) -> list[Put | None]:
         raise NotImplementedError
 
     def ordering(self, params: Mapping[str, Any]) -> str:
@@ -107,17 +107,6 @@ class SoakSource:
             service, endpoint_url=self.endpoints.of(service), region_name=self.endpoints.region, **creds
         )
         return await self.stack.enter_async_context(client)
-
-
-async def _retrying(attempts: int, call: Any) -> Any:
-    for attempt in range(attempts):
-        try:
-            return await call()
-        except Exception:
-            if attempt == attempts - 1:
-                raise
-            await anyio.sleep(0.2 * 2**attempt)
-    raise AssertionError("unreachable")
 
 
 class SqsSource(SoakSource):
@@ -171,7 +160,7 @@ class SqsSource(SoakSource):
                     with contextlib.suppress(Exception):
                         await self.sqs.delete_queue(QueueUrl=url)
 
-    async def put(self, records: Sequence[Record], first_seq: int) -> list[Put | None]:
+    async def put(self, records: Sequence[Record], seqs: Sequence[int]) -> list[Put | None]:
         out: list[Put | None] = [None] * len(records)
 
         async def send(start: int) -> None:
@@ -181,23 +170,13 @@ class SqsSource(SoakSource):
                 entry: dict[str, Any] = {"Id": str(i), "MessageBody": r.body.decode()}
                 if self.spec.fifo:
                     entry["MessageGroupId"] = r.key
-                    entry["MessageDeduplicationId"] = f"{self.run}-{first_seq + start + i}"
+                    entry["MessageDeduplicationId"] = f"{self.run}-{seqs[start + i]}"
                 entries.append(entry)
-            for attempt in range(5):
-                got = await _retrying(
-                    3, functools.partial(self.sqs.send_message_batch, QueueUrl=self.url, Entries=entries)
-                )
-                for ok in got.get("Successful", []):
-                    i = int(ok["Id"])
-                    seq = first_seq + start + i
-                    out[start + i] = Put(
-                        ok["MessageId"], chunk[i].key if self.spec.fifo else None, position=seq
-                    )
-                failed = {f["Id"] for f in got.get("Failed", [])}
-                entries = [e for e in entries if e["Id"] in failed]
-                if not entries:
-                    return
-                await anyio.sleep(0.2 * 2**attempt)
+            got = await self.sqs.send_message_batch(QueueUrl=self.url, Entries=entries)
+            for ok in got.get("Successful", []):
+                i = int(ok["Id"])
+                group = chunk[i].key if self.spec.fifo else None
+                out[start + i] = Put(ok["MessageId"], group, position=seqs[start + i])
 
         if self.spec.fifo:  # one batch after another: a message group's order is the send order
             for start in range(0, len(records), 10):
@@ -273,28 +252,18 @@ class KinesisSource(SoakSource):
             with contextlib.suppress(Exception):
                 await self.kinesis.delete_stream(StreamName=self.spec.name, EnforceConsumerDeletion=True)
 
-    async def put(self, records: Sequence[Record], first_seq: int) -> list[Put | None]:
+    async def put(self, records: Sequence[Record], seqs: Sequence[int]) -> list[Put | None]:
         out: list[Put | None] = [None] * len(records)
         for start in range(0, len(records), 500):
-            todo = list(range(start, min(start + 500, len(records))))
-            for attempt in range(6):  # a throttled record (ProvisionedThroughputExceeded) goes again
-                entries = [{"Data": records[i].body, "PartitionKey": records[i].key} for i in todo]
-                got = await _retrying(
-                    3, functools.partial(self.kinesis.put_records, StreamName=self.spec.name, Records=entries)
-                )
-                again = []
-                for i, result in zip(todo, got["Records"], strict=True):
-                    if "SequenceNumber" in result:
-                        shard = result["ShardId"]
-                        group = shard if self.parallel == 1 else f"{shard}/{records[i].key}"
-                        seq = int(result["SequenceNumber"])
-                        out[i] = Put(f"{shard}:{seq}", group, scope=shard, position=seq)
-                    else:
-                        again.append(i)
-                todo = again
-                if not todo:
-                    break
-                await anyio.sleep(0.2 * 2**attempt)
+            todo = range(start, min(start + 500, len(records)))
+            entries = [{"Data": records[i].body, "PartitionKey": records[i].key} for i in todo]
+            got = await self.kinesis.put_records(StreamName=self.spec.name, Records=entries)
+            for i, result in zip(todo, got["Records"], strict=True):
+                if "SequenceNumber" in result:  # else throttled: put again by the caller
+                    shard = result["ShardId"]
+                    group = shard if self.parallel == 1 else f"{shard}/{records[i].key}"
+                    seq = int(result["SequenceNumber"])
+                    out[i] = Put(f"{shard}:{seq}", group, scope=shard, position=seq)
         return out
 
     parallel = 1
@@ -372,7 +341,7 @@ class DynamoDbSource(SoakSource):
             with contextlib.suppress(Exception):
                 await self.dynamodb.delete_table(TableName=self.spec.name)
 
-    async def put(self, records: Sequence[Record], first_seq: int) -> list[Put | None]:
+    async def put(self, records: Sequence[Record], seqs: Sequence[int]) -> list[Put | None]:
         out: list[Put | None] = [None] * len(records)
         for start in range(0, len(records), 25):
             items = {}
@@ -380,23 +349,17 @@ class DynamoDbSource(SoakSource):
                 r = records[i]
                 fields = r.doc if isinstance(r.doc, Mapping) else {"body": r.body.decode(errors="replace")}
                 item = {k: _attribute(v) for k, v in fields.items() if k not in ("pk", "sk")}
-                item |= {"pk": {"S": r.key}, "sk": {"N": str(first_seq + i)}}
-                items[f"{r.key}/{first_seq + i}"] = (i, item)
+                item |= {"pk": {"S": r.key}, "sk": {"N": str(seqs[i])}}
+                items[f"{r.key}/{seqs[i]}"] = (i, item)
             todo = [{"PutRequest": {"Item": item}} for _, item in items.values()]
-            for attempt in range(6):
-                got = await _retrying(
-                    3, functools.partial(self.dynamodb.batch_write_item, RequestItems={self.spec.name: todo})
-                )
-                todo = got.get("UnprocessedItems", {}).get(self.spec.name, [])
-                if not todo:
-                    break
-                await anyio.sleep(0.2 * 2**attempt)
+            got = await self.dynamodb.batch_write_item(RequestItems={self.spec.name: todo})
+            todo = got.get("UnprocessedItems", {}).get(self.spec.name, [])  # put again by the caller
             left = {
                 f"{w['PutRequest']['Item']['pk']['S']}/{w['PutRequest']['Item']['sk']['N']}" for w in todo
             }
             for key, (i, _) in items.items():
                 if key not in left:
-                    out[i] = Put(key, None, position=first_seq + i)
+                    out[i] = Put(key, None, position=seqs[i])
         return out
 
     def ordering(self, params: Mapping[str, Any]) -> str:
@@ -457,7 +420,7 @@ class KafkaSource(SoakSource):
             with contextlib.suppress(Exception):
                 await admin.close()
 
-    async def put(self, records: Sequence[Record], first_seq: int) -> list[Put | None]:
+    async def put(self, records: Sequence[Record], seqs: Sequence[int]) -> list[Put | None]:
         futures = [await self.producer.send(self.spec.name, r.body, key=r.key.encode()) for r in records]
         out: list[Put | None] = []
         for fut in futures:
@@ -523,22 +486,21 @@ class RabbitMqSource(SoakSource):
             with contextlib.suppress(Exception):
                 await self.channel.queue_delete(self.spec.name)
 
-    async def put(self, records: Sequence[Record], first_seq: int) -> list[Put | None]:
+    async def put(self, records: Sequence[Record], seqs: Sequence[int]) -> list[Put | None]:
         import aio_pika
 
         out: list[Put | None] = []
         for i, r in enumerate(records):
-            message_id = f"{self.run}-{first_seq + i}"
+            message_id = f"{self.run}-{seqs[i]}"
             message = aio_pika.Message(
                 r.body, message_id=message_id, delivery_mode=aio_pika.DeliveryMode.PERSISTENT
             )
             try:
                 await self.channel.default_exchange.publish(message, routing_key=self.spec.name)
             except Exception:
-                out.append(None)
-                continue
+                break  # the broker is away: the rest are refused too, and put again by the caller
             out.append(Put(message_id, None))
-        return out
+        return out + [None] * (len(records) - len(out))
 
     @staticmethod
     def keys(event: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -583,10 +545,10 @@ class ActiveMqSource(SoakSource):
     async def delete(self) -> None:
         return None
 
-    async def put(self, records: Sequence[Record], first_seq: int) -> list[Put | None]:
+    async def put(self, records: Sequence[Record], seqs: Sequence[int]) -> list[Put | None]:
         out: list[Put | None] = []
         for i, r in enumerate(records):
-            soak_id = f"{self.run}-{first_seq + i}"
+            soak_id = f"{self.run}-{seqs[i]}"
             try:
                 await self.client.send(
                     r.body,
@@ -594,10 +556,9 @@ class ActiveMqSource(SoakSource):
                     headers={"persistent": "true", SOAK_HEADER: soak_id},
                 )
             except Exception:
-                out.append(None)
-                continue
+                break  # the broker is away: the rest are refused too, and put again by the caller
             out.append(Put(soak_id, None))
-        return out
+        return out + [None] * (len(records) - len(out))
 
     @staticmethod
     def keys(event: Mapping[str, Any]) -> list[tuple[str, str]]:

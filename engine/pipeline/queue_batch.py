@@ -97,11 +97,9 @@ class QueueBatches:
         if verdict.reason is not None:
             self.log.warning("invalid_batch_response", reason=verdict.reason)
         await self.status.report(function_failed=not verdict.ok)
-        done = [m for m in items if m.item_id not in verdict.failed]
-        if done:
-            await self.source.ack(done)
-            self.metrics.deleted(len(done))
-        # the items a batch response reported (all of them, possibly): the journal says which
+        # the items a batch response reported (all of them, possibly): the journal says which. Written
+        # before the acknowledgement: an invocation that happened is journaled even when the broker
+        # goes away before the ack (the messages then come again, as another row)
         reported = verdict.outcome == PARTIAL_FAILURE
         await self._journal(
             items,
@@ -111,6 +109,10 @@ class QueueBatches:
             detail={"failed": sorted(map(str, verdict.failed))} if reported else {},
             payload=payload,
         )
+        done = [m for m in items if m.item_id not in verdict.failed]
+        if done:
+            await self.source.ack(done)
+            self.metrics.deleted(len(done))
         if verdict.failed:
             await self._release([m for m in items if m.item_id in verdict.failed])
         self.log.info(

@@ -4,6 +4,7 @@ file), driven with boto3 exactly as a user drives it."""
 from __future__ import annotations
 
 import functools
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -16,11 +17,13 @@ import anyio.from_thread
 import boto3
 import pytest
 from botocore.config import Config
+from playwright.sync_api import Browser, sync_playwright
 
 from engine.app import Engine, EngineSettings
 from engine.config import EngineConfig, FunctionConfig
 from engine.runner.queue import QueueRunnerSettings
 from engine.runner.stream import StreamRunnerSettings
+from tests.services import skip_unless_ci
 
 FUNCTIONS_DIR = Path(__file__).parent / "functions"
 sys.path.insert(0, str(FUNCTIONS_DIR))
@@ -158,3 +161,26 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: floa
 
 
 __all__ = ["RunningEngine", "esm_test_fns", "functions_config", "wait_for"]
+
+
+#: the flags this machine's Chromium needs (no sandbox as root; no calls to Google's hosts)
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    chromium = shutil.which("chromium")
+    if chromium is None:  # scripts/test installs it (scripts/services.sh browser)
+        skip_unless_ci("no chromium on PATH: scripts/services.sh browser installs Debian's")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()

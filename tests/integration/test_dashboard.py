@@ -4,38 +4,15 @@ poison batch down to the record alone, its discard and its destination delivery.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.integration.test_sqs import _map, _queue, _send, _sqs
-from tests.services import skip_unless_ci
 
 REGION = "us-east-1"
-#: the flags this machine's Chromium needs (no sandbox as root; no calls to Google's hosts)
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    chromium = shutil.which("chromium")
-    if chromium is None:  # scripts/test installs it (scripts/services.sh browser)
-        skip_unless_ci("no chromium on PATH: scripts/services.sh browser installs Debian's")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 @pytest.fixture
