@@ -38,8 +38,8 @@ examples:
   esm soak plan.yaml --report soak-report
 faults: error=RATE timeout=RATE throttle=RATE latency=DURATION@RATE poison@TIME engine-kill@TIME
         broker-restart@TIME (with --broker-restart-command, or the embedded emulator)
-fail-on: p99=DURATION error-rate=RATE lag=RECORDS lag=DURATION (iterator age) order duplicates;
-         a lost record always fails the run
+fail-on: p99=MS|DURATION error-rate=RATE lag=RECORDS lag=DURATION (iterator age) order duplicates
+         pending; a lost record always fails the run
 """
 
 DEFAULT_BROKERS = {
@@ -119,7 +119,9 @@ def run(args: argparse.Namespace) -> None:
 
 
 async def _run(plan: SoakPlan, console: Console, live: bool) -> Any:
-    soak = Soak(plan, on_sample=None if live else lambda s: console.print(_line(s), highlight=False))
+    soak = Soak(
+        plan, on_sample=None if live else lambda s: console.print(_line(s), highlight=False, soft_wrap=True)
+    )
     async with anyio.create_task_group() as tg:
         tg.start_soon(_signals, soak, console)
         if live:

@@ -240,13 +240,17 @@ class Ledger:
                         out.append(candidate)
                         break
             return out
-        if row.first_item is None or scope not in self._by_scope:
+        if row.first_item is None:
             return []
         low, high = int(row.first_item), int(row.last_item)
-        entries = self._by_scope[scope]
-        start = bisect.bisect_left(entries, (low, ""))
-        stop = bisect.bisect_right(entries, (high, "\uffff"))
-        return [k for _, k in entries[start:stop]]
+        if scope in self._by_scope:
+            entries = self._by_scope[scope]
+            start = bisect.bisect_left(entries, (low, ""))
+            stop = bisect.bisect_right(entries, (high, "\uffff"))
+            return [k for _, k in entries[start:stop]]
+        # a source whose puts do not say where a record went (DynamoDB): the item ids the tap saw;
+        # a stream's sequence numbers grow across its shards, so the range needs no shard
+        return [k for item, k in self._item_keys.items() if item.isdigit() and low <= int(item) <= high]
 
     def take(self) -> Interval:
         iv, self.interval = self.interval, Interval()

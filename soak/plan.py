@@ -89,6 +89,7 @@ class FailOn:
     iterator_age_ms: float | None = None
     order: bool = False
     duplicates: bool = False
+    pending: bool = False
 
     def describe(self) -> list[str]:
         out = []
@@ -104,6 +105,8 @@ class FailOn:
             out.append("any order violation")
         if self.duplicates:
             out.append("any duplicate")
+        if self.pending:
+            out.append("any record still pending at the end")
         return ["any lost record", *out]
 
 
@@ -336,6 +339,13 @@ def _times(value: Any, where: str) -> tuple[float, ...]:
     return tuple(sorted(duration_s(v, where) for v in items))
 
 
+def _milliseconds(value: Any, where: str) -> float:
+    """A bare number is milliseconds (p99=500); a duration says its unit (p99=2s)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return duration_s(value, where) * 1000
+
+
 def _rate(value: Any, where: str) -> float:
     if not isinstance(value, int | float) or not 0 <= value <= 1:
         raise PlanError(f"{where}: a share of invocations between 0 and 1, not {value!r}")
@@ -367,12 +377,13 @@ def parse_fail_on(raw: Mapping[str, Any]) -> FailOn:
     if isinstance(lag, str):  # a duration: IteratorAge
         age, lag = lag, None
     return FailOn(
-        p99_ms=duration_s(raw["p99"], "fail_on.p99") * 1000 if "p99" in raw else None,
+        p99_ms=_milliseconds(raw["p99"], "fail_on.p99") if "p99" in raw else None,
         error_rate=_rate(raw["error_rate"], "fail_on.error_rate") if "error_rate" in raw else None,
         lag_records=float(lag) if lag is not None else None,
         iterator_age_ms=duration_s(age, "fail_on.iterator_age") * 1000 if age is not None else None,
         order=bool(raw.get("order", False)),
         duplicates=bool(raw.get("duplicates", False)),
+        pending=bool(raw.get("pending", False)),
     )
 
 
@@ -407,12 +418,12 @@ def fault_options(values: Sequence[str]) -> dict[str, Any]:
 
 def fail_on_options(values: Sequence[str]) -> dict[str, Any]:
     """``--fail-on`` values as the plan's ``fail_on`` section: p99=500ms, error-rate=0.05, lag=1000
-    (records) or lag=30s (iterator age), order, duplicates, loss (always on)."""
+    (records) or lag=30s (iterator age), order, duplicates, pending, loss (always on)."""
     out: dict[str, Any] = {}
     for v in values:
         name, _, arg = v.partition("=")
         name = name.strip().lower().replace("-", "_")
-        if name in ("order", "duplicates") and not arg:
+        if name in ("order", "duplicates", "pending") and not arg:
             out[name] = True
         elif name == "loss" and not arg:
             pass  # always on
@@ -421,7 +432,7 @@ def fail_on_options(values: Sequence[str]) -> dict[str, Any]:
         else:
             raise PlanError(
                 f"--fail-on {v}: expected p99=DURATION, error-rate=RATE, lag=RECORDS or lag=DURATION, "
-                "order, duplicates or loss"
+                "order, duplicates, pending or loss"
             )
     return out
 

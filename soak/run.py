@@ -11,6 +11,7 @@ import math
 import os
 import random
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -154,8 +155,11 @@ class Soak:
 
     async def __call__(self) -> SoakResult:
         self.dir.mkdir(parents=True, exist_ok=True)
+        # the report folder is the run's own: an earlier run's store would bring its mappings back
         for stale in ("invocations.jsonl", "engine.log", "missing.txt"):
             (self.dir / stale).unlink(missing_ok=True)
+        for stale_dir in ("engine-data", "aws-data"):
+            shutil.rmtree(self.dir / stale_dir, ignore_errors=True)
         async with AsyncExitStack() as stack:
             self._aws(stack)
             await self._sources(stack)
@@ -640,19 +644,15 @@ class Soak:
             "run": self.run,
         }
         failures = self._fail_on(summary)
-        verdict = (
-            f"FAIL: {len(lost)} record(s) lost"
-            if lost
-            else (f"FAIL: {'; '.join(failures)}" if failures else "PASS")
-        )
         if lost:
             failures.insert(0, f"{len(lost)} record(s) lost (first: {', '.join(lost[:5])})")
+        verdict = ("FAIL: " + "; ".join(failures)) if failures else "PASS"
         if not lost:
             verdict += (
-                f": every one of {summary['sent']:,} records accounted for: "
+                f" (every one of {summary['sent']:,} records accounted for: "
                 f"{summary['succeeded']:,} processed, {summary['filtered_out']:,} filtered out, "
-                f"{summary['to_destination']:,} at a destination, "
-                f"{summary['discarded']:,} discarded, {summary['pending']:,} still pending at the source"
+                f"{summary['to_destination']:,} at a destination, {summary['discarded']:,} discarded, "
+                f"{summary['pending']:,} still pending at the source)"
             )
         summary["verdict"] = verdict
         summary["failed_checks"] = failures
@@ -687,6 +687,8 @@ class Soak:
             out.append(f"{s['order_violations']} order violation(s)")
         if f.duplicates and s["duplicates"]:
             out.append(f"{s['duplicates']} duplicate(s)")
+        if f.pending and s["pending"]:
+            out.append(f"{s['pending']} record(s) still pending at the source when the soak stopped")
         return out
 
     def _usage(self, s: dict[str, Any]) -> cost.Usage:

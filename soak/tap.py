@@ -88,6 +88,8 @@ class TappedInvoker:
             "k": [k for k, _ in keys],
             "c": tap.running,
         }
+        if any(k != item for k, item in keys):  # the journal names these records by their item ids
+            line["i"] = [item for _, item in keys]
         tap.running += 1
         try:
             result = await self._invoke(payload, event, profile, line)

@@ -1,5 +1,5 @@
-"""The soak example's function: an order processor. It reads each record (an SQS body, or the base64 data
-of a Kinesis or Kafka record), checks it and adds up the amounts, as a small real handler would."""
+"""The soak example's function: an order processor. It reads each record (an SQS body, a DynamoDB item,
+the base64 data of a Kinesis, Kafka or MQ record) and adds up the amounts, as a small real handler would."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ def _records(event: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _order(record: dict[str, Any]) -> dict[str, Any]:
+    if "dynamodb" in record:  # the item's new image: {"amount": {"N": "12.5"}, ...}
+        image = record["dynamodb"].get("NewImage", {})
+        return {k: next(iter(v.values())) for k, v in image.items()}
     if "body" in record:
         raw = record["body"].encode()
     elif "kinesis" in record:
