@@ -13,6 +13,7 @@ group) was first invoked is an order violation.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,7 +62,7 @@ def percentile(values: Sequence[float], p: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
 
 
 class Ledger:
@@ -243,10 +244,10 @@ class Ledger:
         if row.first_item is None:
             return []
         low, high = int(row.first_item), int(row.last_item)
-        if scope in self._by_scope:
-            entries = self._by_scope[scope]
-            start = bisect.bisect_left(entries, (low, ""))
-            stop = bisect.bisect_right(entries, (high, "\uffff"))
+        entries = self._by_scope.get(scope, [])
+        start = bisect.bisect_left(entries, (low, ""))
+        stop = bisect.bisect_right(entries, (high, "\uffff"))
+        if stop > start:
             return [k for _, k in entries[start:stop]]
         # a source whose puts do not say where a record went (DynamoDB): the item ids the tap saw;
         # a stream's sequence numbers grow across its shards, so the range needs no shard
