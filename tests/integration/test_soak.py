@@ -5,8 +5,10 @@ the one-line form through the real command; report.html rendered in headless Chr
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +105,7 @@ def test_kinesis_with_bisect_a_poison_record_and_an_on_failure_queue(
     result = _soak(
         tmp_path,
         {
-            "engine": {"endpoints": _kinesis_endpoints(), "kinesis_poll_interval": 0.2},
+            "engine": {"endpoints": _kinesis_endpoints(), "kinesis_poll_interval": 0.2, "time_scale": 10},
             "mappings": [
                 {
                     "name": "orders",
@@ -132,6 +134,9 @@ def test_kinesis_with_bisect_a_poison_record_and_an_on_failure_queue(
     delivered = sum(r.batch_size for r in rows if r.outcome == DESTINATION_SENT)
     assert s["to_destination"] == delivered
     assert any(r.bisect_depth > 0 for r in rows) and sum(x.bisects for x in result.samples) > 0
+    # the retries' back-off ran ten times faster, and the report says so
+    assert result.summary["time_scale"] == 10
+    assert "10\u00d7 faster" in (tmp_path / "report" / "report.html").read_text()
 
 
 def test_kafka_survives_an_engine_sigkill_in_order(tmp_path: Path, unique_name: Any, bootstrap: str) -> None:
@@ -275,3 +280,37 @@ def test_the_one_line_form_gates_on_its_thresholds_and_its_report_renders(
         assert not outside, outside
     finally:
         page.close()
+
+
+def test_ctrl_c_stops_the_load_drains_and_still_writes_the_report(tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    command = [
+        sys.executable,
+        "-m",
+        "engine.cli",
+        "soak",
+        "--source",
+        "sqs",
+        "--rate",
+        "50",
+        "--duration",
+        "5m",
+    ]
+    command += ["--function", "orders", "--config", str(EXAMPLE / "esm.yaml"), "--embedded-aws"]
+    proc = subprocess.Popen([*command, "--report", str(report)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (report / "invocations.jsonl").exists():  # the load is running
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.2)
+        time.sleep(3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    assert "stopping the load; draining" in err
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["stopped_early"] is True and summary["duration_s"] < 60
+    assert summary["lost"] == 0 and summary["sent"] > 0 and summary["pending"] == 0
+    assert (report / "report.html").exists()
