@@ -184,8 +184,9 @@ class _View:
                 f"{c['sent']:,}",
                 f"{c['invoked']:,}",
                 f"{len(led.unaccounted(p.spec.name)):,}",
-                "",
-                "",
+                f"{c['errors']:,}",
+                f"{c['retries']:,}",
+                _lag(soak.metrics.get(p.uuid, {})),
                 f"{c['to_destination']:,}",
                 f"{c['duplicates']:,}",
             )
@@ -215,6 +216,17 @@ class _View:
         for f in soak.faults[-3:]:
             lines.append(f"fault at {f.t:.0f} s: {f.kind} {f.detail}")
         return Group(table, Text("\n".join(lines)))
+
+
+def _lag(metrics: dict[str, float]) -> str:
+    """A mapping's lag as AWS names it: IteratorAge (streams), OffsetLag (Kafka), queue depth."""
+    if "esm_iterator_age_milliseconds" in metrics:
+        return f"{metrics['esm_iterator_age_milliseconds']:,.0f} ms"
+    if "esm_offset_lag" in metrics:
+        return f"{metrics['esm_offset_lag']:,.0f}"
+    if "esm_queue_depth" in metrics:
+        return f"{metrics['esm_queue_depth']:,.0f} msgs"
+    return "-"
 
 
 def plan_left(plan: SoakPlan, elapsed: float, load_ended_at: float | None) -> str:

@@ -88,6 +88,8 @@ class Ledger:
         self.durations_ms: list[float] = []
         self.gb_seconds_s = 0.0  # sum of invocation durations (s)
         self.filtered_count: Counter[str] = Counter()  # per mapping, by the journal's counts
+        self.errors_by: Counter[str] = Counter()  # per mapping
+        self.retries_by: Counter[str] = Counter()
 
     # --- feeding -------------------------------------------------------------------------------------
 
@@ -151,6 +153,9 @@ class Ledger:
         iv.durations_ms.append(ms)
         iv.busy_s += t1 - t0
         self.gb_seconds_s += t1 - t0
+        mapping = self.records[keys[0]].mapping if keys else ""
+        if outcome in ("error", "timeout", "invoke_error"):
+            self.errors_by[mapping] += 1
         if outcome in ("error", "timeout"):
             self.errors += 1
             iv.errors += 1
@@ -180,6 +185,7 @@ class Ledger:
                 e.last_success_t = t1
         if retried:
             self.retries += 1
+            self.retries_by[mapping] += 1
             iv.retries += 1
 
     def _check_order(self, key: str, e: Entry) -> None:
@@ -276,6 +282,8 @@ class Ledger:
             "to_destination": sum(1 for e in es if e.end == "to_destination" and not e.successes),
             "discarded": sum(1 for e in es if e.end == "discarded" and not e.successes),
             "order_violations": self.order_violations[mapping],
+            "errors": self.errors_by[mapping],
+            "retries": self.retries_by[mapping],
         }
 
 

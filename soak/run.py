@@ -467,7 +467,7 @@ class Soak:
         text = raw.partition(b"\r\n\r\n")[2].decode(errors="replace")
         for family in text_string_to_metric_families(text):
             for s in family.samples:
-                u = s.labels.get("uuid")
+                u = s.labels.get("mapping_uuid")
                 if u:
                     per = out.setdefault(u, {})
                     per[s.name] = per.get(s.name, 0.0) + s.value
