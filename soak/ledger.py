@@ -86,7 +86,8 @@ class Ledger:
         self.duplicates = 0
         self.latencies_ms: list[float] = []
         self.durations_ms: list[float] = []
-        self.gb_seconds_s = 0.0  # sum of invocation durations (s)
+        #: seconds of invocations per function (GB-seconds at its memory)
+        self.seconds_by_function: defaultdict[str, float] = defaultdict(float)
         self.filtered_count: Counter[str] = Counter()  # per mapping, by the journal's counts
         self.errors_by: Counter[str] = Counter()  # per mapping
         self.retries_by: Counter[str] = Counter()
@@ -152,7 +153,7 @@ class Ledger:
         self.durations_ms.append(ms)
         iv.durations_ms.append(ms)
         iv.busy_s += t1 - t0
-        self.gb_seconds_s += t1 - t0
+        self.seconds_by_function[str(line.get("f", ""))] += t1 - t0
         mapping = self.records[keys[0]].mapping if keys else ""
         if outcome in ("error", "timeout", "invoke_error"):
             self.errors_by[mapping] += 1

@@ -691,9 +691,19 @@ class Soak:
             out.append(f"{s['pending']} record(s) still pending at the source when the soak stopped")
         return out
 
+    def _memory_mb(self, function: str) -> int:
+        """The function's configured MemorySize (the config file's memory_size), else Lambda's 128."""
+        from engine.config import ConfigError, load_config
+
+        path = self.plan.engine.config
+        try:
+            fn = load_config(path).functions.get(function) if path else None
+        except ConfigError:
+            fn = None
+        return fn.memory_size if fn is not None else 128
+
     def _usage(self, s: dict[str, Any]) -> cost.Usage:
         kinds = [p.spec.source.kind for p in self.producers]
-        memory_mb = 128
         sent_by = {k: sum(p.sent for p in self.producers if p.spec.source.kind == k) for k in set(kinds)}
         sqs_sent = sent_by.get("sqs", 0)
         duration = max(s["duration_s"], 1e-9)
@@ -703,7 +713,10 @@ class Soak:
         return cost.Usage(
             duration_s=duration,
             lambda_invocations=self.ledger.invocations,
-            lambda_gb_seconds=self.ledger.gb_seconds_s * memory_mb / 1024,
+            lambda_gb_seconds=sum(
+                seconds * self._memory_mb(function) / 1024
+                for function, seconds in self.ledger.seconds_by_function.items()
+            ),
             sqs_requests=sqs_requests,
             sqs_fifo=any(p.spec.source.fifo for p in self.producers if p.spec.source.kind == "sqs"),
             kinesis_shards=shards,
