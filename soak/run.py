@@ -144,6 +144,12 @@ class Soak:
         self._uuids: set[str] = set()
         self.embedded: Any = None
         self.endpoints: Endpoints | None = None
+        #: how far the tap file and the journal were read; the engine's store, read beside it
+        self._tap_at = 0
+        self._journal_after = 0
+        self._store: SqliteStore | None = None
+        self._bisects = 0  # attempts of bisected halves since the last sample
+        self._cpu_at: tuple[float, float] | None = None
         self.engine: EngineProcess | None = None
         self.rng = random.Random(plan.seed)
 
@@ -183,9 +189,8 @@ class Soak:
             pending = await self._pending()
             await self.engine.stop()
             result = self._result(pending)
-            if not self.plan.keep_sources:
-                for p in self.producers:
-                    await p.source.delete()
+            if self._store is not None:
+                self._store.close()
         report.write_report(result, self.dir)
         return result
 
@@ -210,7 +215,7 @@ class Soak:
             source = await stack.enter_async_context(
                 PROFILES[spec.source.kind](spec.source, self.endpoints, self.run)
             )
-            fixed = await source.create()
+            fixed = await self._create(stack, source)
             params = {**spec.params, **{k: v for k, v in fixed.items() if k not in spec.params}}
             if spec.failure_queue:
                 params["DestinationConfig"] = {
@@ -225,9 +230,14 @@ class Soak:
         assert self.endpoints is not None
         queue = SourceSpec(kind="sqs", name=f"{spec.source.name}-failures", dlq=False)
         failures = await stack.enter_async_context(PROFILES["sqs"](queue, self.endpoints, self.run))
-        arn = (await failures.create())["EventSourceArn"]
-        stack.push_async_callback(failures.delete)
-        return str(arn)
+        return str((await self._create(stack, failures))["EventSourceArn"])
+
+    async def _create(self, stack: AsyncExitStack, source: SoakSource) -> dict[str, Any]:
+        """The source, created; deleted when the run ends, however it ends (unless keep_sources)."""
+        fixed = await source.create()
+        if not self.plan.keep_sources:
+            stack.push_async_callback(source.delete)
+        return fixed
 
     def _engine_spec(self) -> dict[str, Any]:
         e = self.plan.engine
@@ -403,10 +413,6 @@ class Soak:
 
     async def _follow(self) -> None:
         tap_path = self.dir / "invocations.jsonl"
-        self._tap_at = 0
-        self._journal_after = 0
-        self._store: SqliteStore | None = None
-        self._cpu_at: tuple[float, float] | None = None
         interval = self.plan.interval_s()
         next_sample = time.monotonic() + interval
         while True:
@@ -434,24 +440,21 @@ class Soak:
         store_path = self.dir / "engine-data" / "esm.sqlite3"
         if not store_path.exists():
             return
-        if self._store_or_none() is None:
+        if self._store is None:
             self._store = SqliteStore(store_path)
-        assert self._store is not None
+        store = self._store
         names = {p.uuid: p.spec.name for p in self.producers}
         while True:
             rows: list[JournalEntry] = await anyio.to_thread.run_sync(
-                lambda: self._store.journal(None, 5000, after_id=self._journal_after)  # type: ignore[union-attr]
+                lambda: store.journal(None, 5000, after_id=self._journal_after)
             )
             if not rows:
                 return
             self._journal_after = rows[-1].id
             self.ledger.journal_rows((r, names[r.mapping_uuid]) for r in rows if r.mapping_uuid in names)
-            self._bisects = getattr(self, "_bisects", 0) + sum(
+            self._bisects += sum(
                 1 for r in rows if r.bisect_depth > 0 and r.outcome not in ("discarded", "destination_sent")
             )
-
-    def _store_or_none(self) -> SqliteStore | None:
-        return getattr(self, "_store", None)
 
     async def _scrape(self) -> dict[str, dict[str, float]]:
         """The engine's /metrics, per mapping UUID: family -> value (summed over partitions)."""
@@ -496,8 +499,7 @@ class Soak:
         invoked = sum(1 for e in self.ledger.records.values() if e.first_t is not None)
         previous_sent = self.samples[-1].sent if self.samples else 0
         lat = iv.latencies_ms
-        bisects = getattr(self, "_bisects", 0)
-        self._bisects = 0
+        bisects, self._bisects = self._bisects, 0
         self.samples.append(
             Sample(
                 t=round(self.elapsed, 3),
@@ -564,7 +566,7 @@ class Soak:
         records past the shard's checkpoint."""
         self.metrics = await self._scrape()
         out = {}
-        store = self._store_or_none()
+        store = self._store
         for p in self.producers:
             m = self.metrics.get(p.uuid, {})
             held = int(m.get("esm_queue_depth", 0) + m.get("esm_offset_lag", 0))
