@@ -85,6 +85,7 @@ class Ledger:
         self.retries = 0
         self.duplicates = 0
         self.latencies_ms: list[float] = []
+        self.latencies_by: defaultdict[str, list[float]] = defaultdict(list)  # per mapping
         self.durations_ms: list[float] = []
         #: seconds of invocations per function (GB-seconds at its memory)
         self.seconds_by_function: defaultdict[str, float] = defaultdict(float)
@@ -174,6 +175,7 @@ class Ledger:
                 e.first_t = t0
                 latency = (t0 - e.put_t) * 1000
                 self.latencies_ms.append(latency)
+                self.latencies_by[e.mapping].append(latency)
                 iv.latencies_ms.append(latency)
                 iv.first_invoked += 1
                 self._check_order(key, e)

@@ -66,6 +66,8 @@ class MappingReport:
     filtered_out: int = 0
     to_destination: int = 0
     order_violations: int = 0
+    latency_p50_ms: float | None = None  # put to first invocation, this mapping's records
+    latency_p99_ms: float | None = None
     ordering: str = ""  # what was checked: "per shard", "per partition", "per message group", "not promised"
 
 

@@ -295,6 +295,8 @@ def _mappings_table(mappings: list[MappingReport]) -> str:
         "filtered_out",
         "to_destination",
         "order_violations",
+        "latency_p50_ms",
+        "latency_p99_ms",
     )
     header = ["mapping", *(c.replace("_", " ") for c in counts), "ordering"]
     rows = []

@@ -610,6 +610,8 @@ class Soak:
                     filtered_out=counts["filtered_out"],
                     to_destination=counts["to_destination"],
                     order_violations=counts["order_violations"],
+                    latency_p50_ms=_round(percentile(led.latencies_by[p.spec.name], 50)),
+                    latency_p99_ms=_round(percentile(led.latencies_by[p.spec.name], 99)),
                     ordering=p.ordering,
                 )
             )
