@@ -28,9 +28,26 @@ ROOT = Path(__file__).parents[2]
 EXAMPLE = ROOT / "examples" / "soak"
 
 
-def _soak(tmp_path: Path, raw: dict[str, Any]) -> SoakResult:
-    raw = {"report": str(tmp_path / "report"), "drain": "20s", "sample": "1s", **raw}
-    raw.setdefault("engine", {})["config"] = str(EXAMPLE / "esm.yaml")
+def _soak(
+    tmp_path: Path,
+    mapping: dict[str, Any],
+    source: dict[str, Any],
+    load: dict[str, Any],
+    *,
+    engine: dict[str, Any] | None = None,
+    failure_queue: bool = False,
+    **top: Any,
+) -> SoakResult:
+    """A soak of one mapping of the example's orders function, in this process."""
+    one = {"name": "orders", "mapping": {"FunctionName": "orders", **mapping}, "source": source, "load": load}
+    raw = {
+        "report": str(tmp_path / "report"),
+        "drain": "20s",
+        "sample": "1s",
+        "engine": {"config": str(EXAMPLE / "esm.yaml"), **(engine or {})},
+        "mappings": [{**one, "failure_queue": failure_queue}],
+        **top,
+    }
     plan = parse_plan(raw, base_dir=tmp_path, text=json.dumps(raw))
     return anyio.run(Soak(plan))
 
@@ -69,18 +86,11 @@ def _check_against_journal(tmp_path: Path, result: SoakResult) -> list[JournalEn
 def test_sqs_on_the_embedded_emulator_with_errors_and_a_poison_record(tmp_path: Path) -> None:
     result = _soak(
         tmp_path,
-        {
-            "engine": {"embedded_aws": True},
-            "mappings": [
-                {
-                    "name": "orders",
-                    "mapping": {"FunctionName": "orders", "BatchSize": 10},
-                    "source": {"kind": "sqs", "name": "soak-sqs", "attributes": {"VisibilityTimeout": "5"}},
-                    "load": {"rate": 80, "duration": "6s"},
-                }
-            ],
-            "faults": {"function": {"errors": 0.1}, "poison": ["2s"]},
-        },
+        {"BatchSize": 10},
+        {"kind": "sqs", "name": "soak-sqs", "attributes": {"VisibilityTimeout": "5"}},
+        {"rate": 80, "duration": "6s"},
+        engine={"embedded_aws": True},
+        faults={"function": {"errors": 0.1}, "poison": ["2s"]},
     )
     _accounted(result)
     s = result.summary
@@ -105,25 +115,17 @@ def test_kinesis_with_bisect_a_poison_record_and_an_on_failure_queue(
     result = _soak(
         tmp_path,
         {
-            "engine": {"endpoints": _kinesis_endpoints(), "kinesis_poll_interval": 0.2, "time_scale": 10},
-            "mappings": [
-                {
-                    "name": "orders",
-                    "mapping": {
-                        "FunctionName": "orders",
-                        "StartingPosition": "TRIM_HORIZON",
-                        "BatchSize": 50,
-                        "MaximumRetryAttempts": 1,
-                        "BisectBatchOnFunctionError": True,
-                    },
-                    "source": {"kind": "kinesis", "name": unique_name("soak"), "shards": 2},
-                    "failure_queue": True,
-                    "load": {"rate": 100, "duration": "6s"},
-                }
-            ],
-            "faults": {"function": {"errors": 0.05}, "poison": ["2s"]},
-            "fail_on": {"order": True},
+            "StartingPosition": "TRIM_HORIZON",
+            "BatchSize": 50,
+            "MaximumRetryAttempts": 1,
+            "BisectBatchOnFunctionError": True,
         },
+        {"kind": "kinesis", "name": unique_name("soak"), "shards": 2},
+        {"rate": 100, "duration": "6s"},
+        engine={"endpoints": _kinesis_endpoints(), "kinesis_poll_interval": 0.2, "time_scale": 10},
+        failure_queue=True,
+        faults={"function": {"errors": 0.05}, "poison": ["2s"]},
+        fail_on={"order": True},
     )
     _accounted(result)
     s = result.summary
@@ -143,24 +145,16 @@ def test_kafka_survives_an_engine_sigkill_in_order(tmp_path: Path, unique_name: 
     result = _soak(
         tmp_path,
         {
-            "mappings": [
-                {
-                    "name": "orders",
-                    "mapping": {
-                        "FunctionName": "orders",
-                        "Topics": [unique_name("soak")],
-                        "StartingPosition": "TRIM_HORIZON",
-                        "BatchSize": 50,
-                        "SelfManagedEventSource": {"Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": [bootstrap]}},
-                        "SourceAccessConfigurations": [{"Type": "VPC_SUBNET", "URI": "subnet:subnet-1"}],
-                    },
-                    "source": {"kind": "kafka", "shards": 3},
-                    "load": {"rate": 150, "duration": "8s"},
-                }
-            ],
-            "faults": {"function": {"errors": 0.05}, "engine_kill": ["3s"]},
-            "fail_on": {"order": True},
+            "Topics": [unique_name("soak")],
+            "StartingPosition": "TRIM_HORIZON",
+            "BatchSize": 50,
+            "SelfManagedEventSource": {"Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": [bootstrap]}},
+            "SourceAccessConfigurations": [{"Type": "VPC_SUBNET", "URI": "subnet:subnet-1"}],
         },
+        {"kind": "kafka", "shards": 3},
+        {"rate": 150, "duration": "8s"},
+        faults={"function": {"errors": 0.05}, "engine_kill": ["3s"]},
+        fail_on={"order": True},
     )
     _accounted(result)
     s = result.summary
@@ -175,33 +169,20 @@ def test_rabbitmq_survives_a_broker_restart(tmp_path: Path, unique_name: Any) ->
     url = require_service("rabbitmq", endpoint_for("rabbitmq"))
     services = ROOT / "scripts" / "services.sh"
     secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:soak-AbCdEf"
+    restart = f"sh -c '{services} stop rabbitmq && {services} start rabbitmq'"
     result = _soak(
         tmp_path,
         {
-            "mappings": [
-                {
-                    "name": "orders",
-                    "mapping": {
-                        "FunctionName": "orders",
-                        "EventSourceArn": "arn:aws:mq:us-east-1:123456789012:broker:soak:b-1",
-                        "Queues": [unique_name("soak")],
-                        "BatchSize": 20,
-                        "MaximumBatchingWindowInSeconds": 1,
-                        "SourceAccessConfigurations": [{"Type": "BASIC_AUTH", "URI": secret}],
-                    },
-                    "source": {"kind": "rabbitmq", "broker_url": url},
-                    "load": {"rate": 40, "duration": "15s"},
-                }
-            ],
-            "faults": {
-                "function": {"errors": 0.05},
-                "broker_restart": {
-                    "at": ["3s"],
-                    "command": f"sh -c '{services} stop rabbitmq && {services} start rabbitmq'",
-                },
-            },
-            "drain": "40s",
+            "EventSourceArn": "arn:aws:mq:us-east-1:123456789012:broker:soak:b-1",
+            "Queues": [unique_name("soak")],
+            "BatchSize": 20,
+            "MaximumBatchingWindowInSeconds": 1,
+            "SourceAccessConfigurations": [{"Type": "BASIC_AUTH", "URI": secret}],
         },
+        {"kind": "rabbitmq", "broker_url": url},
+        {"rate": 40, "duration": "15s"},
+        faults={"function": {"errors": 0.05}, "broker_restart": {"at": ["3s"], "command": restart}},
+        drain="40s",
     )
     _accounted(result)
     assert [f.kind for f in result.faults] == ["broker_restart"]
@@ -211,36 +192,19 @@ def test_rabbitmq_survives_a_broker_restart(tmp_path: Path, unique_name: Any) ->
     _check_against_journal(tmp_path, result)
 
 
+def _one_line(*options: str) -> list[str]:
+    """`esm soak`'s one-line form on SQS, the embedded emulator and the example's function."""
+    command = [sys.executable, "-m", "engine.cli", "soak", "--source", "sqs", "--function", "orders"]
+    return [*command, "--config", str(EXAMPLE / "esm.yaml"), "--embedded-aws", *options]
+
+
 def test_the_one_line_form_gates_on_its_thresholds_and_its_report_renders(
     tmp_path: Path, browser: Browser
 ) -> None:
     report = tmp_path / "report"
+    options = ["--fault", "error=0.1", "--fail-on", "p99=0.001ms", "--report", str(report), "--drain", "20s"]
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "engine.cli",
-            "soak",
-            "--source",
-            "sqs",
-            "--rate",
-            "40",
-            "--duration",
-            "4s",
-            "--function",
-            "orders",
-            "--config",
-            str(EXAMPLE / "esm.yaml"),
-            "--embedded-aws",
-            "--fault",
-            "error=0.1",
-            "--fail-on",
-            "p99=0.001ms",
-            "--report",
-            str(report),
-            "--drain",
-            "20s",
-        ],
+        _one_line("--rate", "40", "--duration", "4s", *options),
         capture_output=True,
         text=True,
         timeout=180,
@@ -284,20 +248,8 @@ def test_the_one_line_form_gates_on_its_thresholds_and_its_report_renders(
 
 def test_ctrl_c_stops_the_load_drains_and_still_writes_the_report(tmp_path: Path) -> None:
     report = tmp_path / "report"
-    command = [
-        sys.executable,
-        "-m",
-        "engine.cli",
-        "soak",
-        "--source",
-        "sqs",
-        "--rate",
-        "50",
-        "--duration",
-        "5m",
-    ]
-    command += ["--function", "orders", "--config", str(EXAMPLE / "esm.yaml"), "--embedded-aws"]
-    proc = subprocess.Popen([*command, "--report", str(report)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    command = _one_line("--rate", "50", "--duration", "5m", "--report", str(report))
+    proc = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         while not (report / "invocations.jsonl").exists():  # the load is running
