@@ -80,7 +80,8 @@ class Ledger:
         self.duplicate_causes: Counter[str] = Counter()
         self.destination_reasons: Counter[str] = Counter()
         self.foreign = 0  # invoked records this soak did not produce
-        self.invocations = 0
+        self.invocations = 0  # that reached the function
+        self.throttles = 0
         self.errors = 0
         self.retries = 0
         self.duplicates = 0
@@ -147,6 +148,13 @@ class Ledger:
             self._item_keys[item] = key
         if outcome == "cancelled":  # the engine stopped mid-invocation; the record comes again
             return
+        mapping = self.records[keys[0]].mapping if keys else ""
+        if outcome in ("throttle", "invoke_error"):
+            # never reached the function: not an invocation (as Lambda's Invocations metric counts)
+            self.throttles += outcome == "throttle"
+            iv.throttles += outcome == "throttle"
+            self.errors_by[mapping] += outcome == "invoke_error"
+            return
         self.invocations += 1
         iv.invocations += 1
         iv.concurrency = max(iv.concurrency, int(line.get("c", 0)) + 1)
@@ -155,23 +163,17 @@ class Ledger:
         iv.durations_ms.append(ms)
         iv.busy_s += t1 - t0
         self.seconds_by_function[str(line.get("f", ""))] += t1 - t0
-        mapping = self.records[keys[0]].mapping if keys else ""
-        if outcome in ("error", "timeout", "invoke_error"):
-            self.errors_by[mapping] += 1
         if outcome in ("error", "timeout"):
             self.errors += 1
+            self.errors_by[mapping] += 1
             iv.errors += 1
             iv.timeouts += outcome == "timeout"
-        elif outcome == "throttle":
-            iv.throttles += 1
-        elif outcome == "invoke_error":
-            iv.errors += 1
         retried = False
         for key in keys:
             e = self.records[key]
             e.invocations += 1
             retried = retried or e.invocations > 1
-            if e.first_t is None and outcome != "throttle":  # a throttled call never reached the function
+            if e.first_t is None:
                 e.first_t = t0
                 latency = (t0 - e.put_t) * 1000
                 self.latencies_ms.append(latency)

@@ -635,6 +635,7 @@ class Soak:
             "errors": led.errors,
             "error_rate": round(led.errors / led.invocations, 4) if led.invocations else 0.0,
             "retries": led.retries,
+            "throttles": led.throttles,
             "refused_by_source": sum(p.refused for p in self.producers),
             "foreign_records": led.foreign,
             "function_duration_ms": {f"p{p}": _round(percentile(led.durations_ms, p)) for p in (50, 99)},

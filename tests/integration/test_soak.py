@@ -90,11 +90,11 @@ def test_sqs_on_the_embedded_emulator_with_errors_and_a_poison_record(tmp_path: 
         {"kind": "sqs", "name": "soak-sqs", "attributes": {"VisibilityTimeout": "5"}},
         {"rate": 80, "duration": "6s"},
         engine={"embedded_aws": True},
-        faults={"function": {"errors": 0.1}, "poison": ["2s"]},
+        faults={"function": {"errors": 0.1, "throttles": 0.05}, "poison": ["2s"]},
     )
     _accounted(result)
     s = result.summary
-    assert s["errors"] > 0 and s["retries"] > 0
+    assert s["errors"] > 0 and s["retries"] > 0 and s["throttles"] > 0
     # the poison record (and what shared its batches) reached the queue's DLQ after 3 receives
     assert s["to_destination"] >= 1
     assert set(result.destination_reasons) == {"maxReceiveCount (the queue's redrive policy)"}

@@ -77,6 +77,7 @@ def test_a_record_first_invoked_after_a_later_one_of_its_shard_is_an_order_viola
     _call(led2, c, 101.0, "throttle")  # never reached the function: not a first invocation
     _call(led2, c, 102.0)
     assert led2.order_violations["m"] == 0 and led2.records[c[0]].first_t == 102.0
+    assert (led2.invocations, led2.throttles, led2.retries) == (1, 1, 0)
 
 
 def test_records_the_producer_has_not_registered_yet_wait_then_count_as_foreign() -> None:
