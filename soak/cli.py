@@ -10,7 +10,7 @@ import signal
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 from rich.console import Console, Group
@@ -103,19 +103,25 @@ def run(args: argparse.Namespace) -> None:
     try:
         plan = build_plan(args)
     except PlanError as e:
-        raise SystemExit(f"esm soak: {e}") from None
+        _cannot_run(e)
     console = Console(stderr=True)
     live = sys.stderr.isatty() and not args.no_live
     try:
         result = anyio.run(_run, plan, console, live)
     except* PlanError as group:
-        raise SystemExit(f"esm soak: {group.exceptions[0]}") from None
+        _cannot_run(group.exceptions[0])
     console.print(render_summary_line(result))
     console.print(f"report: {plan.report_dir / 'report.html'}")
     if result.failures:
         for line in result.failures:
             console.print(f"[red]fail-on:[/red] {line}")
         raise SystemExit(1)
+
+
+def _cannot_run(e: BaseException) -> NoReturn:
+    """A plan that cannot run: its error, exit status 2 (1 is a run that failed its checks)."""
+    print(f"esm soak: {e}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 async def _run(plan: SoakPlan, console: Console, live: bool) -> Any:

@@ -192,3 +192,20 @@ def test_fault_and_fail_on_options() -> None:
             fault_options(bad)
     with pytest.raises(PlanError, match="--fail-on"):
         fail_on_options(["p99"])
+
+
+def test_a_plan_that_cannot_run_exits_2_with_its_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.cli import main
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("mappings: [{mapping: {FunctionName: f}, load: {rate: 1, duration: 1x}}]\n")
+    with pytest.raises(SystemExit) as exited:
+        main(["soak", str(plan)])
+    assert exited.value.code == 2
+    assert "mappings[0].source.kind" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["soak", "--source", "sqs", "--rate", "5"])
+    assert exited.value.code == 2
+    assert "missing: --duration, --function" in capsys.readouterr().err
