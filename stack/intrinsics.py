@@ -324,7 +324,7 @@ class _Resolver:
         left, right = (
             self.value(part, path) for part in self.args("Fn::Equals", arg, 2, "[value, value]", path)
         )
-        return _comparable(left) == _comparable(right)
+        return bool(_comparable(left) == _comparable(right))
 
     def not_(self, arg: Any, path: str) -> bool:
         (operand,) = self.args("Fn::Not", arg, 1, "[condition]", path)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 # `tests.services` must import whatever way pytest was started (`pytest`, `python -m pytest`, an IDE)
 _ROOT = str(Path(__file__).resolve().parent.parent)
@@ -47,6 +48,15 @@ def aws_env() -> Iterator[dict[str, str]]:
             if not os.environ.get(key):
                 mp.setenv(key, value)
         yield {key: os.environ[key] for key in AWS_DEFAULTS}
+
+
+@pytest.fixture(autouse=True)
+def _structlog_config() -> Iterator[None]:
+    """A test that runs the CLI sets logging up for the whole process; the next test gets the
+    defaults back (its loggers would otherwise filter the debug events it captures)."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
