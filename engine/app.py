@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -237,9 +237,13 @@ class Engine:
                 log.info("journal_pruned", rows=pruned)
             await anyio.sleep(self.settings.journal_retention_interval_s)
 
-    async def serve_until_signal(self) -> None:
+    async def serve_until_signal(self, started: Callable[[int], Awaitable[None]] | None = None) -> None:
+        """Serve until SIGINT or SIGTERM; `started(port)` runs once the API serves (`esm up` applies
+        its template then)."""
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self.serve, name="esm-engine")
+            port = await tg.start(self.serve, name="esm-engine")
+            if started is not None:
+                await started(port)
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:
                     log.info("shutdown_requested", signal=signal.Signals(signum).name)

@@ -8,7 +8,7 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,8 @@ examples:
   esm journal show 42                  # one row, with its payload (esm serve --capture-payloads)
   esm replay 42 --config esm.yaml      # invoke the function again with exactly that payload
   esm trace 49680912102150703313808912886669824156803665023683526658
+  esm up template.yaml --embedded-aws --create-resources   # a SAM app's functions and mappings
+  esm up --plan template.yaml --parameter-overrides Env=dev
   esm soak --source sqs --rate 200 --duration 30m --function orders --config esm.yaml --embedded-aws
 every option of `serve` can also be set by an environment variable (shown in its help).
 """
@@ -99,6 +101,71 @@ def _config_and_aws_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _serve_options(p: argparse.ArgumentParser) -> None:
+    """The options of `esm serve`, which `esm up` takes too."""
+    p.add_argument(
+        "--host", default=_env("ESM_HOST", "127.0.0.1"), help="bind address [ESM_HOST] (127.0.0.1)"
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=int(_env("ESM_PORT", "9001") or 9001),
+        help="API port [ESM_PORT] (9001; 0 picks a free port)",
+    )
+    _data_dir_option(p)
+    _config_and_aws_options(p)
+    p.add_argument(
+        "--embedded-aws",
+        action="store_true",
+        default=_env("ESM_EMBEDDED_AWS") == "1",
+        help="start moto's server in-process and use it as the AWS endpoint, in place of "
+        "--aws-endpoint-url [ESM_EMBEDDED_AWS=1]",
+    )
+    p.add_argument(
+        "--embedded-aws-port",
+        type=int,
+        default=int(_env("ESM_EMBEDDED_AWS_PORT", "4566") or 4566),
+        help="port of the embedded AWS emulator [ESM_EMBEDDED_AWS_PORT] (4566)",
+    )
+    p.add_argument(
+        "--kinesis-poll-interval",
+        type=float,
+        default=float(_env("ESM_KINESIS_POLL_INTERVAL", "1.0") or 1.0),
+        help="seconds between reads of an idle Kinesis shard (AWS: about 1) [ESM_KINESIS_POLL_INTERVAL]",
+    )
+    p.add_argument(
+        "--dynamodb-poll-interval",
+        type=float,
+        default=float(_env("ESM_DYNAMODB_POLL_INTERVAL", "0.25") or 0.25),
+        help="seconds between reads of an idle DynamoDB shard (AWS: 0.25) [ESM_DYNAMODB_POLL_INTERVAL]",
+    )
+    p.add_argument(
+        "--capture-payloads",
+        action="store_true",
+        default=_env("ESM_CAPTURE_PAYLOADS") == "1",
+        help="the journal keeps the exact event of every attempt and every destination record, within "
+        "its retention (`esm journal show`, `esm replay`); a function's capture_payloads in the config "
+        "file does it for that function alone [ESM_CAPTURE_PAYLOADS=1]",
+    )
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=float(_env("ESM_TIME_SCALE", "1") or 1),
+        metavar="N",
+        help="run what the engine times N times faster: retry back-off, MaximumRecordAgeInSeconds (a "
+        "record's age is read on the scaled clock: 3600 s expire after 60 s at N = 60), batching windows, "
+        "tumbling windows and their 2-minute idle close. What the source service times stays real: SQS "
+        "visibility timeouts, long polls, poll intervals, broker redelivery [ESM_TIME_SCALE] (1)",
+    )
+    p.add_argument("--log-level", default=_env("ESM_LOG_LEVEL", "info"), help="[ESM_LOG_LEVEL] (info)")
+    p.add_argument(
+        "--log-format",
+        choices=("json", "console"),
+        default=_env("ESM_LOG_FORMAT", "json"),
+        help="[ESM_LOG_FORMAT] (json)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="esm",
@@ -109,67 +176,37 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("serve", help="serve the Lambda ESM API and run every enabled mapping")
-    s.add_argument(
-        "--host", default=_env("ESM_HOST", "127.0.0.1"), help="bind address [ESM_HOST] (127.0.0.1)"
+    _serve_options(s)
+
+    u = sub.add_parser(
+        "up",
+        help="serve as `serve` does and apply a SAM / CloudFormation template's functions and mappings",
+        description="Serve the engine (every option of `esm serve`) and apply TEMPLATE: its Python "
+        "functions run from their CodeUri, its event source mappings are created, updated and deleted "
+        "as the stack NAME's (tagged esm:stack); other mappings are left alone.",
     )
-    s.add_argument(
-        "--port",
-        type=int,
-        default=int(_env("ESM_PORT", "9001") or 9001),
-        help="API port [ESM_PORT] (9001; 0 picks a free port)",
+    u.add_argument("template", type=Path, metavar="TEMPLATE", help="a SAM or CloudFormation template")
+    u.add_argument(
+        "--parameter-overrides",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="template parameters (also SAM's ParameterKey=K,ParameterValue=V)",
     )
-    _data_dir_option(s)
-    _config_and_aws_options(s)
-    s.add_argument(
-        "--embedded-aws",
+    u.add_argument("--stack-name", help="the stack's name (default: the template's folder name)")
+    u.add_argument(
+        "--create-resources",
         action="store_true",
-        default=_env("ESM_EMBEDDED_AWS") == "1",
-        help="start moto's server in-process and use it as the AWS endpoint, in place of "
-        "--aws-endpoint-url [ESM_EMBEDDED_AWS=1]",
+        help="create on the AWS endpoint the queues, streams, tables, topics and buckets the template "
+        "declares, named STACK-LOGICALID unless it names them; what exists is reused",
     )
-    s.add_argument(
-        "--embedded-aws-port",
-        type=int,
-        default=int(_env("ESM_EMBEDDED_AWS_PORT", "4566") or 4566),
-        help="port of the embedded AWS emulator [ESM_EMBEDDED_AWS_PORT] (4566)",
-    )
-    s.add_argument(
-        "--kinesis-poll-interval",
-        type=float,
-        default=float(_env("ESM_KINESIS_POLL_INTERVAL", "1.0") or 1.0),
-        help="seconds between reads of an idle Kinesis shard (AWS: about 1) [ESM_KINESIS_POLL_INTERVAL]",
-    )
-    s.add_argument(
-        "--dynamodb-poll-interval",
-        type=float,
-        default=float(_env("ESM_DYNAMODB_POLL_INTERVAL", "0.25") or 0.25),
-        help="seconds between reads of an idle DynamoDB shard (AWS: 0.25) [ESM_DYNAMODB_POLL_INTERVAL]",
-    )
-    s.add_argument(
-        "--capture-payloads",
+    u.add_argument(
+        "--plan",
         action="store_true",
-        default=_env("ESM_CAPTURE_PAYLOADS") == "1",
-        help="the journal keeps the exact event of every attempt and every destination record, within "
-        "its retention (`esm journal show`, `esm replay`); a function's capture_payloads in the config "
-        "file does it for that function alone [ESM_CAPTURE_PAYLOADS=1]",
+        help="create nothing, serve nothing: print each mapping's CreateEventSourceMapping request, then "
+        "the functions, then the resources, one JSON object per line",
     )
-    s.add_argument(
-        "--time-scale",
-        type=float,
-        default=float(_env("ESM_TIME_SCALE", "1") or 1),
-        metavar="N",
-        help="run what the engine times N times faster: retry back-off, MaximumRecordAgeInSeconds (a "
-        "record's age is read on the scaled clock: 3600 s expire after 60 s at N = 60), batching windows, "
-        "tumbling windows and their 2-minute idle close. What the source service times stays real: SQS "
-        "visibility timeouts, long polls, poll intervals, broker redelivery [ESM_TIME_SCALE] (1)",
-    )
-    s.add_argument("--log-level", default=_env("ESM_LOG_LEVEL", "info"), help="[ESM_LOG_LEVEL] (info)")
-    s.add_argument(
-        "--log-format",
-        choices=("json", "console"),
-        default=_env("ESM_LOG_FORMAT", "json"),
-        help="[ESM_LOG_FORMAT] (json)",
-    )
+    _serve_options(u)
 
     m = sub.add_parser("mappings", help="list the mappings in the store")
     _data_dir_option(m)
@@ -227,15 +264,32 @@ def _load(path: Path | None) -> EngineConfig:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from engine.app import Engine, EngineSettings
-    from engine.embedded import EmbeddedAws
     from engine.logging import configure
-    from engine.runner.stream import StreamRunnerSettings
 
     configure(args.log_level, json_lines=args.log_format == "json")
+    run_engine(args, _load(args.config))
+
+
+#: `esm up`'s hooks: the config to run once the AWS endpoint is known; what to do once serving
+Prepare = Callable[[AwsSettings], Awaitable[EngineConfig]]
+Started = Callable[[int, AwsSettings], Awaitable[None]]
+
+
+def run_engine(
+    args: argparse.Namespace,
+    config: EngineConfig,
+    *,
+    prepare: Prepare | None = None,
+    started: Started | None = None,
+) -> None:
+    """The engine as `esm serve`'s options say, until SIGINT/SIGTERM. `prepare` returns the config to
+    run once the AWS endpoint is known (the embedded one started); `started` runs once it serves."""
+    from engine.app import Engine, EngineSettings
+    from engine.embedded import EmbeddedAws
+    from engine.runner.stream import StreamRunnerSettings
+
     if not args.time_scale > 0:
         raise SystemExit(f"esm: --time-scale must be a positive number, not {args.time_scale:g}")
-    config = _load(args.config)
     aws = _aws_settings(args, config)  # fails early on a malformed --endpoint / ESM_ENDPOINTS
     embedded = None
     if args.embedded_aws:
@@ -257,11 +311,28 @@ def _serve(args: argparse.Namespace) -> None:
         capture_payloads=args.capture_payloads,
         time_scale=args.time_scale,
     )
+
+    async def main() -> None:
+        running = await prepare(aws) if prepare else config
+        on_start = None
+        if started is not None:
+
+            async def on_start(port: int) -> None:
+                await started(port, aws)
+
+        await Engine(settings, running).serve_until_signal(on_start)
+
     try:
-        anyio.run(Engine(settings, config).serve_until_signal)
+        anyio.run(main)
     finally:
         if embedded:
             embedded.stop()
+
+
+def _up(args: argparse.Namespace) -> None:
+    from stack.cli import up
+
+    up(args)
 
 
 def _aws_settings(
@@ -517,6 +588,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     commands = {
         "serve": _serve,
+        "up": _up,
         "mappings": _mappings,
         "functions": _functions,
         "journal": _journal,

@@ -21,6 +21,8 @@ DEFAULT_TIMEOUT_S = 3.0
 MAX_TIMEOUT_S = 900.0
 DEFAULT_MEMORY_MB = 128
 MIN_MEMORY_MB, MAX_MEMORY_MB = 128, 10_240
+#: ReservedConcurrentExecutions: 0 (every invocation throttled) up to the account's default quota
+MAX_RESERVED_CONCURRENCY = 1000
 
 _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _HANDLER = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
@@ -56,6 +58,10 @@ class FunctionConfig:
 
     ``timeout`` and ``role`` are None when the file leaves them out: an in-process function then gets
     Lambda's defaults, an invoke target the values GetFunction reports.
+
+    ``code_dir`` (in-process only): the folder the handler is imported from, apart from other functions'
+    (a SAM function's CodeUri); None imports it by name from the config file's folder.
+    ``reserved_concurrency``: at most this many invocations at once, 0 throttles them all; None: no cap.
     """
 
     name: str
@@ -67,25 +73,41 @@ class FunctionConfig:
     role: str | None = None
     #: the journal of this function's mappings keeps every attempt's exact event (``esm replay``)
     capture_payloads: bool = False
+    code_dir: Path | None = None
+    reserved_concurrency: int | None = None
 
     def __post_init__(self) -> None:
         if (self.handler is None) == (self.invoke is None):
             raise ValueError(f"function {self.name!r} needs exactly one of handler or invoke")
+        if self.code_dir is not None and self.handler is None:
+            raise ValueError(f"function {self.name!r}: code_dir is for in-process handlers only")
+        if self.reserved_concurrency is not None and not (
+            0 <= self.reserved_concurrency <= MAX_RESERVED_CONCURRENCY
+        ):
+            raise ValueError(
+                f"function {self.name!r}: reserved_concurrency must be from 0 to {MAX_RESERVED_CONCURRENCY}"
+            )
 
     @property
     def timeout_s(self) -> float:
         return DEFAULT_TIMEOUT_S if self.timeout is None else self.timeout
 
     def describe(self) -> tuple[str, str]:
-        """(kind, target) for listings: ("python", handler) or ("invoke", "name [at URL] [in REGION]")."""
+        """(kind, target) for listings: ("python", "handler [from CODE_DIR]") or ("invoke", "name [at URL]
+        [in REGION]"), either followed by ", reserved concurrency N" when it has one."""
         if self.invoke is None:
-            return "python", str(self.handler)
-        target = self.invoke.function_name
-        if self.invoke.endpoint_url:
-            target += f" at {self.invoke.endpoint_url}"
-        if self.invoke.region:
-            target += f" in {self.invoke.region}"
-        return "invoke", target
+            kind, target = "python", str(self.handler)
+            if self.code_dir is not None:
+                target += f" from {self.code_dir}"
+        else:
+            kind, target = "invoke", self.invoke.function_name
+            if self.invoke.endpoint_url:
+                target += f" at {self.invoke.endpoint_url}"
+            if self.invoke.region:
+                target += f" in {self.invoke.region}"
+        if self.reserved_concurrency is not None:
+            target += f", reserved concurrency {self.reserved_concurrency}"
+        return kind, target
 
 
 @dataclass(frozen=True)
@@ -213,8 +235,9 @@ class JournalConfig:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """The whole file. ``base_dir`` (the file's folder) goes on sys.path for in-process handlers;
-    ``sections`` keeps the other top-level sections (brokers, secrets, mappings, ...) as parsed."""
+    """The whole file. ``base_dir`` (the file's folder) goes on sys.path for in-process handlers without
+    a ``code_dir``; ``sections`` keeps the other top-level sections (brokers, secrets, mappings, ...) as
+    parsed."""
 
     base_dir: Path = field(default_factory=Path.cwd)
     functions: Mapping[str, FunctionConfig] = field(default_factory=dict)
@@ -318,7 +341,7 @@ class _Validator:
         functions = self.mapping(top.get("functions"), "functions", optional=True)
         return EngineConfig(
             base_dir=base_dir,
-            functions={name: self.function(name, spec) for name, spec in functions.items()},
+            functions={name: self.function(name, spec, base_dir) for name, spec in functions.items()},
             aws=self.aws(top.get("aws")),
             limits=self.limits(top.get("limits")),
             journal=self.journal(top.get("journal")),
@@ -366,7 +389,7 @@ class _Validator:
             raise self.error(key, f"{url!r} is not an http:// or https:// URL")
         return url
 
-    def function(self, name: str, raw: Any) -> FunctionConfig:
+    def function(self, name: str, raw: Any, base_dir: Path) -> FunctionConfig:
         key = f"functions.{name}"
         if not _FUNCTION_NAME.match(name):
             raise self.error(key, "a function name is 1 to 64 letters, digits, hyphens or underscores")
@@ -375,10 +398,21 @@ class _Validator:
             raise self.error(key, "has both 'handler' and 'invoke': a function is one or the other")
         if "invoke" in spec:
             # memory and environment belong to the remote function's own configuration
-            self.keys(spec, key, ("invoke", "timeout", "role", "capture_payloads"))
+            self.keys(spec, key, ("invoke", "timeout", "role", "capture_payloads", "reserved_concurrency"))
         else:
             self.keys(
-                spec, key, ("handler", "timeout", "memory_size", "environment", "role", "capture_payloads")
+                spec,
+                key,
+                (
+                    "handler",
+                    "code_dir",
+                    "timeout",
+                    "memory_size",
+                    "environment",
+                    "role",
+                    "capture_payloads",
+                    "reserved_concurrency",
+                ),
             )
         if "handler" not in spec and "invoke" not in spec:
             raise self.error(key, "needs 'handler' (in-process Python) or 'invoke' (Lambda Invoke API)")
@@ -395,7 +429,28 @@ class _Validator:
             environment=self.environment(spec.get("environment"), f"{key}.environment"),
             role=self.optional(spec, "role", key, _ROLE, "an IAM role ARN"),
             capture_payloads=self.boolean(spec.get("capture_payloads", False), f"{key}.capture_payloads"),
+            code_dir=self.code_dir(spec.get("code_dir"), f"{key}.code_dir", base_dir),
+            reserved_concurrency=self.reserved_concurrency(
+                spec.get("reserved_concurrency"), f"{key}.reserved_concurrency"
+            ),
         )
+
+    def code_dir(self, value: Any, key: str, base_dir: Path) -> Path | None:
+        if value is None:
+            return None
+        path = (base_dir / self.string(value, key)).resolve()
+        if not path.is_dir():
+            raise self.error(key, f"{value!r} is not a folder ({path} does not exist or is a file)")
+        return path
+
+    def reserved_concurrency(self, value: Any, key: str) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(key, f"must be an integer, got {_type_name(value)} {value!r}")
+        if not 0 <= value <= MAX_RESERVED_CONCURRENCY:
+            raise self.error(key, f"must be from 0 to {MAX_RESERVED_CONCURRENCY}, got {value}")
+        return value
 
     def boolean(self, value: Any, key: str) -> bool:
         if not isinstance(value, bool):

@@ -56,6 +56,7 @@ _UNSUPPORTED: Final = {
 }
 
 _PLACEHOLDER: Final = re.compile(r"\$\{([^}]*)\}")
+_NUMBER: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def resolve(value: Any, ctx: Context, *, resource: str | None = None, path: str = "") -> Any:
@@ -120,14 +121,13 @@ def _parameter(name: str, spec: Any, override: str | None, path: str) -> Any:
 
 
 def _number(text: str, path: str) -> int | float:
+    # decimal notation only: Python's int() and float() would also take 1_000, nan and inf
+    if not _NUMBER.fullmatch(text.strip()):
+        raise TemplateError(None, path, f"{text!r} is not a Number")
     try:
         return int(text)
     except ValueError:
-        pass
-    try:
         return float(text)
-    except ValueError:
-        raise TemplateError(None, path, f"{text!r} is not a Number") from None
 
 
 def _evaluate(name: str, ctx: Context, resource: str | None, path: str, open_: tuple[str, ...]) -> bool:

@@ -1,10 +1,11 @@
 """In-process Python handlers, invoked as Lambda's Python runtime does (event, context, error payloads).
 
-The handler module is imported on the first invocation (Lambda's init), with the config folder on
-sys.path and the function's environment in os.environ. Sync handlers run in a worker thread, async
-handlers on the event loop; either way the function timeout is enforced and the loop never waits on
-user code. Handlers share the engine's process: a timed-out sync handler's thread is abandoned, not
-killed, and concurrent invocations of one function share its module state.
+The handler module is imported on the first invocation (Lambda's init), with the config folder (or the
+function's own code_dir, see _isolated_package) on sys.path and the function's environment in
+os.environ. Sync handlers run in a worker thread, async handlers on the event loop; either way the
+function timeout is enforced and the loop never waits on user code. Handlers share the engine's
+process: a timed-out sync handler's thread is abandoned, not killed, and concurrent invocations of one
+function share its module state.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import datetime
 import decimal
 import importlib
+import importlib.machinery
+import importlib.util
 import inspect
 import json
 import math
@@ -126,6 +129,7 @@ class InProcessInvoker:
         self.base_dir = base_dir
         self._handler_path = function.handler
         self._handler: Handler | None = None
+        self._package: str | None = None  # the code_dir's package, made at the first load
         self._load_lock = anyio.Lock()
         # own limiter: anyio's default (40 threads, shared with the rest of the engine) would cap the
         # function's concurrency and let slow handlers starve the engine's other worker-thread users
@@ -197,32 +201,104 @@ class InProcessInvoker:
             return self._handler
         async with self._load_lock:
             if self._handler is None:
-                if str(self.base_dir) not in sys.path:
-                    sys.path.insert(0, str(self.base_dir))
+                code_dir = self.function.code_dir
+                if code_dir is None:
+                    if str(self.base_dir) not in sys.path:
+                        sys.path.insert(0, str(self.base_dir))
+                else:
+                    if self._package is None:
+                        self._package = _isolated_package(self.function.name, code_dir)
+                    # first on the path while it loads: siblings no function imported yet come from here
+                    if str(code_dir) in sys.path:
+                        sys.path.remove(str(code_dir))
+                    sys.path.insert(0, str(code_dir))
                 os.environ.update(self.function.environment)
                 with anyio.move_on_after(INIT_TIMEOUT_S) as scope:
                     handler = await anyio.to_thread.run_sync(
                         _import_handler,
                         self._handler_path,
                         request_id,
+                        self._package,
                         abandon_on_cancel=True,
                         limiter=self._limiter,
                     )
                 if scope.cancel_called:
                     raise _timeout_fault(request_id, INIT_TIMEOUT_S)
-                log.info("function_loaded", function=self.function.name, handler=self._handler_path)
+                log.info(
+                    "function_loaded",
+                    function=self.function.name,
+                    handler=self._handler_path,
+                    code_dir=None if code_dir is None else str(code_dir),
+                )
+                shared = []
+                if code_dir is not None:
+                    shared = await anyio.to_thread.run_sync(
+                        _shared_siblings, code_dir, self._handler_path, limiter=self._limiter
+                    )
+                if shared:
+                    log.warning(
+                        "function_modules_shared",
+                        function=self.function.name,
+                        code_dir=str(code_dir),
+                        modules=shared,
+                        note="imported by name, these come from another folder, not from code_dir",
+                    )
                 self._handler = handler
             return self._handler
 
 
-def _import_handler(path: str, request_id: str) -> Handler:
+# Isolation of a code_dir: the handler's module (for `pkg.mod.handler`, its package `pkg` too) is loaded
+# as a submodule of a package of the function's own, whose folder is the code_dir, so `app.handler` in two
+# code_dirs is two modules (named `_esm_code_<function>_<id>.app`, not `app`). Not isolated: what user
+# code imports by absolute name (`import utils` beside app.py, `from pkg import x` inside pkg) goes
+# through the process-wide sys.modules and sys.path, so the first function to import a `utils` lends it
+# to every other (warned as function_modules_shared), and an absolute import of the handler's own
+# package loads a second copy of it beside the isolated one.
+
+
+def _isolated_package(function_name: str, code_dir: Path) -> str:
+    """Registers an empty package whose folder is ``code_dir`` under a name unique to this invoker."""
+    name = f"_esm_code_{function_name.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
+    spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+    spec.submodule_search_locations = [str(code_dir)]
+    sys.modules[name] = importlib.util.module_from_spec(spec)
+    return name
+
+
+def _shared_siblings(code_dir: Path, handler_path: str) -> list[str]:
+    """code_dir's top-level modules that, imported by name, resolve to a module loaded from elsewhere."""
+    own = handler_path.partition(".")[0]  # loaded isolated, whatever sys.modules holds under its name
+    folder = code_dir.resolve()
+    try:
+        entries = list(folder.iterdir())
+    except OSError:  # gone since the import: nothing to warn about
+        return []
+    shared = []
+    for entry in entries:
+        if entry.suffix == ".py":
+            name = entry.stem
+        elif (entry / "__init__.py").is_file():
+            name = entry.name
+        else:
+            continue
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if name != own and file is not None and not Path(file).resolve().is_relative_to(folder):
+            shared.append(name)
+    return sorted(shared)
+
+
+def _import_handler(path: str, request_id: str, package: str | None = None) -> Handler:
     """Lambda's Python runtime's init, with its error types and messages. A failed init is not kept:
-    the next invocation tries again, as Lambda starts a fresh environment."""
+    the next invocation tries again, as Lambda starts a fresh environment. ``package``: the code_dir's
+    isolated package, whose name the error messages leave out."""
     module_name, _, attr = path.rpartition(".")
     try:
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(f"{package}.{module_name}" if package else module_name)
     except ImportError as e:
-        raise _Fault("Runtime.ImportModuleError", f"Unable to import module '{module_name}': {e}") from None
+        error = str(e).replace(f"{package}.", "") if package else str(e)
+        raise _Fault(
+            "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {error}"
+        ) from None
     except SyntaxError as e:
         trace = [f'  File "{e.filename}" Line {e.lineno}\n    {e.text}']
         message = f"Syntax error in module '{module_name}': {e}"

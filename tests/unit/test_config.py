@@ -142,8 +142,21 @@ F = "functions:\n  f: "
         (
             F + "{invoke: {function_name: g}, memory_size: 256}\n",
             "functions.f",
-            "unknown key 'memory_size' (allowed: invoke, timeout, role, capture_payloads)",
+            "unknown key 'memory_size' (allowed: invoke, timeout, role, capture_payloads, "
+            "reserved_concurrency)",
         ),
+        (F + "{invoke: {function_name: g}, code_dir: src}\n", "functions.f", "unknown key 'code_dir'"),
+        (F + "{handler: m.f, code_dir: nowhere}\n", "functions.f.code_dir", "'nowhere' is not a folder"),
+        (F + "{handler: m.f, code_dir: esm.yaml}\n", "functions.f.code_dir", "'esm.yaml' is not a folder"),
+        (F + "{handler: m.f, code_dir: ''}\n", "functions.f.code_dir", "must be a non-empty string"),
+        (
+            F + "{handler: m.f, reserved_concurrency: -1}\n",
+            "functions.f.reserved_concurrency",
+            "from 0 to 1000",
+        ),
+        (F + "{handler: m.f, reserved_concurrency: 1001}\n", "functions.f.reserved_concurrency", "got 1001"),
+        (F + "{handler: m.f, reserved_concurrency: '2'}\n", "functions.f.reserved_concurrency", "integer"),
+        (F + "{handler: m.f, reserved_concurrency: true}\n", "functions.f.reserved_concurrency", "integer"),
         (F + "{invoke: {endpoint_url: 'http://x'}}\n", "functions.f.invoke", "missing 'function_name'"),
         (F + "{invoke: {function_name: g, endpoint: x}}\n", "functions.f.invoke", "unknown key"),
         (
@@ -255,3 +268,34 @@ def test_capture_payloads_is_a_function_flag(tmp_path: Path) -> None:
     path.write_text("functions:\n  f: {handler: m.f, capture_payloads: 'yes'}\n")
     with pytest.raises(ConfigError, match=r"functions\.f\.capture_payloads: must be true or false"):
         load_config(path)
+
+
+def test_code_dir_relative_to_the_file_and_reserved_concurrency(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "conf" / "src" / "hello").mkdir(parents=True)
+    _write(
+        tmp_path / "conf",
+        "functions:\n"
+        "  hello: {handler: app.handler, code_dir: src/hello, reserved_concurrency: 0}\n"
+        "  remote: {invoke: {function_name: r}, reserved_concurrency: 1000}\n"
+        "  plain: {handler: m.f}\n",
+    )
+    monkeypatch.chdir(tmp_path)  # code_dir is relative to the file's folder, not the working directory
+    cfg = load_config("conf/esm.yaml")
+    hello = cfg.functions["hello"]
+    assert (hello.code_dir, hello.reserved_concurrency) == (
+        (tmp_path / "conf" / "src" / "hello").resolve(),
+        0,
+    )
+    assert hello.describe() == ("python", f"app.handler from {hello.code_dir}, reserved concurrency 0")
+    assert cfg.functions["remote"].reserved_concurrency == 1000
+    assert cfg.functions["remote"].describe() == ("invoke", "r, reserved concurrency 1000")
+    assert (cfg.functions["plain"].code_dir, cfg.functions["plain"].reserved_concurrency) == (None, None)
+
+
+def test_function_config_checks_code_dir_and_reserved_concurrency(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="code_dir is for in-process handlers only"):
+        FunctionConfig(name="f", invoke=InvokeTarget("g"), code_dir=tmp_path)
+    with pytest.raises(ValueError, match="reserved_concurrency must be from 0 to 1000"):
+        FunctionConfig(name="f", handler="m.f", reserved_concurrency=1001)
