@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import anyio
 import structlog
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
@@ -35,6 +36,8 @@ _REMOVED: Final[Mapping[str, Any]] = {
     "MetricsConfig": {"Metrics": []},
     "FunctionResponseTypes": [],
 }
+#: a deleted mapping drains its in-flight batch first (the engine's drain timeout, and then some)
+DELETE_TIMEOUT_S: Final = 60.0
 _NOT_COMPARED: Final = {"FunctionName", "Enabled", "Tags", "UUID"}
 
 
@@ -67,6 +70,11 @@ async def apply(plan: StackPlan, *, endpoint_url: str, region: str) -> Applied:
     ) as client:
         existing = await _stack_mappings(client, plan.stack_name)
         wanted = [m for m in plan.mappings if plan.runnable(m)]
+        # what the template dropped goes first: its source may be a new event's (one mapping per
+        # queue and function)
+        for logical_id in sorted(set(existing) - {m.logical_id for m in wanted}):
+            await _delete(client, existing.pop(logical_id)["UUID"])
+            done.deleted.append(logical_id)
         for m in wanted:
             current = existing.pop(m.logical_id, None)
             try:
@@ -77,7 +85,7 @@ async def apply(plan: StackPlan, *, endpoint_url: str, region: str) -> Applied:
                 desired = validate_create(_without_tags(m.request), new_uuid=current["UUID"])
                 params, have = desired.params, _plain(current)
                 if any(params.get(k) != have.get(k) for k in create_only):
-                    await client.delete_event_source_mapping(UUID=current["UUID"])
+                    await _delete(client, current["UUID"])
                     done.uuids[m.logical_id] = await _create(client, m)
                     done.replaced.append(m.logical_id)
                     continue
@@ -99,9 +107,6 @@ async def apply(plan: StackPlan, *, endpoint_url: str, region: str) -> Applied:
                 await client.tag_resource(Resource=current["EventSourceMappingArn"], Tags=m.request["Tags"])
             except (ClientError, LambdaError) as e:
                 raise TemplateError(m.logical_id, "", f"the Lambda API refused the mapping: {e}") from None
-        for logical_id, gone in sorted(existing.items()):
-            await client.delete_event_source_mapping(UUID=gone["UUID"])
-            done.deleted.append(logical_id)
     log.info(
         "stack_applied",
         stack=plan.stack_name,
@@ -112,6 +117,19 @@ async def apply(plan: StackPlan, *, endpoint_url: str, region: str) -> Applied:
         unchanged=len(done.unchanged),
     )
     return done
+
+
+async def _delete(client: Any, uuid: str) -> None:
+    """Delete, and wait until the mapping is gone: while it drains (Deleting) its source is still
+    taken, and a new mapping of the same queue and function would conflict with it."""
+    await client.delete_event_source_mapping(UUID=uuid)
+    with anyio.fail_after(DELETE_TIMEOUT_S):
+        while True:
+            try:
+                await client.get_event_source_mapping(UUID=uuid)
+            except client.exceptions.ResourceNotFoundException:
+                return
+            await anyio.sleep(0.1)
 
 
 async def _create(client: Any, m: MappingPlan) -> str:

@@ -27,6 +27,7 @@ from stack.template import Template, as_data, expand, lint
 
 log = structlog.get_logger(__name__)
 
+ACTIONS = ("created", "updated", "replaced", "deleted", "unchanged")
 _STACK_NAME = re.compile(r"^[A-Za-z][-A-Za-z0-9]{0,127}$")
 
 
@@ -80,11 +81,16 @@ def _up(args: argparse.Namespace) -> None:
             if f.not_runnable:
                 log.warning("stack_function_not_runnable", function=f.name, why=f.not_runnable)
                 print(f"esm up: {f.logical_id} ({f.name}) is not runnable: {f.not_runnable}", flush=True)
-        done = await apply(plan, endpoint_url=f"http://{host}:{port}", region=running.region)
-        for action in ("created", "updated", "replaced", "deleted", "unchanged"):
+        url = f"http://{host}:{port}"
+        print(f"esm up: {stack_name}: serving the Lambda API on {url}", flush=True)
+        done = await apply(plan, endpoint_url=url, region=running.region)
+        counts = []
+        for action in ACTIONS:
             for logical_id in getattr(done, action):
                 uuid = done.uuids.get(logical_id, "")
                 print(f"esm up: {stack_name}: {action} {logical_id} {uuid}".rstrip(), flush=True)
+            counts.append(f"{len(getattr(done, action))} {action}")
+        print(f"esm up: {stack_name}: applied ({', '.join(counts)})", flush=True)
 
     try:
         run_engine(args, config, prepare=prepare, started=started)

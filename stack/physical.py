@@ -50,7 +50,8 @@ class Kind:
 
 def _sqs(name: str, props: Mapping[str, Any], w: Where) -> Physical:
     if props.get("FifoQueue") in (True, "true") and not name.endswith(".fifo"):
-        name += ".fifo"
+        # the suffix counts in the queue name's 80 characters
+        name = _shortened(name, 80 - len(".fifo")) + ".fifo"
     base = w.sqs_endpoint.rstrip("/") if w.sqs_endpoint else f"https://sqs.{w.region}.amazonaws.com"
     url = f"{base}/{w.account_id}/{name}"
     arn = f"arn:aws:sqs:{w.region}:{w.account_id}:{name}"
@@ -132,10 +133,14 @@ _UNSAFE: Final = re.compile(r"[^A-Za-z0-9_-]")
 
 def derived_name(stack_name: str, logical_id: str, max_length: int, lower_case: bool = False) -> str:
     """`{stack}-{logical id}`, cut to the type's length (the logical id's end is what tells them apart)."""
-    name = _UNSAFE.sub("-", f"{stack_name}-{logical_id}")
-    if len(name) > max_length:
-        name = name[: max_length // 2] + name[-(max_length - max_length // 2) :]
+    name = _shortened(_UNSAFE.sub("-", f"{stack_name}-{logical_id}"), max_length)
     return name.lower() if lower_case else name
+
+
+def _shortened(name: str, max_length: int) -> str:
+    if len(name) <= max_length:
+        return name
+    return name[: max_length // 2] + name[-(max_length - max_length // 2) :]
 
 
 def physical(

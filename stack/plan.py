@@ -29,6 +29,7 @@ CREATED_TYPES: Final = (
 FUNCTION_TYPE: Final = "AWS::Lambda::Function"
 MAPPING_TYPE: Final = "AWS::Lambda::EventSourceMapping"
 SECRET_TYPE: Final = "AWS::SecretsManager::Secret"
+ALIAS_TYPE: Final = "AWS::Lambda::Alias"
 
 
 @dataclass(frozen=True)
@@ -161,14 +162,20 @@ def build_plan(
         identities[r.logical_id] = (known or {}).get(r.logical_id) or physical(
             r.logical_id, r.type, name, r.properties, where
         )
+    refs = {k: p.ref for k, p in identities.items()}
     ctx = Context(
         parameters=parameters,
         pseudo=pseudo,
-        refs={k: p.ref for k, p in identities.items()},
+        refs=refs,
         attributes={k: p.attributes for k, p in identities.items() if p.attributes},
         conditions=template.conditions,
         mappings=template.mappings,
     )
+    for r in active:
+        # SAM's AutoPublishAlias points a function's mappings at its alias: the Ref names the function
+        if r.type == ALIAS_TYPE:
+            identities[r.logical_id] = _alias(r.logical_id, r.properties, ctx, where)
+            refs[r.logical_id] = identities[r.logical_id].ref
 
     def props(logical_id: str) -> dict[str, Any]:
         resolved = resolve(template.resources[logical_id].properties, ctx, resource=logical_id,
@@ -197,6 +204,19 @@ def build_plan(
             if isinstance(text, str):
                 secrets[identities[r.logical_id].ref] = _secret_value(r.logical_id, text)
     return StackPlan(where.stack_name, mappings, functions, resources, identities, secrets)
+
+
+def _alias(logical_id: str, properties: Mapping[str, Any], ctx: Context, where: Where) -> Physical:
+    """An alias's Ref: its function's ARN, qualified by the alias's name."""
+    function, name = (
+        resolve(properties.get(key), ctx, resource=logical_id, path=f"Properties.{key}")
+        for key in ("FunctionName", "Name")
+    )
+    if not isinstance(function, str) or not isinstance(name, str):
+        raise TemplateError(logical_id, "Properties", "an alias needs a FunctionName and a Name")
+    if not function.startswith("arn:"):
+        function = f"arn:aws:lambda:{where.region}:{where.account_id}:function:{function}"
+    return Physical(name, f"{function}:{name}")
 
 
 def _secret_value(logical_id: str, text: str) -> Any:
