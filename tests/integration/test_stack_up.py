@@ -155,7 +155,10 @@ Resources:
       Events:
         FromQueue:
           Type: SQS
-          Properties: {Queue: !GetAtt Orders.Arn, BatchSize: 5, FunctionResponseTypes: [ReportBatchItemFailures]}
+          Properties:
+            Queue: !GetAtt Orders.Arn
+            BatchSize: 5
+            FunctionResponseTypes: [ReportBatchItemFailures]
         FromStream:
           Type: Kinesis
           Properties:
