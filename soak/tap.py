@@ -20,7 +20,8 @@ from typing import IO, Any
 
 import anyio
 
-from engine.ports import FunctionInfo, InvokeError, Invoker, InvokeResult
+from engine.invoke.registry import WrappedInvoker
+from engine.ports import InvokeError, Invoker, InvokeResult
 from soak.plan import Faults
 from soak.sources import profile_of
 
@@ -60,21 +61,13 @@ def _error(error_type: str, message: str) -> bytes:
     return json.dumps({"errorMessage": message, "errorType": error_type, "stackTrace": []}).encode()
 
 
-class TappedInvoker:
+class TappedInvoker(WrappedInvoker):
     """An Invoker around another: same FunctionInfo, same results, plus the tap line and the faults."""
 
     def __init__(self, tap: Tap, function_name: str, inner: Invoker) -> None:
+        super().__init__(inner)
         self.tap = tap
         self.function_name = function_name
-        self.inner = inner
-
-    @property
-    def info(self) -> FunctionInfo:
-        return self.inner.info
-
-    @info.setter
-    def info(self, value: FunctionInfo) -> None:
-        self.inner.info = value
 
     async def invoke(self, payload: bytes) -> InvokeResult:
         tap = self.tap

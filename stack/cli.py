@@ -179,4 +179,3 @@ def _function_config(f: FunctionPlan, code_home: Path) -> FunctionConfig:
         )
     except ValueError as e:
         raise TemplateError(f.logical_id, "", str(e)) from None
-

@@ -68,9 +68,7 @@ class _Clients:
 Step = Callable[[_Clients, ResourcePlan, bool], Awaitable[Physical]]
 
 
-async def provision(
-    resources: list[ResourcePlan], aws: AwsSettings, *, create: bool
-) -> dict[str, Physical]:
+async def provision(resources: list[ResourcePlan], aws: AwsSettings, *, create: bool) -> dict[str, Physical]:
     """Each resource created (`create`) or looked up, in the plan's order; its identity as found.
 
     A resource that cannot be created is a TemplateError naming it; one merely looked up and missing
@@ -84,8 +82,9 @@ async def provision(
                 found[r.logical_id] = await _STEPS[r.type](clients, r, create)
             except (ClientError, BotoCoreError) as e:
                 raise TemplateError(
-                    r.logical_id, "", f"cannot {'create' if create else 'look up'} {r.type} "
-                    f"{r.physical.name!r}: {e}"
+                    r.logical_id,
+                    "",
+                    f"cannot {'create' if create else 'look up'} {r.type} {r.physical.name!r}: {e}",
                 ) from None
             log.info(
                 "stack_resource_ready" if create else "stack_resource_found",

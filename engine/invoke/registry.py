@@ -48,7 +48,25 @@ def _parse(ref: str) -> _Ref:
     return _Ref(ref, m["name"], m["qualifier"], m["arn_account"] or m["account"], m["region"])
 
 
-class ReservedConcurrency:
+class WrappedInvoker:
+    """An invoker around another (implements Invoker): the function's info is the inner one's."""
+
+    def __init__(self, inner: Invoker) -> None:
+        self.inner = inner
+
+    @property
+    def info(self) -> FunctionInfo:
+        return self.inner.info
+
+    @info.setter
+    def info(self, value: FunctionInfo) -> None:
+        self.inner.info = value
+
+    async def invoke(self, payload: bytes) -> InvokeResult:
+        return await self.inner.invoke(payload)
+
+
+class ReservedConcurrency(WrappedInvoker):
     """Lambda's reserved concurrency around a configured function's invoker (implements Invoker): at
     most ``limit`` invocations at once, whichever mappings make them; with 0 every one is throttled.
 
@@ -58,18 +76,10 @@ class ReservedConcurrency:
     """
 
     def __init__(self, function_name: str, inner: Invoker, limit: int) -> None:
+        super().__init__(inner)
         self.function_name = function_name
-        self.inner = inner
         self.limit = limit
         self._slots = anyio.Semaphore(limit) if limit else None
-
-    @property
-    def info(self) -> FunctionInfo:
-        return self.inner.info
-
-    @info.setter
-    def info(self, value: FunctionInfo) -> None:
-        self.inner.info = value
 
     async def invoke(self, payload: bytes) -> InvokeResult:
         if self._slots is None:

@@ -88,8 +88,20 @@ def esm_up(tmp_path: Path, template: Path, *args: str) -> Iterator[tuple[Up, Any
     out = tmp_path / f"up-{time.monotonic_ns()}.out"
     with out.open("w") as stdout, (tmp_path / "up.log").open("a") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "up", str(template), "--port", str(port),
-             "--data-dir", str(tmp_path / "data"), "--log-level", "warning", *args],
+            [
+                sys.executable,
+                "-m",
+                "engine.cli",
+                "up",
+                str(template),
+                "--port",
+                str(port),
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--log-level",
+                "warning",
+                *args,
+            ],
             stdout=stdout,
             stderr=stderr,
             cwd=ROOT,
@@ -97,6 +109,7 @@ def esm_up(tmp_path: Path, template: Path, *args: str) -> Iterator[tuple[Up, Any
         )
     up = Up(proc, out)
     try:
+
         def applied() -> bool:
             if proc.poll() is not None:
                 pytest.fail(f"esm up exited {proc.returncode}: {(tmp_path / 'up.log').read_text()[-3000:]}")
@@ -182,8 +195,16 @@ def test_a_sam_app_runs_on_the_embedded_aws_with_its_sources_created(tmp_path: P
     out = tmp_path / "received.jsonl"
     aws_port = free_port()
     template = _app(tmp_path, STREAMS_AND_QUEUES)
-    args = ("--embedded-aws", "--embedded-aws-port", str(aws_port), "--create-resources",
-            "--stack-name", "shop", "--parameter-overrides", f"OutFile={out}")
+    args = (
+        "--embedded-aws",
+        "--embedded-aws-port",
+        str(aws_port),
+        "--create-resources",
+        "--stack-name",
+        "shop",
+        "--parameter-overrides",
+        f"OutFile={out}",
+    )
     with esm_up(tmp_path, template, *args) as (up, client):
         actions = up.actions()
         assert {k: a for k, (a, _) in actions.items()} == {
@@ -202,8 +223,9 @@ def test_a_sam_app_runs_on_the_embedded_aws_with_its_sources_created(tmp_path: P
         kw: dict[str, Any] = {"endpoint_url": endpoint, "region_name": "us-east-1"}
         sqs = boto3.client("sqs", **kw)
         url = sqs.get_queue_url(QueueName="shop-Orders")["QueueUrl"]
-        redrive = json.loads(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-                             ["RedrivePolicy"])
+        redrive = json.loads(
+            sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]["RedrivePolicy"]
+        )
         assert redrive["deadLetterTargetArn"] == "arn:aws:sqs:us-east-1:123456789012:shop-Dead"
         marker = uuid.uuid4().hex
         sqs.send_message(QueueUrl=url, MessageBody=f"queue-{marker}")
@@ -286,12 +308,23 @@ def test_kafka_rabbitmq_and_activemq_mappings_of_a_template_reach_the_function(t
         )
     )
     template = _app(tmp_path, BROKERS)
-    args = ("--config", str(tmp_path / "esm.yaml"), "--stack-name", stack, "--parameter-overrides",
-            f"OutFile={out}", f"KafkaServers={bootstrap}", f"Topic={topic}", f"ActiveBroker={active.arn}",
-            f"ActiveLogin={active.secret}")
+    args = (
+        "--config",
+        str(tmp_path / "esm.yaml"),
+        "--stack-name",
+        stack,
+        "--parameter-overrides",
+        f"OutFile={out}",
+        f"KafkaServers={bootstrap}",
+        f"Topic={topic}",
+        f"ActiveBroker={active.arn}",
+        f"ActiveLogin={active.secret}",
+    )
     with esm_up(tmp_path, template, *args) as (up, client):
         assert {k for k, (a, _) in up.actions().items() if a == "created"} == {
-            "ConsumerFromKafka", "ConsumerFromRabbit", "ConsumerFromActive"
+            "ConsumerFromKafka",
+            "ConsumerFromRabbit",
+            "ConsumerFromActive",
         }
         marker = uuid.uuid4().hex
         produce(bootstrap, topic, [(b"k", f"kafka-{marker}".encode(), None)])
@@ -352,7 +385,9 @@ def test_a_changed_template_updates_replaces_creates_and_deletes_only_the_stacks
     with esm_up(tmp_path, template, *common) as (up, client):
         first = up.actions()
         assert {k: a for k, (a, _) in first.items()} == {
-            "WorkerKept": "created", "WorkerMoved": "created", "WorkerDropped": "created"
+            "WorkerKept": "created",
+            "WorkerMoved": "created",
+            "WorkerDropped": "created",
         }
         # a mapping of the same function made through the API: not the stack's
         other = client.create_event_source_mapping(
