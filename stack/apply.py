@@ -16,7 +16,7 @@ from typing import Any, Final
 import anyio
 import structlog
 from aiobotocore.session import get_session
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from engine.errors import LambdaError
 from engine.validate.mappings import validate_create
@@ -105,7 +105,7 @@ async def apply(plan: StackPlan, *, endpoint_url: str, region: str) -> Applied:
                 else:
                     done.unchanged.append(m.logical_id)
                 await client.tag_resource(Resource=current["EventSourceMappingArn"], Tags=m.request["Tags"])
-            except (ClientError, LambdaError) as e:
+            except (ClientError, BotoCoreError, LambdaError) as e:
                 raise TemplateError(m.logical_id, "", f"the Lambda API refused the mapping: {e}") from None
     log.info(
         "stack_applied",

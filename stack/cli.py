@@ -101,10 +101,9 @@ def _up(args: argparse.Namespace) -> None:
 def stack_name_of(args: argparse.Namespace) -> str:
     name = args.stack_name or re.sub(r"[^-A-Za-z0-9]", "-", args.template.resolve().parent.name)
     if not _STACK_NAME.match(name):
-        raise SystemExit(
-            f"esm up: stack name {name!r}: a letter, then letters, digits and hyphens (at most 128); "
-            "give one with --stack-name"
-        )
+        why = f"stack name {name!r}: a letter, then letters, digits and hyphens (at most 128)"
+        why += "; give one with --stack-name"
+        raise TemplateError(None, "", why)
     return name
 
 
@@ -115,7 +114,7 @@ def parameter_overrides(given: list[str]) -> dict[str, str]:
         sam = re.fullmatch(r"ParameterKey=([^,]+),ParameterValue=(.*)", pair)
         key, sep, value = (sam.group(1), "=", sam.group(2)) if sam else pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"esm up: --parameter-overrides: {pair!r} is not KEY=VALUE")
+            raise TemplateError(None, "", f"--parameter-overrides: {pair!r} is not KEY=VALUE")
         found[key] = value
     return found
 

@@ -56,6 +56,8 @@ _UNSUPPORTED: Final = {
 }
 
 _PLACEHOLDER: Final = re.compile(r"\$\{([^}]*)\}")
+#: `{{resolve:ssm:...}}`, `{{resolve:secretsmanager:...}}`: values CloudFormation looks up at deploy time
+_DYNAMIC_REFERENCE: Final = re.compile(r"\{\{resolve:([a-z-]+):")
 _NUMBER: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
@@ -93,6 +95,14 @@ def _parameter(name: str, spec: Any, override: str | None, path: str) -> Any:
     if not isinstance(spec, Mapping) or not isinstance(spec.get("Type"), str):
         raise TemplateError(None, path, "a parameter needs a Type")
     kind: str = spec["Type"]
+    if kind.startswith("AWS::SSM::Parameter::") and override is None:
+        # CloudFormation reads the value from Parameter Store; an override stands for that value here
+        raise TemplateError(
+            None,
+            path,
+            f"parameter {name!r} is read from SSM Parameter Store, which the engine does not read: "
+            f"give its value with --parameter-overrides {name}=VALUE",
+        )
     raw = override if override is not None else spec.get("Default")
     if raw is None:
         raise TemplateError(None, path, f"no value for parameter {name!r}: it has no Default and no override")
@@ -163,6 +173,9 @@ class _Resolver:
         if isinstance(value, list):
             items = (self.value(item, f"{path}[{i}]") for i, item in enumerate(value))
             return [item for item in items if item is not _REMOVED]
+        if isinstance(value, str) and (found := _DYNAMIC_REFERENCE.search(value)):
+            reference = "{{resolve:" + found.group(1) + ":...}}"
+            raise self.fail(path, f"dynamic reference {reference} is not supported (no AWS lookups)")
         return value
 
     def mapping(self, value: Mapping[Any, Any], path: str) -> Any:

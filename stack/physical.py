@@ -34,7 +34,8 @@ class Physical:
 
     @property
     def arn(self) -> str | None:
-        arn = self.attributes.get("Arn")
+        # a topic's ARN is its TopicArn (and its Ref)
+        arn = self.attributes.get("Arn", self.attributes.get("TopicArn"))
         return arn if isinstance(arn, str) else None
 
 

@@ -29,6 +29,8 @@ CREATED_TYPES: Final = (
 FUNCTION_TYPE: Final = "AWS::Lambda::Function"
 MAPPING_TYPE: Final = "AWS::Lambda::EventSourceMapping"
 SECRET_TYPE: Final = "AWS::SecretsManager::Secret"
+#: the properties stack.physical reads, besides the name
+_SHAPING: Final = ("FifoQueue", "StreamSpecification")
 ALIAS_TYPE: Final = "AWS::Lambda::Alias"
 
 
@@ -159,8 +161,11 @@ def build_plan(
                 resource=r.logical_id,
                 path=f"Properties.{kind.name_property}",
             )
+        # what a name and the attributes hang on (FifoQueue, StreamSpecification) may be an Fn::If
+        shaping = {k: v for k, v in r.properties.items() if k in _SHAPING}
+        shape = resolve(shaping, plain, resource=r.logical_id, path="Properties") or {}
         identities[r.logical_id] = (known or {}).get(r.logical_id) or physical(
-            r.logical_id, r.type, name, r.properties, where
+            r.logical_id, r.type, name, shape, where
         )
     refs = {k: p.ref for k, p in identities.items()}
     ctx = Context(
@@ -290,6 +295,9 @@ def _mapping(
                 for f in filters
             ],
         }
+    if "KmsKeyArn" in p:
+        # CloudFormation's spelling of the API's KMSKeyArn
+        p["KMSKeyArn"] = p.pop("KmsKeyArn")
     tags = p.pop("Tags", None) or []
     if not isinstance(tags, list) or not all(isinstance(t, Mapping) and "Key" in t for t in tags):
         raise TemplateError(logical_id, "Properties.Tags", "Tags is a list of {Key, Value}")
