@@ -109,7 +109,7 @@ async def apply(plan: StackPlan, *, endpoint_url: str, region: str) -> Applied:
                 raise TemplateError(m.logical_id, "", f"the Lambda API refused the mapping: {e}") from None
     log.info(
         "stack_applied",
-        stack=plan.stack_name,
+        stack_name=plan.stack_name,
         created=len(done.created),
         updated=len(done.updated),
         replaced=len(done.replaced),
