@@ -22,4 +22,5 @@ def clicks(event, context):
         if "kinesis" in record:
             print(json.dumps({"click": json.loads(base64.b64decode(record["kinesis"]["data"]))}))
         else:
-            print(json.dumps({"customer": record["dynamodb"]["Keys"]["id"]["S"], "event": record["eventName"]}))
+            customer = record["dynamodb"]["Keys"]["id"]["S"]
+            print(json.dumps({"customer": customer, "event": record["eventName"]}))
