@@ -930,3 +930,15 @@ def test_cloudformation_spellings_become_the_apis(tmp_path: Path) -> None:
         "Tags": {"team": "shop", "esm:stack": "s", "esm:logical-id": "Map"},
     }
     assert mapping.function is None  # a function outside the template
+
+
+def test_the_readme_example_app_plans_three_runnable_mappings(capsys: pytest.CaptureFixture[str]) -> None:
+    example = Path(__file__).parents[2] / "examples" / "sam-app" / "template.yaml"
+    assert run_up(example, "sam-app", ("Stage=prod",)) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [next(iter(line)) for line in lines] == ["CreateEventSourceMapping"] * 3 + ["Function"] * 2 + [
+        "Resource"
+    ] * 4
+    functions = {line["LogicalId"]: line["Function"] for line in lines if "Function" in line}
+    assert functions["OrderFunction"]["ReservedConcurrentExecutions"] == 20
+    assert all(f["Runnable"] for f in functions.values())
