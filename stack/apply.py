@@ -19,6 +19,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from engine.errors import LambdaError
+from engine.model import function_name_part
 from engine.validate.mappings import validate_create
 from engine.validate.service_model import input_shape, model_shape
 from stack.intrinsics import TemplateError
@@ -94,7 +95,7 @@ async def apply(plan: StackPlan, *, endpoint_url: str, region: str) -> Applied:
                     for k in sorted(updatable)
                     if params.get(k) != have.get(k) and (k in params or k in _REMOVED)
                 }
-                if _function_name(current["FunctionArn"]) != _function_name(desired.function_name):
+                if function_name_part(current["FunctionArn"]) != function_name_part(desired.function_name):
                     body["FunctionName"] = desired.function_name
                 if desired.enabled != (current["State"] not in ("Disabled", "Disabling")):
                     body["Enabled"] = desired.enabled
@@ -166,7 +167,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
-
-
-def _function_name(function: str) -> str:
-    return function.split(":function:")[-1].split(":")[0] if ":" in function else function

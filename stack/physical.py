@@ -144,9 +144,7 @@ def _shortened(name: str, max_length: int) -> str:
     return name[: max_length // 2] + name[-(max_length - max_length // 2) :]
 
 
-def physical(
-    logical_id: str, type_: str, name: Any, props: Mapping[str, Any], where: Where
-) -> Physical:
+def physical(logical_id: str, type_: str, name: Any, props: Mapping[str, Any], where: Where) -> Physical:
     """`logical_id`'s local identity; `name` is its name property, resolved (None when not given)."""
     kind = KINDS.get(type_)
     if kind is None:

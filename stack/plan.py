@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from engine.model import function_name_part
 from stack.intrinsics import Context, TemplateError, evaluate_condition, resolve, resolve_parameters
 from stack.physical import KINDS, Physical, Where, physical
 from stack.template import LOCAL_CODE_BUCKET, Template
@@ -183,8 +184,9 @@ def build_plan(
             refs[r.logical_id] = identities[r.logical_id].ref
 
     def props(logical_id: str) -> dict[str, Any]:
-        resolved = resolve(template.resources[logical_id].properties, ctx, resource=logical_id,
-                           path="Properties")
+        resolved = resolve(
+            template.resources[logical_id].properties, ctx, resource=logical_id, path="Properties"
+        )
         return dict(resolved or {})
 
     functions = [
@@ -260,7 +262,7 @@ def _function(logical_id: str, identity: Physical, p: Mapping[str, Any], templat
         inline_code=inline,
         timeout=_number(logical_id, "Timeout", p.get("Timeout")),
         memory_size=_integer(logical_id, "MemorySize", p.get("MemorySize")),
-        environment={str(k): _text(v) for k, v in variables.items()},
+        environment={str(k): as_text(v) for k, v in variables.items()},
         reserved_concurrency=_integer(
             logical_id, "ReservedConcurrentExecutions", p.get("ReservedConcurrentExecutions")
         ),
@@ -302,13 +304,13 @@ def _mapping(
     if not isinstance(tags, list) or not all(isinstance(t, Mapping) and "Key" in t for t in tags):
         raise TemplateError(logical_id, "Properties.Tags", "Tags is a list of {Key, Value}")
     p["Tags"] = {
-        **{str(t["Key"]): _text(t.get("Value", "")) for t in tags},
+        **{str(t["Key"]): as_text(t.get("Value", "")) for t in tags},
         STACK_TAG: stack_name,
         LOGICAL_ID_TAG: logical_id,
     }
     function = str(p["FunctionName"])
     # a name, an ARN or a partial ARN: the template's own function is found by its name
-    name = function.split(":function:")[-1].split(":")[0] if ":" in function else function
+    name = function_name_part(function)
     return MappingPlan(logical_id, p, function_ids.get(name))
 
 
@@ -345,9 +347,7 @@ def _references(value: Any) -> set[str]:
             elif key == "Fn::Sub":
                 text = item if isinstance(item, str) else item[0] if item else ""
                 if isinstance(text, str):
-                    found.update(
-                        part.split("}")[0].split(".")[0] for part in text.split("${")[1:]
-                    )
+                    found.update(part.split("}")[0].split(".")[0] for part in text.split("${")[1:])
             found |= _references(item)
     elif isinstance(value, list):
         for item in value:
@@ -355,7 +355,9 @@ def _references(value: Any) -> set[str]:
     return found
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A property value where AWS wants a string (tags, environment, attributes): YAML's true as
+    "true", an object as its JSON."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict | list):

@@ -7,7 +7,6 @@ URL on this endpoint, a table's stream ARN (its label is the stream's creation t
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import replace
@@ -21,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from engine.config import AwsSettings
 from stack.intrinsics import TemplateError
 from stack.physical import Physical
-from stack.plan import ResourcePlan
+from stack.plan import ResourcePlan, as_text
 
 log = structlog.get_logger(__name__)
 
@@ -99,17 +98,11 @@ def _missing(e: ClientError, *codes: str) -> bool:
     return e.response.get("Error", {}).get("Code") in codes
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value) if isinstance(value, dict | list) else str(value)
-
-
 async def _queue(clients: _Clients, r: ResourcePlan, create: bool) -> Physical:
     sqs = await clients.get("sqs")
     name = r.physical.name
     if create:
-        attributes = {k: _text(r.properties[k]) for k in _SQS_ATTRIBUTES if k in r.properties}
+        attributes = {k: as_text(r.properties[k]) for k in _SQS_ATTRIBUTES if k in r.properties}
         try:
             url = (await sqs.create_queue(QueueName=name, Attributes=attributes))["QueueUrl"]
         except ClientError as e:
@@ -216,7 +209,7 @@ async def _topic(clients: _Clients, r: ResourcePlan, create: bool) -> Physical:
     if create:
         sns = await clients.get("sns")
         attributes = {
-            k: _text(r.properties[k])
+            k: as_text(r.properties[k])
             for k in ("FifoTopic", "ContentBasedDeduplication", "KmsMasterKeyId")
             if k in r.properties
         }

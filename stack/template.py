@@ -82,8 +82,9 @@ def expand(
     code: dict[str, Path] = {}
     data = _set_code_aside(data, path.parent, code)
     if transforms:
-        data = _sam_transform(data, region=region, account_id=account_id, stack_name=stack_name,
-                              overrides=overrides)
+        data = _sam_transform(
+            data, region=region, account_id=account_id, stack_name=stack_name, overrides=overrides
+        )
     resources: dict[str, Resource] = {}
     for logical_id, body in data["Resources"].items():
         if not isinstance(body, Mapping) or not isinstance(body.get("Type"), str):
@@ -107,7 +108,7 @@ def _set_code_aside(data: dict[str, Any], base: Path, code: dict[str, Path]) -> 
     """Each function's local CodeUri (its own or Globals') replaced by a placeholder S3 location that
     SAM's transform accepts and keeps; `code` gets the folder of each placeholder key."""
     data = copy.deepcopy(data)
-    function_globals = ((data.get("Globals") or {}).get("Function") or {})
+    function_globals = (data.get("Globals") or {}).get("Function") or {}
     shared = function_globals.pop("CodeUri", None) if isinstance(function_globals, dict) else None
     for logical_id, body in data["Resources"].items():
         if not isinstance(body, dict) or body.get("Type") != "AWS::Serverless::Function":
