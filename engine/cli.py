@@ -254,7 +254,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(path: Path | None) -> EngineConfig:
+def load_or_exit(path: Path | None) -> EngineConfig:
+    """The config file (none: an empty config); its mistakes end the command with their message."""
     if path is None:
         return EngineConfig()
     try:
@@ -267,7 +268,7 @@ def _serve(args: argparse.Namespace) -> None:
     from engine.logging import configure
 
     configure(args.log_level, json_lines=args.log_format == "json")
-    run_engine(args, _load(args.config))
+    run_engine(args, load_or_exit(args.config))
 
 
 #: `esm up`'s hooks: the config to run once the AWS endpoint is known; what to do once serving
@@ -290,14 +291,14 @@ def run_engine(
 
     if not args.time_scale > 0:
         raise SystemExit(f"esm: --time-scale must be a positive number, not {args.time_scale:g}")
-    aws = _aws_settings(args, config)  # fails early on a malformed --endpoint / ESM_ENDPOINTS
+    aws = aws_settings(args, config)  # fails early on a malformed --endpoint / ESM_ENDPOINTS
     embedded = None
     if args.embedded_aws:
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
         embedded = EmbeddedAws(port=args.embedded_aws_port, data_dir=args.data_dir)
         embedded.start()
-        aws = _aws_settings(args, config, embedded_endpoint_url=embedded.endpoint_url)
+        aws = aws_settings(args, config, embedded_endpoint_url=embedded.endpoint_url)
     settings = EngineSettings(
         host=args.host,
         port=args.port,
@@ -335,7 +336,7 @@ def _up(args: argparse.Namespace) -> None:
     up(args)
 
 
-def _aws_settings(
+def aws_settings(
     args: argparse.Namespace,
     config: EngineConfig,
     *,
@@ -407,7 +408,7 @@ def _mappings(args: argparse.Namespace) -> None:
 
 
 def _functions(args: argparse.Namespace) -> None:
-    config = _load(args.config)
+    config = load_or_exit(args.config)
     print(f"{'NAME':30}  {'KIND':8}  TARGET")
     for name, fn in sorted(config.functions.items()):
         kind, target = fn.describe()
@@ -543,8 +544,8 @@ def _replay(args: argparse.Namespace) -> None:
     if args.function is None and m is None:
         raise SystemExit(f"esm: mapping {e.mapping_uuid} is gone: name the function with --function")
     function = args.function or (m.function_arn if m else "")
-    config = _load(args.config)
-    aws = _aws_settings(args, config)
+    config = load_or_exit(args.config)
+    aws = aws_settings(args, config)
     registry = FunctionRegistry(
         config, lambda_endpoint_url=aws.endpoint_for("lambda"), region=aws.region, account_id=aws.account_id
     )

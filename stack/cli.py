@@ -16,7 +16,7 @@ from pathlib import Path
 
 import structlog
 
-from engine.cli import _aws_settings, _load, run_engine
+from engine.cli import aws_settings, load_or_exit, run_engine
 from engine.config import AwsSettings, EngineConfig, FunctionConfig
 from stack.apply import apply
 from stack.intrinsics import TemplateError
@@ -47,10 +47,10 @@ def _failure(template: Path, why: str) -> int:
 
 
 def _up(args: argparse.Namespace) -> None:
-    config = _load(args.config)
+    config = load_or_exit(args.config)
     stack_name = stack_name_of(args)
     overrides = parameter_overrides(args.parameter_overrides)
-    aws = _aws_settings(args, config)
+    aws = aws_settings(args, config)
     template = expand(
         args.template,
         region=aws.region,

@@ -11,7 +11,7 @@ import pytest
 
 import engine.invoke.registry as registry_module
 from engine.app import EngineSettings
-from engine.cli import _aws_settings, _parser
+from engine.cli import _parser, aws_settings
 from engine.config import AwsConfig, AwsSettings, EngineConfig, aws_from_environ, merge_aws
 from engine.invoke.registry import FunctionRegistry
 from engine.ports import FunctionInfo
@@ -74,7 +74,7 @@ def test_environment_variables() -> None:
 
 
 def _serve_settings(argv: list[str], config: EngineConfig, environ: dict[str, str]) -> AwsSettings:
-    return _aws_settings(_parser().parse_args(["serve", *argv]), config, environ=environ)
+    return aws_settings(_parser().parse_args(["serve", *argv]), config, environ=environ)
 
 
 def test_esm_serve_merges_command_line_environment_and_file() -> None:
@@ -93,7 +93,7 @@ def test_esm_serve_merges_command_line_environment_and_file() -> None:
 
 def test_embedded_emulator_is_the_command_lines_endpoint() -> None:
     args = _parser().parse_args(["serve", "--endpoint", "sqs=http://cli-sqs:9324"])
-    aws = _aws_settings(
+    aws = aws_settings(
         args, EngineConfig(aws=FILE), environ=ENV, embedded_endpoint_url="http://127.0.0.1:4566"
     )
     assert aws.endpoint_for("lambda") == "http://127.0.0.1:4566"
