@@ -315,12 +315,7 @@ def run_engine(
 
     async def main() -> None:
         running = await prepare(aws) if prepare else config
-        on_start = None
-        if started is not None:
-
-            async def on_start(port: int) -> None:
-                await started(port, aws)
-
+        on_start = (lambda port: started(port, aws)) if started else None
         await Engine(settings, running).serve_until_signal(on_start)
 
     try:

@@ -23,7 +23,7 @@ from stack.intrinsics import TemplateError
 from stack.physical import Physical, Where
 from stack.plan import FunctionPlan, StackPlan, build_plan
 from stack.provision import provision
-from stack.template import Template, as_data, expand, lint
+from stack.template import Template, expand, lint
 
 log = structlog.get_logger(__name__)
 
@@ -122,7 +122,7 @@ def parameter_overrides(given: list[str]) -> dict[str, str]:
 def _lint(template: Template, plan: StackPlan, region: str) -> None:
     ran = {m.logical_id for m in plan.mappings} | {f.logical_id for f in plan.functions}
     ran |= {r.logical_id for r in plan.resources}
-    errors = lint(as_data(template), region=region, logical_ids=ran)
+    errors = lint(template.data, region=region, logical_ids=ran)
     if errors:
         raise TemplateError(None, "", "cfn-lint: " + "; ".join(errors))
 

@@ -92,8 +92,12 @@ def _s3(name: str, props: Mapping[str, Any], w: Where) -> Physical:
     )
 
 
+def function_arn(name: str, w: Where) -> str:
+    return f"arn:aws:lambda:{w.region}:{w.account_id}:function:{name}"
+
+
 def _function(name: str, props: Mapping[str, Any], w: Where) -> Physical:
-    return Physical(name, name, {"Arn": f"arn:aws:lambda:{w.region}:{w.account_id}:function:{name}"})
+    return Physical(name, name, {"Arn": function_arn(name, w)})
 
 
 def _role(name: str, props: Mapping[str, Any], w: Where) -> Physical:

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from engine.model import function_name_part
 from stack.intrinsics import Context, TemplateError, evaluate_condition, resolve, resolve_parameters
-from stack.physical import KINDS, Physical, Where, physical
+from stack.physical import KINDS, Physical, Where, function_arn, physical
 from stack.template import LOCAL_CODE_BUCKET, Template
 
 #: the tags that tell a stack's mappings from the others (CloudFormation's own aws: tags are reserved)
@@ -222,7 +222,7 @@ def _alias(logical_id: str, properties: Mapping[str, Any], ctx: Context, where: 
     if not isinstance(function, str) or not isinstance(name, str):
         raise TemplateError(logical_id, "Properties", "an alias needs a FunctionName and a Name")
     if not function.startswith("arn:"):
-        function = f"arn:aws:lambda:{where.region}:{where.account_id}:function:{function}"
+        function = function_arn(function, where)
     return Physical(name, f"{function}:{name}")
 
 

@@ -44,6 +44,8 @@ class Template:
     resources: Mapping[str, Resource]
     #: the folder of each local CodeUri, by its placeholder S3Key
     code: Mapping[str, Path]
+    #: the whole expanded template, as cfn-lint reads it
+    data: Mapping[str, Any]
 
     def of_type(self, *types: str) -> list[Resource]:
         return [r for r in self.resources.values() if r.type in types]
@@ -101,6 +103,7 @@ def expand(
         mappings=data.get("Mappings") or {},
         resources=resources,
         code=code,
+        data=data,
     )
 
 
@@ -180,22 +183,3 @@ def lint(data: Mapping[str, Any], *, region: str, logical_ids: set[str]) -> list
             continue
         found.append(f"{'.'.join(path)}: {match.message} (cfn-lint {match.rule.id})")
     return found
-
-
-def as_data(template: Template) -> dict[str, Any]:
-    """The expanded template back as CloudFormation data (for cfn-lint)."""
-    resources: dict[str, Any] = {}
-    for r in template.resources.values():
-        body: dict[str, Any] = {"Type": r.type, "Properties": dict(r.properties)}
-        if r.condition:
-            body["Condition"] = r.condition
-        resources[r.logical_id] = body
-    out: dict[str, Any] = {"AWSTemplateFormatVersion": "2010-09-09", "Resources": resources}
-    for section, value in (
-        ("Parameters", template.parameters),
-        ("Conditions", template.conditions),
-        ("Mappings", template.mappings),
-    ):
-        if value:
-            out[section] = dict(value)
-    return out
